@@ -1,0 +1,3 @@
+//! jobs-lambda: the imperative shell around jobs-core (store, search, API, sync, binaries).
+
+pub mod db;
