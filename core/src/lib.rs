@@ -2,4 +2,16 @@
 //!
 //! Pure: no I/O, no clock, no randomness. Time and ids are passed in.
 
+pub mod issue;
+pub mod metadata;
+pub mod model;
+pub mod spec;
 pub mod sql;
+pub mod status;
+pub mod text;
+pub mod time;
+pub mod validate;
+
+pub use issue::{Code, Issue};
+pub use model::{Job, JobStatus, JobType};
+pub use time::Timestamp;

@@ -1,0 +1,400 @@
+//! Shaping of the JSONB `metadata` column: known keys typed and normalised, unknown keys kept
+//! as given, bounded size and depth; RFC 7396 merge patch for updates.
+
+use crate::issue::{Code, Issues};
+use serde_json::{Map, Number, Value};
+
+pub const MAX_BYTES: usize = 32 * 1024;
+/// The metadata object itself is depth 1.
+pub const MAX_DEPTH: usize = 8;
+pub const KEY_MAX: usize = 128;
+
+/// The keys with a known meaning, typed in the search mapping and normalised on write.
+pub const DOCKER_IMAGE_ID: &str = "dockerImageId";
+pub const CPU_CORES: &str = "cpuCores";
+pub const MEMORY_GB: &str = "memoryGb";
+pub const BUILD_DURATION_MS: &str = "buildDurationMs";
+
+/// The numeric known keys and their search/SQL types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownKey {
+    DockerImageId,
+    CpuCores,
+    MemoryGb,
+    BuildDurationMs,
+}
+
+impl KnownKey {
+    pub const ALL: &'static [KnownKey] =
+        &[KnownKey::DockerImageId, KnownKey::CpuCores, KnownKey::MemoryGb, KnownKey::BuildDurationMs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KnownKey::DockerImageId => DOCKER_IMAGE_ID,
+            KnownKey::CpuCores => CPU_CORES,
+            KnownKey::MemoryGb => MEMORY_GB,
+            KnownKey::BuildDurationMs => BUILD_DURATION_MS,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<KnownKey> {
+        KnownKey::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, KnownKey::DockerImageId)
+    }
+}
+
+const MAX_SAFE_INT: i64 = 1 << 53;
+
+/// Shapes a metadata value in place of `path` (normally `metadata`): reports every problem in
+/// `issues` and returns the normalised object (meaningful only when nothing was reported).
+pub fn shape(value: Value, path: &str, issues: &mut Issues) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => shape_map(map, path, issues),
+        Value::Null => Map::new(),
+        _ => {
+            issues.push(path, Code::MetadataNotObject, "metadata must be a JSON object");
+            Map::new()
+        }
+    }
+}
+
+/// Shapes a metadata object; see [`shape`].
+pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -> Map<String, Value> {
+    let before = issues.len();
+    let mut deep = false;
+    for (k, v) in &map {
+        check_key(k, path, issues);
+        check_tree(v, &join(path, k), 2, &mut deep, issues);
+    }
+    if deep {
+        issues.push(path, Code::MetadataTooDeep, format!("metadata nests deeper than {MAX_DEPTH} levels"));
+    }
+    for key in KnownKey::ALL {
+        if let Some(v) = map.get_mut(key.name()) {
+            let p = join(path, key.name());
+            match normalise_known(*key, v) {
+                Ok(Some(n)) => *v = n,
+                Ok(None) => {}
+                Err((code, msg)) => issues.push(p, code, msg),
+            }
+        }
+    }
+    if issues.len() == before {
+        let size = serialized_len(&map);
+        if size > MAX_BYTES {
+            issues.push(
+                path,
+                Code::MetadataTooLarge,
+                format!("metadata is {size} bytes as JSON; the limit is {MAX_BYTES}"),
+            );
+        }
+    }
+    map
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+}
+
+fn check_key(k: &str, path: &str, issues: &mut Issues) {
+    let len = k.chars().count();
+    if len == 0 || len > KEY_MAX || k.contains('\0') {
+        issues.push(
+            join(path, k),
+            Code::InvalidMetadataKey,
+            format!("metadata keys must be 1 to {KEY_MAX} characters without NUL"),
+        );
+    }
+}
+
+/// Depth and NUL checks (Postgres JSONB cannot hold `\u0000`).
+fn check_tree(v: &Value, path: &str, depth: usize, deep: &mut bool, issues: &mut Issues) {
+    match v {
+        Value::String(s) if s.contains('\0') => {
+            issues.push(path, Code::ControlChars, "text must not contain NUL (\\u0000)");
+        }
+        Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => *deep = true,
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_tree(item, &format!("{path}.{i}"), depth + 1, deep, issues);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                check_key(k, path, issues);
+                check_tree(item, &join(path, k), depth + 1, deep, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+type KnownResult = Result<Option<Value>, (Code, String)>;
+
+fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
+    match key {
+        KnownKey::DockerImageId => {
+            let Value::String(s) = v else {
+                return Err((Code::InvalidType, "dockerImageId must be a string".into()));
+            };
+            let hex = s.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err((Code::InvalidDigest, "dockerImageId must be sha256: followed by 64 hex digits".into()));
+            }
+            Ok((hex.bytes().any(|c| c.is_ascii_uppercase())).then(|| Value::String(s.to_ascii_lowercase())))
+        }
+        KnownKey::CpuCores => integer(v, key, 1, 1024),
+        KnownKey::BuildDurationMs => integer(v, key, 0, MAX_SAFE_INT),
+        KnownKey::MemoryGb => {
+            let n = number(v, key)?;
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if !(f > 0.0 && f <= 65_536.0) {
+                return Err((Code::OutOfRange, "memoryGb must be greater than 0 and at most 65536".into()));
+            }
+            let canonical = if f.fract() == 0.0 {
+                Number::from(f as i64)
+            } else {
+                Number::from_f64(f).ok_or((Code::NotNumber, "memoryGb must be a number".to_owned()))?
+            };
+            Ok((v != &Value::Number(canonical.clone())).then_some(Value::Number(canonical)))
+        }
+    }
+}
+
+fn integer(v: &Value, key: KnownKey, min: i64, max: i64) -> KnownResult {
+    let name = key.name();
+    let n = number(v, key)?;
+    let i = if let Some(i) = n.as_i64() {
+        i
+    } else if n.as_u64().is_some() {
+        i64::MAX
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f.fract() != 0.0 || !f.is_finite() {
+            return Err((Code::NotInteger, format!("{name} must be a whole number")));
+        }
+        if f < i64::MIN as f64 || f > i64::MAX as f64 { i64::MAX } else { f as i64 }
+    };
+    if i < min || i > max {
+        return Err((Code::OutOfRange, format!("{name} must be between {min} and {max}")));
+    }
+    let canonical = Value::Number(Number::from(i));
+    Ok((v != &canonical).then_some(canonical))
+}
+
+/// A JSON number, or a string holding one in JSON number syntax ("4" -> 4).
+fn number(v: &Value, key: KnownKey) -> Result<Number, (Code, String)> {
+    let name = key.name();
+    match v {
+        Value::Number(n) => Ok(n.clone()),
+        Value::String(s) => parse_json_number(s)
+            .ok_or_else(|| (Code::NotNumber, format!("{name} must be a number (or a string holding one)"))),
+        _ => Err((Code::InvalidType, format!("{name} must be a number"))),
+    }
+}
+
+/// Strict JSON number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn parse_json_number(s: &str) -> Option<Number> {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return None;
+    }
+    let mut integral = true;
+    if i < b.len() && b[i] == b'.' {
+        integral = false;
+        i += 1;
+        let s2 = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == s2 {
+            return None;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        integral = false;
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let s3 = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == s3 {
+            return None;
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    if integral {
+        if let Ok(v) = s.parse::<i64>() {
+            return Some(Number::from(v));
+        }
+    }
+    let f: f64 = s.parse().ok()?;
+    if !f.is_finite() {
+        // Too large for a double: report it as out of range rather than unparsable.
+        return Number::from_f64(if f > 0.0 { f64::MAX } else { f64::MIN });
+    }
+    Number::from_f64(f)
+}
+
+/// Length of the compact JSON serialisation, without building the string.
+pub fn serialized_len(map: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    match serde_json::to_writer(&mut c, map) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `expected` is the normalised metadata, or the (path, code) pairs reported.
+    #[track_caller]
+    fn check(input: Value, expected: Result<Value, &[(&str, &str)]>) {
+        let mut issues = Issues::default();
+        let out = shape(input.clone(), "metadata", &mut issues);
+        let got: Result<Value, Vec<(String, String)>> = if issues.is_empty() {
+            Ok(Value::Object(out))
+        } else {
+            Err(issues.into_vec().into_iter().map(|i| (i.path, i.code.to_string())).collect())
+        };
+        let want = expected.map_err(|e| e.iter().map(|(p, c)| ((*p).to_owned(), (*c).to_owned())).collect());
+        assert_eq!(got, want, "input {input}");
+    }
+
+    #[test]
+    fn known_keys() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        check(json!({"cpuCores": 4}), Ok(json!({"cpuCores": 4})));
+        check(json!({"cpuCores": "4"}), Ok(json!({"cpuCores": 4})));
+        check(json!({"cpuCores": 4.0}), Ok(json!({"cpuCores": 4})));
+        check(json!({"cpuCores": "4.0"}), Ok(json!({"cpuCores": 4})));
+        check(json!({"cpuCores": 4.5}), Err(&[("metadata.cpuCores", "not_integer")]));
+        check(json!({"cpuCores": "four"}), Err(&[("metadata.cpuCores", "not_number")]));
+        check(json!({"cpuCores": " 4"}), Err(&[("metadata.cpuCores", "not_number")]));
+        check(json!({"cpuCores": "04"}), Err(&[("metadata.cpuCores", "not_number")]));
+        check(json!({"cpuCores": 0}), Err(&[("metadata.cpuCores", "out_of_range")]));
+        check(json!({"cpuCores": 1025}), Err(&[("metadata.cpuCores", "out_of_range")]));
+        check(json!({"cpuCores": 18446744073709551615u64}), Err(&[("metadata.cpuCores", "out_of_range")]));
+        check(json!({"cpuCores": true}), Err(&[("metadata.cpuCores", "invalid_type")]));
+        check(json!({"cpuCores": null}), Err(&[("metadata.cpuCores", "invalid_type")]));
+        check(json!({"memoryGb": "1.5"}), Ok(json!({"memoryGb": 1.5})));
+        check(json!({"memoryGb": 16.0}), Ok(json!({"memoryGb": 16})));
+        check(json!({"memoryGb": 0}), Err(&[("metadata.memoryGb", "out_of_range")]));
+        check(json!({"memoryGb": 65536.5}), Err(&[("metadata.memoryGb", "out_of_range")]));
+        check(json!({"memoryGb": "1e999"}), Err(&[("metadata.memoryGb", "out_of_range")]));
+        check(json!({"buildDurationMs": 0}), Ok(json!({"buildDurationMs": 0})));
+        check(json!({"buildDurationMs": 9007199254740992u64}), Ok(json!({"buildDurationMs": 9007199254740992u64})));
+        check(json!({"buildDurationMs": 9007199254740993u64}), Err(&[("metadata.buildDurationMs", "out_of_range")]));
+        check(json!({"buildDurationMs": -1}), Err(&[("metadata.buildDurationMs", "out_of_range")]));
+        check(json!({"dockerImageId": digest}), Ok(json!({"dockerImageId": digest})));
+        check(json!({"dockerImageId": digest.to_uppercase().replace("SHA256", "sha256")}), Ok(json!({"dockerImageId": digest})));
+        check(json!({"dockerImageId": "sha256:abc"}), Err(&[("metadata.dockerImageId", "invalid_digest")]));
+        check(json!({"dockerImageId": format!("sha512:{}", "ab".repeat(32))}), Err(&[("metadata.dockerImageId", "invalid_digest")]));
+        check(json!({"dockerImageId": 7}), Err(&[("metadata.dockerImageId", "invalid_type")]));
+    }
+
+    #[test]
+    fn shape_bounds_and_unknown_keys() {
+        check(json!({"team": "core", "nested": {"cpuCores": "x"}}), Ok(json!({"team": "core", "nested": {"cpuCores": "x"}})));
+        check(json!(null), Ok(json!({})));
+        check(json!([1]), Err(&[("metadata", "metadata_not_object")]));
+        check(json!("x"), Err(&[("metadata", "metadata_not_object")]));
+        check(json!({"": 1}), Err(&[("metadata.", "invalid_metadata_key")]));
+        let long_key = "k".repeat(129);
+        check(json!({ long_key.clone(): 1 }), Err(&[(&format!("metadata.{long_key}"), "invalid_metadata_key")]));
+        check(json!({"a": {"b\u{0}": 1}}), Err(&[("metadata.a.b\u{0}", "invalid_metadata_key")]));
+        check(json!({"a": ["x\u{0}"]}), Err(&[("metadata.a.0", "control_chars")]));
+        // depth: the metadata object is level 1; seven more levels are fine, eight are not.
+        check(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}), Ok(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}})));
+        check(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}), Err(&[("metadata", "metadata_too_deep")]));
+        check(json!({"a":[[[[[[[1]]]]]]]}), Ok(json!({"a":[[[[[[[1]]]]]]]})));
+        check(json!({"a":[[[[[[[[1]]]]]]]]}), Err(&[("metadata", "metadata_too_deep")]));
+        let big = "x".repeat(MAX_BYTES);
+        check(json!({ "blob": big }), Err(&[("metadata", "metadata_too_large")]));
+        let fits = "x".repeat(MAX_BYTES - 12);
+        check(json!({ "blob": fits.clone() }), Ok(json!({ "blob": fits })));
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7396() {
+        // The examples of RFC 7396 appendix A, one per line.
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
+            (json!({"a":"foo"}), json!(null), json!(null)),
+            (json!({"a":"foo"}), json!("bar"), json!("bar")),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        ];
+        for (mut target, patch, want) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, want, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn json_number_grammar() {
+        for ok in ["0", "-0", "4", "-12", "1.5", "1e3", "1E+3", "1.5e-3"] {
+            assert!(parse_json_number(ok).is_some(), "{ok}");
+        }
+        for bad in ["", "-", "+1", "01", "1.", ".5", "1e", "0x10", "1_000", " 1", "1 ", "NaN", "Infinity"] {
+            assert!(parse_json_number(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Text formats the core defines itself (no regex crate: it bloats the WASM): UUIDs, hostnames,
+//! architectures and e-mail addresses.
+
+use uuid::Uuid;
+
+/// Why a UUID string was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UuidError {
+    Invalid,
+    Nil,
+}
+
+/// Canonical hyphenated UUID text (8-4-4-4-12 hex digits, any case). No braces, no `urn:uuid:`,
+/// no simple (unhyphenated) form: a single spelling keeps keys comparable everywhere.
+pub fn parse_uuid(s: &str) -> Result<Uuid, UuidError> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return Err(UuidError::Invalid);
+    }
+    let mut bytes = [0u8; 16];
+    let mut nibble = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return Err(UuidError::Invalid);
+            }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return Err(UuidError::Invalid),
+        };
+        bytes[nibble / 2] |= if nibble % 2 == 0 { v << 4 } else { v };
+        nibble += 1;
+    }
+    let id = Uuid::from_bytes(bytes);
+    if id.is_nil() { Err(UuidError::Nil) } else { Ok(id) }
+}
+
+/// A time-ordered UUIDv7 from a Unix time in milliseconds and 10 random bytes, both passed in.
+pub fn new_uuid_v7(unix_millis: u64, random: [u8; 10]) -> Uuid {
+    uuid::Builder::from_unix_timestamp_millis(unix_millis, &random).into_uuid()
+}
+
+pub const HOSTNAME_MAX: usize = 253;
+
+/// RFC 1123 hostname: dot-separated labels of 1-63 ASCII letters, digits and hyphens, not
+/// starting or ending with a hyphen; at most 253 characters. Returns the lowercase form.
+pub fn normalise_hostname(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > HOSTNAME_MAX {
+        return None;
+    }
+    for label in s.split('.') {
+        let l = label.as_bytes();
+        if l.is_empty() || l.len() > 63 || l[0] == b'-' || l[l.len() - 1] == b'-' {
+            return None;
+        }
+        if !l.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
+            return None;
+        }
+    }
+    Some(s.to_ascii_lowercase())
+}
+
+/// Canonical architecture names.
+pub const ARCHES: &[&str] = &["x86_64", "arm64", "armv7", "i386", "ppc64le", "s390x", "riscv64"];
+
+/// Common spellings of the canonical names (matched case-insensitively).
+const ARCH_ALIASES: &[(&str, &str)] = &[
+    ("amd64", "x86_64"),
+    ("x64", "x86_64"),
+    ("x86-64", "x86_64"),
+    ("x86_64", "x86_64"),
+    ("aarch64", "arm64"),
+    ("arm64", "arm64"),
+    ("arm64v8", "arm64"),
+    ("armv8", "arm64"),
+    ("armv7", "armv7"),
+    ("armv7l", "armv7"),
+    ("armhf", "armv7"),
+    ("arm32v7", "armv7"),
+    ("i386", "i386"),
+    ("i486", "i386"),
+    ("i586", "i386"),
+    ("i686", "i386"),
+    ("x86", "i386"),
+    ("386", "i386"),
+    ("ppc64le", "ppc64le"),
+    ("ppc64el", "ppc64le"),
+    ("s390x", "s390x"),
+    ("riscv64", "riscv64"),
+    ("riscv64gc", "riscv64"),
+];
+
+pub const ARCH_MAX: usize = 50;
+
+/// Maps aliases to canonical names; anything else must already be a lowercase token
+/// `[a-z0-9_]{1,50}` and is kept as given.
+pub fn normalise_arch(s: &str) -> Option<String> {
+    if s.len() <= 16 {
+        for (alias, canonical) in ARCH_ALIASES {
+            if s.eq_ignore_ascii_case(alias) {
+                return Some((*canonical).to_owned());
+            }
+        }
+    }
+    let ok = !s.is_empty()
+        && s.len() <= ARCH_MAX
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    ok.then(|| s.to_owned())
+}
+
+/// A "valid e-mail address" as the WHATWG HTML spec defines it for `<input type=email>`:
+/// `local@domain` where local is 1+ of `A-Za-z0-9.!#$%&'*+/=?^_`{|}~-` and domain is
+/// dot-separated labels of 1-63 letters, digits and hyphens, not starting or ending with a
+/// hyphen. Returns the address with its domain lowercased.
+pub fn normalise_email(s: &str) -> Option<String> {
+    let (local, domain) = s.split_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.bytes().all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
+    if !local_ok || domain.is_empty() {
+        return None;
+    }
+    for label in domain.split('.') {
+        let l = label.as_bytes();
+        if l.is_empty() || l.len() > 63 || l[0] == b'-' || l[l.len() - 1] == b'-' {
+            return None;
+        }
+        if !l.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
+            return None;
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    out.push_str(local);
+    out.push('@');
+    out.push_str(&domain.to_ascii_lowercase());
+    Some(out)
+}
+
+/// True when `s` holds a control character (Unicode general category Cc).
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// Length in characters, as SQL VARCHAR(n) counts; stops counting past `limit`.
+pub fn char_len_exceeds(s: &str, limit: usize) -> bool {
+    s.len() > limit && s.chars().nth(limit).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids() {
+        let ok = "0190a1b2-C3D4-7e5f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(parse_uuid(ok).map(|u| u.to_string()).as_deref(), Ok("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
+        for bad in [
+            "",
+            "urn:uuid:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}",
+            "0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g",
+            "0190a1b2-c3d4-7e5f-8a9b_0c1d2e3f4a5b",
+            " 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5",
+        ] {
+            assert_eq!(parse_uuid(bad), Err(UuidError::Invalid), "{bad}");
+        }
+        assert_eq!(parse_uuid("00000000-0000-0000-0000-000000000000"), Err(UuidError::Nil));
+    }
+
+    #[test]
+    fn uuid_v7_is_time_ordered() {
+        let a = new_uuid_v7(1_700_000_000_000, [0xff; 10]);
+        let b = new_uuid_v7(1_700_000_000_001, [0; 10]);
+        assert!(a < b);
+        assert_eq!(a.get_version_num(), 7);
+        assert!(parse_uuid(&a.to_string()).is_ok());
+    }
+
+    #[test]
+    fn hostnames() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Build-01.Example.COM", Some("build-01.example.com")),
+            ("a", Some("a")),
+            ("1.2.3.4", Some("1.2.3.4")),
+            ("-a.example", None),
+            ("a-.example", None),
+            ("a..b", None),
+            ("a.", None),
+            ("", None),
+            ("under_score", None),
+            ("bücher.de", None),
+            ("a b", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise_hostname(input).as_deref(), *want, "{input}");
+        }
+        assert!(normalise_hostname(&"a".repeat(63)).is_some());
+        assert!(normalise_hostname(&"a".repeat(64)).is_none());
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+        assert_eq!(long.len(), 253);
+        assert!(normalise_hostname(&long).is_some());
+        assert!(normalise_hostname(&format!("{long}e")).is_none());
+    }
+
+    #[test]
+    fn arches() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("amd64", Some("x86_64")),
+            ("AMD64", Some("x86_64")),
+            ("x64", Some("x86_64")),
+            ("aarch64", Some("arm64")),
+            ("armhf", Some("armv7")),
+            ("i686", Some("i386")),
+            ("ppc64el", Some("ppc64le")),
+            ("loongarch64", Some("loongarch64")),
+            ("mips_le", Some("mips_le")),
+            ("MIPS", None),
+            ("arm-v9", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise_arch(input).as_deref(), *want, "{input}");
+        }
+        assert!(normalise_arch(&"a".repeat(50)).is_some());
+        assert!(normalise_arch(&"a".repeat(51)).is_none());
+        for a in ARCHES {
+            assert_eq!(normalise_arch(a).as_deref(), Some(*a));
+        }
+    }
+
+    #[test]
+    fn emails() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Dev.Ops+ci@Example.COM", Some("Dev.Ops+ci@example.com")),
+            ("a@b", Some("a@b")),
+            ("x!#$%&'*+/=?^_`{|}~-@host", Some("x!#$%&'*+/=?^_`{|}~-@host")),
+            ("@example.com", None),
+            ("a@", None),
+            ("a@@b", None),
+            ("a b@c", None),
+            ("a@-b.com", None),
+            ("a@b-.com", None),
+            ("a@b..com", None),
+            ("a@b.com.", None),
+            ("\"quoted\"@example.com", None),
+            ("ü@example.com", None),
+            ("a@bü.com", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise_email(input).as_deref(), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn char_counting() {
+        assert!(!char_len_exceeds("ééé", 3));
+        assert!(char_len_exceeds("éééé", 3));
+        assert!(!char_len_exceeds("abc", 3));
+    }
+}

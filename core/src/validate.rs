@@ -1,0 +1,926 @@
+//! Validation of the three input kinds into types that prove it: `record` -> [`ValidJob`],
+//! `create` -> [`ValidNewJob`], `patch` -> [`ValidPatch`]. Every problem is reported at once;
+//! nothing panics, whatever the input.
+//!
+//! JSON text is read without building a `serde_json::Value` for the top level: strings are
+//! borrowed from the input where they have no escapes, only `metadata` becomes a map.
+
+use crate::issue::{Code, Issue, Issues};
+use crate::metadata;
+use crate::model::{Job, JobStatus, JobType};
+use crate::spec::{EMAIL_MAX, ERROR_MESSAGE_MAX, PROJECT_NAME_MAX};
+use crate::status;
+use crate::text::{self, UuidError};
+use crate::time::Timestamp;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+use uuid::Uuid;
+
+/// Which input a text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Record,
+    Create,
+    Patch,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "record" => Some(Kind::Record),
+            "create" => Some(Kind::Create),
+            "patch" => Some(Kind::Patch),
+            _ => None,
+        }
+    }
+}
+
+/// A whole job that passed every rule. Only this module makes one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ValidJob(Job);
+
+impl ValidJob {
+    pub fn job(&self) -> &Job {
+        &self.0
+    }
+    pub fn into_job(self) -> Job {
+        self.0
+    }
+}
+
+/// A create request that passed every rule; the caller's identity and the clock complete it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidNewJob {
+    id: Option<Uuid>,
+    workspace_id: Option<Uuid>,
+    status: JobStatus,
+    #[serde(rename = "type")]
+    job_type: JobType,
+    project_name: String,
+    hostname: Option<String>,
+    arch: Option<String>,
+    metadata: Map<String, Value>,
+}
+
+impl ValidNewJob {
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    pub fn workspace_id(&self) -> Option<Uuid> {
+        self.workspace_id
+    }
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+    pub fn job_type(&self) -> JobType {
+        self.job_type
+    }
+    pub fn project_name(&self) -> &str {
+        &self.project_name
+    }
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+    pub fn arch(&self) -> Option<&str> {
+        self.arch.as_deref()
+    }
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+    /// Sets the id when the client gave none (a UUIDv7 made by the caller).
+    pub fn with_id_if_missing(mut self, id: Uuid) -> Self {
+        self.id.get_or_insert(id);
+        self
+    }
+    /// The job this request creates, as the store will hold it at version 0.
+    pub fn into_job(self, default_id: Uuid, user_id: Uuid, user_email: Option<&str>, now: Timestamp) -> ValidJob {
+        ValidJob(Job {
+            id: self.id.unwrap_or(default_id),
+            workspace_id: self.workspace_id,
+            user_id,
+            status: self.status,
+            job_type: self.job_type,
+            project_name: self.project_name,
+            hostname: self.hostname,
+            arch: self.arch,
+            user_email: user_email.and_then(text::normalise_email),
+            error_message: None,
+            metadata: self.metadata,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 0,
+        })
+    }
+}
+
+/// A change to one job that passed every rule against that job's current state. It holds the
+/// complete new values of the mutable fields and the version it was checked against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidPatch {
+    id: Uuid,
+    expected_version: i64,
+    status: JobStatus,
+    error_message: Option<String>,
+    hostname: Option<String>,
+    arch: Option<String>,
+    metadata: Map<String, Value>,
+    completed_at: Option<Timestamp>,
+}
+
+impl ValidPatch {
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    /// The version the patch was checked against (optimistic locking: `WHERE version = $v`).
+    pub fn expected_version(&self) -> i64 {
+        self.expected_version
+    }
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+    pub fn error_message(&self) -> Option<&str> {
+        self.error_message.as_deref()
+    }
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+    pub fn arch(&self) -> Option<&str> {
+        self.arch.as_deref()
+    }
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+    pub fn completed_at(&self) -> Option<Timestamp> {
+        self.completed_at
+    }
+    /// The job after the patch, as the store will hold it (version + 1, `updated_at = now`).
+    pub fn apply(&self, current: &Job, now: Timestamp) -> Job {
+        Job {
+            status: self.status,
+            error_message: self.error_message.clone(),
+            hostname: self.hostname.clone(),
+            arch: self.arch.clone(),
+            metadata: self.metadata.clone(),
+            completed_at: self.completed_at,
+            updated_at: now.max(current.created_at),
+            version: current.version.saturating_add(1),
+            ..current.clone()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the top level of a JSON object with borrowed strings.
+
+/// A top-level field's value; containers are kept as `serde_json` values (only metadata has any).
+#[derive(Debug, Clone)]
+enum Loose<'a> {
+    Null,
+    Bool(bool),
+    Num(Number),
+    Str(Cow<'a, str>),
+    Arr(Vec<Value>),
+    Obj(Map<String, Value>),
+}
+
+impl Loose<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Loose::Null => "null",
+            Loose::Bool(_) => "a boolean",
+            Loose::Num(_) => "a number",
+            Loose::Str(_) => "a string",
+            Loose::Arr(_) => "an array",
+            Loose::Obj(_) => "an object",
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Loose::Null => Value::Null,
+            Loose::Bool(b) => Value::Bool(b),
+            Loose::Num(n) => Value::Number(n),
+            Loose::Str(s) => Value::String(s.into_owned()),
+            Loose::Arr(a) => Value::Array(a),
+            Loose::Obj(o) => Value::Object(o),
+        }
+    }
+
+    fn borrow(v: &Value) -> Loose<'_> {
+        match v {
+            Value::Null => Loose::Null,
+            Value::Bool(b) => Loose::Bool(*b),
+            Value::Number(n) => Loose::Num(n.clone()),
+            Value::String(s) => Loose::Str(Cow::Borrowed(s)),
+            Value::Array(a) => Loose::Arr(a.clone()),
+            Value::Object(o) => Loose::Obj(o.clone()),
+        }
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Loose::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Loose::Num(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Loose::Num(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Number::from_f64(v).map(Loose::Num).ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Vec::<Value>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Loose::Arr)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Map::<String, Value>::deserialize(de::value::MapAccessDeserializer::new(map)).map(Loose::Obj)
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor)
+    }
+}
+
+/// The top level of an input: an object's fields in order, or what it was instead.
+enum Top<'a> {
+    Object(Vec<(Cow<'a, str>, Loose<'a>)>),
+    Other(&'static str),
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(16);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value::<Loose<'de>>()?;
+            fields.push((key, value));
+        }
+        Ok(Top::Object(fields))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Top::Other("an array"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Top::Other("null"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::Other("a string"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+fn parse_top(bytes: &[u8]) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>> {
+    match serde_json::from_slice::<Top<'_>>(bytes) {
+        Ok(Top::Object(fields)) => Ok(fields),
+        Ok(Top::Other(what)) => Err(vec![not_object(what)]),
+        Err(e) => Err(vec![Issue::new("", Code::InvalidJson, format!("malformed JSON: {e}"))]),
+    }
+}
+
+fn borrow_top(value: &Value) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>> {
+    match value {
+        Value::Object(map) => Ok(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Loose::borrow(v))).collect()),
+        other => Err(vec![not_object(Loose::borrow(other).type_name())]),
+    }
+}
+
+fn not_object(what: &str) -> Issue {
+    Issue::new("", Code::InvalidType, format!("expected a JSON object, got {what}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field slots.
+
+/// Every field name any input kind may carry, in the order of the `job` table.
+const NAMES: [&str; 15] = [
+    "id",
+    "workspace_id",
+    "user_id",
+    "status",
+    "type",
+    "project_name",
+    "hostname",
+    "arch",
+    "user_email",
+    "error_message",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "version",
+];
+const ID: usize = 0;
+const WORKSPACE_ID: usize = 1;
+const USER_ID: usize = 2;
+const STATUS: usize = 3;
+const TYPE: usize = 4;
+const PROJECT_NAME: usize = 5;
+const HOSTNAME: usize = 6;
+const ARCH: usize = 7;
+const USER_EMAIL: usize = 8;
+const ERROR_MESSAGE: usize = 9;
+const METADATA: usize = 10;
+const CREATED_AT: usize = 11;
+const UPDATED_AT: usize = 12;
+const COMPLETED_AT: usize = 13;
+const VERSION: usize = 14;
+
+/// Fields a create request may carry; error_message and completed_at get their own codes.
+const CREATE_FIELDS: &[usize] = &[ID, WORKSPACE_ID, STATUS, TYPE, PROJECT_NAME, HOSTNAME, ARCH, METADATA];
+const PATCH_FIELDS: &[usize] = &[STATUS, ERROR_MESSAGE, HOSTNAME, ARCH, METADATA, COMPLETED_AT];
+/// Enough to spot typos without answering a hostile input with a huge error list.
+const MAX_UNKNOWN_REPORTED: usize = 20;
+
+type Slots<'a> = [Option<Loose<'a>>; 15];
+
+fn fill_slots<'a>(fields: Vec<(Cow<'a, str>, Loose<'a>)>, allowed: &[usize], kind: Kind, issues: &mut Issues) -> Slots<'a> {
+    let mut slots: Slots<'a> = Default::default();
+    let mut unknown = 0usize;
+    for (key, value) in fields {
+        let idx = NAMES.iter().position(|n| *n == key);
+        match idx {
+            Some(i) if allowed.contains(&i) => {
+                if slots[i].is_some() {
+                    issues.push(key, Code::InvalidJson, "field appears more than once");
+                } else {
+                    slots[i] = Some(value);
+                }
+            }
+            Some(ERROR_MESSAGE) if kind == Kind::Create => {
+                issues.push(key, Code::ErrorMessageNotAllowed, "a new job cannot carry an error message")
+            }
+            Some(COMPLETED_AT) if kind == Kind::Create => {
+                issues.push(key, Code::CompletedAtNotAllowed, "a new job cannot be completed")
+            }
+            _ => {
+                unknown += 1;
+                if unknown <= MAX_UNKNOWN_REPORTED {
+                    let why = match (kind, idx) {
+                        (Kind::Create, Some(_)) => "set by the server, not by the client",
+                        (Kind::Patch, Some(_)) => "cannot be changed by a patch",
+                        _ => "not a field of a job",
+                    };
+                    let path = key.into_owned();
+                    let msg = format!("unknown field {path:?}: {why}");
+                    issues.push(path, Code::UnknownField, msg);
+                }
+            }
+        }
+    }
+    if unknown > MAX_UNKNOWN_REPORTED {
+        issues.push(
+            "",
+            Code::UnknownField,
+            format!("{} more unknown fields not listed", unknown - MAX_UNKNOWN_REPORTED),
+        );
+    }
+    slots
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single fields. Each reports its own problems and returns `None` when it reported any.
+
+fn string<'a>(v: Loose<'a>, path: &str, issues: &mut Issues) -> Option<Cow<'a, str>> {
+    match v {
+        Loose::Str(s) => Some(s),
+        other => {
+            issues.push(path, Code::InvalidType, format!("expected a string, got {}", other.type_name()));
+            None
+        }
+    }
+}
+
+fn too_long(s: &str, limit: usize, path: &str, issues: &mut Issues) -> bool {
+    let long = text::char_len_exceeds(s, limit);
+    if long {
+        issues.push(path, Code::TooLong, format!("at most {limit} characters"));
+    }
+    long
+}
+
+fn uuid_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Uuid> {
+    let s = string(v, path, issues)?;
+    match text::parse_uuid(&s) {
+        Ok(id) => Some(id),
+        Err(UuidError::Nil) => {
+            issues.push(path, Code::NilUuid, "the nil UUID is not an id");
+            None
+        }
+        Err(UuidError::Invalid) => {
+            issues.push(path, Code::InvalidUuid, "expected a UUID like 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+            None
+        }
+    }
+}
+
+fn status_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<JobStatus> {
+    let s = string(v, path, issues)?;
+    let status = JobStatus::parse(&s);
+    if status.is_none() {
+        issues.push(path, Code::UnknownStatus, "expected one of QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED");
+    }
+    status
+}
+
+fn type_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<JobType> {
+    let s = string(v, path, issues)?;
+    let t = JobType::parse(&s);
+    if t.is_none() {
+        issues.push(path, Code::UnknownType, "expected one of BUILD, TEST, DEPLOY, SCAN");
+    }
+    t
+}
+
+fn project_name_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let s = string(v, path, issues)?;
+    let before = issues.len();
+    if s.trim().is_empty() {
+        issues.push(path, Code::Blank, "must not be empty or only spaces");
+    }
+    too_long(&s, PROJECT_NAME_MAX, path, issues);
+    if text::has_control(&s) {
+        issues.push(path, Code::ControlChars, "must not contain control characters");
+    }
+    (issues.len() == before).then(|| s.into_owned())
+}
+
+fn hostname_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let s = string(v, path, issues)?;
+    if too_long(&s, text::HOSTNAME_MAX, path, issues) {
+        return None;
+    }
+    let h = text::normalise_hostname(&s);
+    if h.is_none() {
+        issues.push(
+            path,
+            Code::InvalidHostname,
+            "expected dot-separated labels of 1-63 letters, digits or '-', not starting or ending with '-'",
+        );
+    }
+    h
+}
+
+fn arch_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let s = string(v, path, issues)?;
+    if too_long(&s, text::ARCH_MAX, path, issues) {
+        return None;
+    }
+    let a = text::normalise_arch(&s);
+    if a.is_none() {
+        issues.push(path, Code::InvalidArch, "expected a known architecture or a lowercase token of a-z, 0-9 and _");
+    }
+    a
+}
+
+fn email_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let s = string(v, path, issues)?;
+    if too_long(&s, EMAIL_MAX, path, issues) {
+        return None;
+    }
+    let e = text::normalise_email(&s);
+    if e.is_none() {
+        issues.push(path, Code::InvalidEmail, "expected an e-mail address like name@example.com");
+    }
+    e
+}
+
+fn error_message_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let s = string(v, path, issues)?;
+    if too_long(&s, ERROR_MESSAGE_MAX, path, issues) {
+        return None;
+    }
+    if s.contains('\0') {
+        issues.push(path, Code::ControlChars, "must not contain NUL (\\u0000)");
+        return None;
+    }
+    Some(s.into_owned())
+}
+
+fn timestamp_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Timestamp> {
+    let s = string(v, path, issues)?;
+    let t = Timestamp::parse(&s);
+    if t.is_none() {
+        issues.push(path, Code::InvalidTimestamp, "expected an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z");
+    }
+    t
+}
+
+fn version_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<i64> {
+    let Loose::Num(n) = v else {
+        issues.push(path, Code::InvalidType, format!("expected an integer, got {}", v.type_name()));
+        return None;
+    };
+    if let Some(i) = n.as_i64() {
+        if i < 0 {
+            issues.push(path, Code::OutOfRange, "must be 0 or more");
+            return None;
+        }
+        return Some(i);
+    }
+    if n.is_u64() {
+        issues.push(path, Code::OutOfRange, "must fit in a signed 64-bit integer");
+    } else {
+        issues.push(path, Code::NotInteger, "must be a whole number");
+    }
+    None
+}
+
+fn metadata_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Map<String, Value>> {
+    let before = issues.len();
+    let m = metadata::shape(v.into_value(), path, issues);
+    (issues.len() == before).then_some(m)
+}
+
+/// A required field: missing or null is `required`.
+fn required<'a, T>(
+    slot: Option<Loose<'a>>,
+    path: &str,
+    issues: &mut Issues,
+    f: impl FnOnce(Loose<'a>, &str, &mut Issues) -> Option<T>,
+) -> Option<T> {
+    match slot {
+        None | Some(Loose::Null) => {
+            issues.push(path, Code::Required, "is required");
+            None
+        }
+        Some(v) => f(v, path, issues),
+    }
+}
+
+/// An optional field: `Ok(None)` when missing or null, `Err(())` when invalid (reported).
+fn optional<'a, T>(
+    slot: Option<Loose<'a>>,
+    path: &str,
+    issues: &mut Issues,
+    f: impl FnOnce(Loose<'a>, &str, &mut Issues) -> Option<T>,
+) -> Result<Option<T>, ()> {
+    match slot {
+        None | Some(Loose::Null) => Ok(None),
+        Some(v) => f(v, path, issues).map(Some).ok_or(()),
+    }
+}
+
+/// What a patch does to one field.
+enum Change<T> {
+    Keep,
+    Clear,
+    Set(T),
+    Invalid,
+}
+
+fn change<'a, T>(
+    slot: Option<Loose<'a>>,
+    path: &str,
+    issues: &mut Issues,
+    f: impl FnOnce(Loose<'a>, &str, &mut Issues) -> Option<T>,
+) -> Change<T> {
+    match slot {
+        None => Change::Keep,
+        Some(Loose::Null) => Change::Clear,
+        Some(v) => f(v, path, issues).map_or(Change::Invalid, Change::Set),
+    }
+}
+
+impl<T: Clone> Change<T> {
+    fn resolve(self, current: &Option<T>) -> Option<T> {
+        match self {
+            Change::Keep | Change::Invalid => current.clone(),
+            Change::Clear => None,
+            Change::Set(v) => Some(v),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three kinds.
+
+/// Validates a whole job record given as JSON text.
+pub fn record_from_json(bytes: &[u8]) -> Result<ValidJob, Vec<Issue>> {
+    record_fields(parse_top(bytes)?)
+}
+
+/// Validates a whole job record given as a JSON value.
+pub fn record(value: &Value) -> Result<ValidJob, Vec<Issue>> {
+    record_fields(borrow_top(value)?)
+}
+
+/// Re-checks a job read from storage (rows written by other services may break the rules).
+pub fn recheck(job: &Job) -> Result<ValidJob, Vec<Issue>> {
+    match serde_json::to_value(job) {
+        Ok(v) => record(&v),
+        Err(e) => Err(vec![Issue::new("", Code::InvalidJson, e.to_string())]),
+    }
+}
+
+fn record_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidJob, Vec<Issue>> {
+    let mut issues = Issues::default();
+    let all: Vec<usize> = (0..NAMES.len()).collect();
+    let mut s = fill_slots(fields, &all, Kind::Record, &mut issues);
+    let mut take = |i: usize| s[i].take();
+    let id = required(take(ID), "id", &mut issues, uuid_field);
+    let workspace_id = optional(take(WORKSPACE_ID), "workspace_id", &mut issues, uuid_field);
+    let user_id = required(take(USER_ID), "user_id", &mut issues, uuid_field);
+    let status = required(take(STATUS), "status", &mut issues, status_field);
+    let job_type = required(take(TYPE), "type", &mut issues, type_field);
+    let project_name = required(take(PROJECT_NAME), "project_name", &mut issues, project_name_field);
+    let hostname = optional(take(HOSTNAME), "hostname", &mut issues, hostname_field);
+    let arch = optional(take(ARCH), "arch", &mut issues, arch_field);
+    let user_email = optional(take(USER_EMAIL), "user_email", &mut issues, email_field);
+    let error_message = optional(take(ERROR_MESSAGE), "error_message", &mut issues, error_message_field);
+    let metadata = optional(take(METADATA), "metadata", &mut issues, metadata_field);
+    let created_at = required(take(CREATED_AT), "created_at", &mut issues, timestamp_field);
+    let updated_at = required(take(UPDATED_AT), "updated_at", &mut issues, timestamp_field);
+    let completed_at = optional(take(COMPLETED_AT), "completed_at", &mut issues, timestamp_field);
+    let version = required(take(VERSION), "version", &mut issues, version_field);
+
+    if let Some(status) = status {
+        check_completion(status, completed_at.as_ref().ok().map(|c| c.is_some()), &mut issues);
+        if let Ok(Some(_)) = error_message {
+            if !status.allows_error_message() {
+                issues.push("error_message", Code::ErrorMessageNotAllowed, "only a FAILED or CANCELLED job has an error message");
+            }
+        }
+    }
+    if let Some(created) = created_at {
+        if let Ok(Some(done)) = completed_at {
+            if done < created {
+                issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
+            }
+        }
+        if let Some(updated) = updated_at {
+            if updated < created {
+                issues.push("updated_at", Code::UpdatedBeforeCreated, "must not be before created_at");
+            }
+        }
+    }
+    match (id, workspace_id, user_id, status, job_type, project_name, hostname, arch, user_email, error_message, metadata, created_at, updated_at, completed_at, version) {
+        (Some(id), Ok(workspace_id), Some(user_id), Some(status), Some(job_type), Some(project_name), Ok(hostname), Ok(arch), Ok(user_email), Ok(error_message), Ok(metadata), Some(created_at), Some(updated_at), Ok(completed_at), Some(version))
+            if issues.is_empty() =>
+        {
+            Ok(ValidJob(Job {
+                id,
+                workspace_id,
+                user_id,
+                status,
+                job_type,
+                project_name,
+                hostname,
+                arch,
+                user_email,
+                error_message,
+                metadata: metadata.unwrap_or_default(),
+                created_at,
+                updated_at,
+                completed_at,
+                version,
+            }))
+        }
+        _ => Err(issues.into_vec()),
+    }
+}
+
+/// `has_completed_at` is `None` when completed_at itself was invalid (already reported).
+fn check_completion(status: JobStatus, has_completed_at: Option<bool>, issues: &mut Issues) {
+    match (status.is_terminal(), has_completed_at) {
+        (true, Some(false)) => issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at")),
+        (false, Some(true)) => issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed")),
+        _ => {}
+    }
+}
+
+/// Validates a create request given as JSON text.
+pub fn create_from_json(bytes: &[u8]) -> Result<ValidNewJob, Vec<Issue>> {
+    create_fields(parse_top(bytes)?)
+}
+
+/// Validates a create request given as a JSON value.
+pub fn create(value: &Value) -> Result<ValidNewJob, Vec<Issue>> {
+    create_fields(borrow_top(value)?)
+}
+
+fn create_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidNewJob, Vec<Issue>> {
+    let mut issues = Issues::default();
+    let mut s = fill_slots(fields, CREATE_FIELDS, Kind::Create, &mut issues);
+    let mut take = |i: usize| s[i].take();
+    let id = optional(take(ID), "id", &mut issues, uuid_field);
+    let workspace_id = optional(take(WORKSPACE_ID), "workspace_id", &mut issues, uuid_field);
+    let status = optional(take(STATUS), "status", &mut issues, status_field);
+    let job_type = required(take(TYPE), "type", &mut issues, type_field);
+    let project_name = required(take(PROJECT_NAME), "project_name", &mut issues, project_name_field);
+    let hostname = optional(take(HOSTNAME), "hostname", &mut issues, hostname_field);
+    let arch = optional(take(ARCH), "arch", &mut issues, arch_field);
+    let metadata = optional(take(METADATA), "metadata", &mut issues, metadata_field);
+    if let Ok(Some(st)) = status {
+        if !status::is_initial(st) {
+            issues.push("status", Code::BadTransition, format!("a job starts as QUEUED or RUNNING, not {st}"));
+        }
+    }
+    match (id, workspace_id, status, job_type, project_name, hostname, arch, metadata) {
+        (Ok(id), Ok(workspace_id), Ok(status), Some(job_type), Some(project_name), Ok(hostname), Ok(arch), Ok(metadata))
+            if issues.is_empty() =>
+        {
+            Ok(ValidNewJob {
+                id,
+                workspace_id,
+                status: status.unwrap_or(JobStatus::Queued),
+                job_type,
+                project_name,
+                hostname,
+                arch,
+                metadata: metadata.unwrap_or_default(),
+            })
+        }
+        _ => Err(issues.into_vec()),
+    }
+}
+
+/// Validates a patch (JSON text) against the job's current state. `now` becomes `completed_at`
+/// when the patch ends the job without saying when.
+pub fn patch_from_json(current: &Job, bytes: &[u8], now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
+    patch_fields(current, parse_top(bytes)?, now)
+}
+
+/// Validates a patch (JSON value) against the job's current state.
+pub fn patch(current: &Job, value: &Value, now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
+    patch_fields(current, borrow_top(value)?, now)
+}
+
+fn patch_fields(current: &Job, fields: Vec<(Cow<'_, str>, Loose<'_>)>, now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
+    let mut issues = Issues::default();
+    let mut s = fill_slots(fields, PATCH_FIELDS, Kind::Patch, &mut issues);
+    let mut take = |i: usize| s[i].take();
+
+    let status = match take(STATUS) {
+        None => Some(current.status),
+        Some(Loose::Null) => {
+            issues.push("status", Code::Required, "status cannot be removed");
+            None
+        }
+        Some(v) => status_field(v, "status", &mut issues),
+    };
+    if let Some(to) = status {
+        if to != current.status && !status::can_transition(current.status, to) {
+            let msg = if current.status.is_terminal() {
+                format!("a {} job changes no more", current.status)
+            } else {
+                format!("a {} job cannot become {to}", current.status)
+            };
+            issues.push("status", Code::BadTransition, msg);
+        }
+    }
+    let error_message = change(take(ERROR_MESSAGE), "error_message", &mut issues, error_message_field);
+    let hostname = change(take(HOSTNAME), "hostname", &mut issues, hostname_field).resolve(&current.hostname);
+    let arch = change(take(ARCH), "arch", &mut issues, arch_field).resolve(&current.arch);
+    let metadata = match take(METADATA) {
+        None => Some(current.metadata.clone()),
+        Some(Loose::Null) => Some(Map::new()),
+        Some(Loose::Obj(patch)) => {
+            let mut merged = Value::Object(current.metadata.clone());
+            metadata::merge_patch(&mut merged, &Value::Object(patch));
+            metadata_field(Loose::Obj(match merged {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }), "metadata", &mut issues)
+        }
+        Some(_) => {
+            issues.push("metadata", Code::MetadataNotObject, "a metadata patch is a JSON object (RFC 7396) or null");
+            None
+        }
+    };
+    let completed_change = change(take(COMPLETED_AT), "completed_at", &mut issues, timestamp_field);
+
+    let mut completed_at = None;
+    let mut error = None;
+    if let Some(status) = status {
+        completed_at = match (status.is_terminal(), completed_change) {
+            (true, Change::Set(t)) => Some(t),
+            (true, Change::Keep) => Some(current.completed_at.unwrap_or(now)),
+            (true, Change::Clear) => {
+                issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at"));
+                None
+            }
+            (false, Change::Set(_)) => {
+                issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed"));
+                None
+            }
+            (_, Change::Invalid) | (false, Change::Keep | Change::Clear) => None,
+        };
+        if let Some(done) = completed_at {
+            if done < current.created_at {
+                issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
+            }
+        }
+        error = match error_message {
+            Change::Set(m) if !status.allows_error_message() => {
+                let _ = m;
+                issues.push("error_message", Code::ErrorMessageNotAllowed, "only a FAILED or CANCELLED job has an error message");
+                None
+            }
+            other => other.resolve(&current.error_message).filter(|_| status.allows_error_message()),
+        };
+    }
+    match (status, metadata) {
+        (Some(status), Some(metadata)) if issues.is_empty() => Ok(ValidPatch {
+            id: current.id,
+            expected_version: current.version,
+            status,
+            error_message: error,
+            hostname,
+            arch,
+            metadata,
+            completed_at,
+        }),
+        _ => Err(issues.into_vec()),
+    }
+}
+
+/// One input line of `jobsctl validate --kind patch` and of the WASM `patch` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchEnvelope {
+    current: Value,
+    patch: Value,
+}
+
+/// Validates any kind of input text and returns the normalised result as JSON: the job for
+/// `record`, the create request for `create`, the patched job for `patch` (whose input is
+/// `{"current": <record>, "patch": <patch>}`). `now` is only read by `patch`.
+pub fn validate_json(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Value, Vec<Issue>> {
+    let out = match kind {
+        Kind::Record => serde_json::to_value(record_from_json(bytes)?),
+        Kind::Create => serde_json::to_value(create_from_json(bytes)?),
+        Kind::Patch => {
+            let env: PatchEnvelope = serde_json::from_slice(bytes).map_err(|e| {
+                vec![Issue::new("", Code::InvalidJson, format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"))]
+            })?;
+            let current = record(&env.current).map_err(|issues| prefix("current", issues))?;
+            let p = patch(current.job(), &env.patch, now).map_err(|issues| prefix("patch", issues))?;
+            serde_json::to_value(p.apply(current.job(), now))
+        }
+    };
+    out.map_err(|e| vec![Issue::new("", Code::InvalidJson, e.to_string())])
+}
+
+fn prefix(p: &str, issues: Vec<Issue>) -> Vec<Issue> {
+    issues
+        .into_iter()
+        .map(|mut i| {
+            i.path = if i.path.is_empty() { p.to_owned() } else { format!("{p}.{}", i.path) };
+            i
+        })
+        .collect()
+}
