@@ -5,9 +5,12 @@
 pub mod issue;
 pub mod metadata;
 pub mod model;
+pub mod query;
+pub mod search;
 pub mod spec;
 pub mod sql;
 pub mod status;
+pub mod sync;
 pub mod text;
 pub mod time;
 pub mod validate;

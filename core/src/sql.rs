@@ -2,6 +2,19 @@
 //!
 //! Statements use positional `$n` placeholders (tokio-postgres); the RDS Data API driver rewrites
 //! them to named `:pN` parameters. Values are never spliced into SQL text.
+//!
+//! Conventions, so that both drivers read back the same plain values:
+//! - every placeholder carries an explicit cast (`$1::uuid`), so its type never depends on
+//!   inference or on a driver's type hint;
+//! - ids are selected as `::text`, JSONB as `::text`, timestamps as UTC text with six fraction
+//!   digits (`2024-01-02T03:04:05.123456Z`, what [`crate::time::Timestamp`] parses and prints);
+//! - lists (workspace ids, batches of sync outcomes) are bound as one JSON parameter and unpacked
+//!   in SQL (`jsonb_array_elements_text`, `jsonb_to_recordset`): the Data API has no array
+//!   parameters, and one statement per batch keeps round trips constant;
+//! - job rows are read through [`JOB_COLUMNS`] from `job j`, in [`crate::spec::JOB_FIELDS`] order.
+//!
+//! The sync bookkeeping these statements rely on (the `job_sync_queue` kept by triggers, the
+//! tombstones) is described in `migrations/V1__init.sql` and `docs/sync-storage.md`.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,4 +33,345 @@ pub enum Param {
     Timestamp(i64),
     /// JSON text; bound as `jsonb` (Data API hint JSON).
     Json(String),
+}
+
+/// A `TIMESTAMPTZ` expression as UTC text with microseconds; `NULL` stays `NULL`.
+#[macro_export]
+macro_rules! sql_utc {
+    ($e:literal) => {
+        concat!("to_char(", $e, " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    };
+}
+
+/// The job columns, from `job j`, as the store reads them (the order of
+/// [`crate::spec::JOB_FIELDS`]). A macro so statements can be built with `concat!`.
+#[macro_export]
+macro_rules! sql_job_columns {
+    () => {
+        concat!(
+            "j.id::text, j.workspace_id::text, j.user_id::text, j.status, j.type, j.project_name, ",
+            "j.hostname, j.arch, j.user_email, j.error_message, j.metadata::text, ",
+            $crate::sql_utc!("j.created_at"),
+            ", ",
+            $crate::sql_utc!("j.updated_at"),
+            ", ",
+            $crate::sql_utc!("j.completed_at"),
+            ", j.version"
+        )
+    };
+}
+
+/// The select list every statement returning jobs uses, over `job j`. A fallback search query
+/// (the core's `query` module) must be `SELECT {JOB_COLUMNS} FROM job j WHERE ...` so the store
+/// can read its rows.
+pub const JOB_COLUMNS: &str = sql_job_columns!();
+
+/// How many columns [`JOB_COLUMNS`] selects.
+pub const JOB_COLUMN_COUNT: usize = 15;
+
+/// The tenancy predicate over `job j`: the caller's own jobs and their workspaces' jobs.
+/// `$u` is the user id, `$w` a JSON array of workspace ids.
+macro_rules! scoped {
+    ($u:literal, $w:literal) => {
+        concat!(
+            "(j.user_id = $",
+            $u,
+            "::uuid OR j.workspace_id IN (SELECT w::uuid FROM jsonb_array_elements_text($",
+            $w,
+            "::jsonb) AS s(w)))"
+        )
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity and tenancy
+
+/// `$1` user id, `$2` email (may be NULL). Writes only when the email changed, so the common
+/// case (a known user) leaves no dead tuple.
+pub const UPSERT_USER: &str = "INSERT INTO users (id, email) VALUES ($1::uuid, $2::text) \
+     ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email \
+     WHERE users.email IS DISTINCT FROM EXCLUDED.email";
+
+/// `$1` workspace id, `$2` name.
+pub const UPSERT_WORKSPACE: &str = "INSERT INTO workspace (id, name) VALUES ($1::uuid, $2::text) \
+     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name \
+     WHERE workspace.name IS DISTINCT FROM EXCLUDED.name";
+
+/// `$1` workspace id, `$2` user id.
+pub const UPSERT_MEMBER: &str = "INSERT INTO workspace_member (workspace_id, user_id) \
+     VALUES ($1::uuid, $2::uuid) ON CONFLICT DO NOTHING";
+
+/// `$1` user id -> workspace ids (text), ordered.
+pub const SELECT_MEMBER_WORKSPACES: &str = "SELECT workspace_id::text FROM workspace_member \
+     WHERE user_id = $1::uuid ORDER BY workspace_id";
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/// `$1` id, `$2` workspace id, `$3` user id, `$4` status, `$5` type, `$6` project name,
+/// `$7` hostname, `$8` arch, `$9` metadata (JSON) -> the job. `user_email` is copied from
+/// `users` at insert time; created_at = updated_at = the database's `now()`.
+pub const INSERT_JOB: &str = concat!(
+    "INSERT INTO job AS j (id, workspace_id, user_id, status, type, project_name, hostname, arch, ",
+    "user_email, metadata, created_at, updated_at, version) ",
+    "VALUES ($1::uuid, $2::uuid, $3::uuid, $4::text, $5::text, $6::text, $7::text, $8::text, ",
+    "(SELECT u.email FROM users u WHERE u.id = $3::uuid), $9::jsonb, now(), now(), 0) ",
+    "RETURNING ",
+    sql_job_columns!()
+);
+
+/// `$1` id, `$2` user id, `$3` workspace ids (JSON array) -> the job if the caller may see it.
+pub const SELECT_JOB_SCOPED: &str = concat!(
+    "SELECT ",
+    sql_job_columns!(),
+    " FROM job j WHERE j.id = $1::uuid AND ",
+    scoped!("2", "3")
+);
+
+/// `$1` id -> the job, whoever owns it (sync, operators, tests).
+pub const SELECT_JOB: &str = concat!("SELECT ", sql_job_columns!(), " FROM job j WHERE j.id = $1::uuid");
+
+/// Optimistic update. `$1` id, `$2` expected version, `$3` user id, `$4` workspace ids (JSON),
+/// `$5` status, `$6` error message, `$7` hostname, `$8` arch, `$9` metadata (JSON),
+/// `$10` completed_at -> the job at version + 1, or no row (not found, not visible, or a newer
+/// version: the store tells them apart by reading the row).
+pub const UPDATE_JOB: &str = concat!(
+    "UPDATE job j SET status = $5::text, error_message = $6::text, hostname = $7::text, ",
+    "arch = $8::text, metadata = $9::jsonb, completed_at = $10::timestamptz, ",
+    "version = j.version + 1, updated_at = greatest(now(), j.created_at) ",
+    "WHERE j.id = $1::uuid AND j.version = $2::bigint AND ",
+    scoped!("3", "4"),
+    " RETURNING ",
+    sql_job_columns!()
+);
+
+/// `$1` id, `$2` user id, `$3` workspace ids (JSON), `$4` expected version or NULL -> the
+/// deleted id and version. The tombstone is written by trigger in the same transaction.
+pub const DELETE_JOB: &str = concat!(
+    "DELETE FROM job j WHERE j.id = $1::uuid AND ($4::bigint IS NULL OR j.version = $4::bigint) ",
+    "AND ",
+    scoped!("2", "3"),
+    " RETURNING j.id::text, j.version"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Sync bookkeeping
+
+/// Claims up to `$1` due entries of the sync queue for `$2` milliseconds (a lease): skips
+/// dead-lettered entries, entries waiting for a retry and entries leased by another run, and
+/// rows another claim is locking right now (`SKIP LOCKED`), in queue order
+/// (`next_attempt_at, job_id`, served by `idx_job_sync_queue_due`). One statement, no
+/// transaction to hold open while the search engine is called.
+///
+/// Columns: 0 job id, 1 deleted, 2 attempts, 3 tombstone version, 4 tombstone user id,
+/// 5 tombstone workspace id, 6 tombstone deleted_at, 7.. the job ([`JOB_COLUMNS`], all NULL
+/// when the job is gone).
+pub const CLAIM_DIRTY: &str = concat!(
+    "WITH due AS (",
+    "SELECT q.job_id FROM job_sync_queue q ",
+    "WHERE q.dead_lettered_at IS NULL AND q.next_attempt_at <= now() ",
+    "AND (q.claimed_until IS NULL OR q.claimed_until <= now()) ",
+    "ORDER BY q.next_attempt_at, q.job_id LIMIT $1::bigint FOR UPDATE SKIP LOCKED), ",
+    "claimed AS (",
+    "UPDATE job_sync_queue q SET claimed_until = now() + $2::bigint * interval '1 millisecond' ",
+    "FROM due WHERE q.job_id = due.job_id ",
+    "RETURNING q.job_id, q.deleted, q.attempts, q.next_attempt_at) ",
+    "SELECT c.job_id::text, c.deleted, c.attempts, t.version, t.user_id::text, ",
+    "t.workspace_id::text, ",
+    sql_utc!("t.deleted_at"),
+    ", ",
+    sql_job_columns!(),
+    " FROM claimed c ",
+    "LEFT JOIN job j ON j.id = c.job_id AND NOT c.deleted ",
+    "LEFT JOIN job_tombstone t ON t.id = c.job_id AND c.deleted ",
+    "ORDER BY c.next_attempt_at, c.job_id"
+);
+
+/// The number of columns before the job's in [`CLAIM_DIRTY`].
+pub const CLAIM_DIRTY_PREFIX: usize = 7;
+
+/// Marks jobs synced at the version that was indexed. `$1` JSON `[{"id": uuid, "v": version}]`
+/// -> the ids marked. `es_sync_version` never moves backwards, and never beyond the row's
+/// version; the first mark of a new row may equal its version (both start at 0). The trigger
+/// drops the queue entry when the row is clean, or keeps it (lease released) when a newer
+/// version was written meanwhile. The update is HOT: no index mentions a sync column.
+pub const MARK_JOBS_SYNCED: &str = "UPDATE job j SET es_sync_version = x.v, es_synced_at = now() \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint) \
+     WHERE j.id = x.id AND x.v <= j.version \
+     AND (j.es_sync_version < x.v OR (j.es_synced_at IS NULL AND j.es_sync_version <= x.v)) \
+     RETURNING j.id::text";
+
+/// Marks tombstones synced (the delete reached search). `$1` JSON `[{"id": uuid, "v": version}]`
+/// -> the ids marked. A newer delete of the same id (re-created and deleted again) stays dirty.
+pub const MARK_TOMBSTONES_SYNCED: &str = "UPDATE job_tombstone t SET es_synced_at = now() \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint) \
+     WHERE t.id = x.id AND t.version <= x.v AND t.es_synced_at IS NULL \
+     RETURNING t.id::text";
+
+/// Schedules another attempt. `$1` JSON `[{"id": uuid, "v": version, "delay_ms": n,
+/// "error": text}]` -> the ids updated. Only for the version that failed: a newer version has
+/// fresh retry state already.
+pub const RECORD_RETRY: &str = "UPDATE job_sync_queue q SET attempts = q.attempts + 1, \
+     next_attempt_at = now() + x.delay_ms * interval '1 millisecond', last_error = x.error, \
+     claimed_until = NULL \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, delay_ms bigint, error text) \
+     WHERE q.job_id = x.id AND q.version = x.v \
+     RETURNING q.job_id::text";
+
+/// Gives up on an entry until its row changes again. `$1` JSON `[{"id": uuid, "v": version,
+/// "error": text}]` -> the ids dead-lettered.
+pub const DEAD_LETTER: &str = "UPDATE job_sync_queue q SET attempts = q.attempts + 1, \
+     dead_lettered_at = now(), last_error = x.error, claimed_until = NULL \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, error text) \
+     WHERE q.job_id = x.id AND q.version = x.v \
+     RETURNING q.job_id::text";
+
+/// Gives leased entries back without an outcome. `$1` JSON array of ids.
+pub const RELEASE_CLAIMS: &str = "UPDATE job_sync_queue q SET claimed_until = NULL \
+     WHERE q.job_id IN (SELECT i::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(i)) \
+     AND q.claimed_until IS NOT NULL";
+
+/// Puts dead-lettered entries back in line (an operator's retry). `$1` JSON array of ids, or
+/// NULL for all -> the ids requeued.
+pub const REQUEUE_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_lettered_at = NULL, \
+     attempts = 0, next_attempt_at = now(), claimed_until = NULL \
+     WHERE q.dead_lettered_at IS NOT NULL AND ($1::jsonb IS NULL \
+     OR q.job_id IN (SELECT i::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(i))) \
+     RETURNING q.job_id::text";
+
+/// The sync lag: 0 dirty entries waiting (not dead-lettered), 1 dead-lettered entries,
+/// 2 the oldest waiting change (`dirty_since`, UTC text), 3 its age in milliseconds.
+/// Reads only the queue: O(dirty rows).
+pub const SYNC_LAG: &str = concat!(
+    "SELECT count(*) FILTER (WHERE dead_lettered_at IS NULL), ",
+    "count(*) FILTER (WHERE dead_lettered_at IS NOT NULL), ",
+    sql_utc!("min(dirty_since) FILTER (WHERE dead_lettered_at IS NULL)"),
+    ", (extract(epoch FROM now() - min(dirty_since) FILTER (WHERE dead_lettered_at IS NULL)) ",
+    "* 1000)::bigint FROM job_sync_queue"
+);
+
+/// The sync state of one entry (operators, tests). `$1` id -> 0 version, 1 deleted,
+/// 2 attempts, 3 next_attempt_at, 4 last_error, 5 dead_lettered_at, 6 claimed_until,
+/// 7 dirty_since.
+pub const SELECT_QUEUE_ENTRY: &str = concat!(
+    "SELECT q.version, q.deleted, q.attempts, ",
+    sql_utc!("q.next_attempt_at"),
+    ", q.last_error, ",
+    sql_utc!("q.dead_lettered_at"),
+    ", ",
+    sql_utc!("q.claimed_until"),
+    ", ",
+    sql_utc!("q.dirty_since"),
+    " FROM job_sync_queue q WHERE q.job_id = $1::uuid"
+);
+
+/// The sync columns of one job. `$1` id -> 0 version, 1 es_sync_version, 2 es_synced_at.
+pub const SELECT_JOB_SYNC_STATE: &str = concat!(
+    "SELECT j.version, j.es_sync_version, ",
+    sql_utc!("j.es_synced_at"),
+    " FROM job j WHERE j.id = $1::uuid"
+);
+
+/// One tombstone. `$1` id -> 0 version, 1 user id, 2 workspace id, 3 deleted_at,
+/// 4 es_synced_at.
+pub const SELECT_TOMBSTONE: &str = concat!(
+    "SELECT t.version, t.user_id::text, t.workspace_id::text, ",
+    sql_utc!("t.deleted_at"),
+    ", ",
+    sql_utc!("t.es_synced_at"),
+    " FROM job_tombstone t WHERE t.id = $1::uuid"
+);
+
+/// Forgets tombstones synced more than `$1` milliseconds ago -> how many. Search engines keep a
+/// deleted document's version only briefly (`index.gc_deletes`, 60 s), so keep them longer
+/// than any sync run lasts.
+pub const PURGE_TOMBSTONES: &str = "DELETE FROM job_tombstone \
+     WHERE es_synced_at IS NOT NULL AND es_synced_at < now() - $1::bigint * interval '1 millisecond'";
+
+/// Repairs the queue from the truth: enqueues every dirty job and unsynced tombstone that has
+/// no entry (only needed if someone deleted queue rows by hand). Reads the whole job table:
+/// an operator's command, not a sync step. -> how many entries were added.
+pub const REQUEUE_MISSING: &str = "INSERT INTO job_sync_queue (job_id, version, deleted) \
+     SELECT j.id, j.version, false FROM job j \
+     WHERE (j.es_synced_at IS NULL OR j.es_sync_version < j.version) \
+     UNION ALL SELECT t.id, t.version, true FROM job_tombstone t WHERE t.es_synced_at IS NULL \
+     ON CONFLICT (job_id) DO NOTHING";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$n` a statement uses, so a test can check they are numbered 1..=n without gaps.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        let b = sql.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'$' {
+                let start = i + 1;
+                let mut end = start;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
+                }
+                if let Ok(n) = sql[start..end].parse() {
+                    out.push(n);
+                }
+                i = end.max(i + 1);
+            } else {
+                i += 1;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    #[track_caller]
+    fn check(sql: &str, params: usize) {
+        assert_eq!(placeholders(sql), (1..=params).collect::<Vec<_>>(), "{sql}");
+        for (i, _) in sql.match_indices('$') {
+            let rest = &sql[i + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            assert!(rest[digits..].starts_with("::"), "uncast placeholder in {sql}");
+        }
+        assert!(!sql.contains(';'), "one statement only: {sql}");
+    }
+
+    #[test]
+    fn placeholders_are_numbered_and_cast() {
+        check(UPSERT_USER, 2);
+        check(UPSERT_WORKSPACE, 2);
+        check(UPSERT_MEMBER, 2);
+        check(SELECT_MEMBER_WORKSPACES, 1);
+        check(INSERT_JOB, 9);
+        check(SELECT_JOB_SCOPED, 3);
+        check(SELECT_JOB, 1);
+        check(UPDATE_JOB, 10);
+        check(DELETE_JOB, 4);
+        check(CLAIM_DIRTY, 2);
+        check(MARK_JOBS_SYNCED, 1);
+        check(MARK_TOMBSTONES_SYNCED, 1);
+        check(RECORD_RETRY, 1);
+        check(DEAD_LETTER, 1);
+        check(RELEASE_CLAIMS, 1);
+        check(REQUEUE_DEAD_LETTERS, 1);
+        check(SYNC_LAG, 0);
+        check(SELECT_QUEUE_ENTRY, 1);
+        check(SELECT_JOB_SYNC_STATE, 1);
+        check(SELECT_TOMBSTONE, 1);
+        check(PURGE_TOMBSTONES, 1);
+        check(REQUEUE_MISSING, 0);
+    }
+
+    #[test]
+    fn job_columns_follow_the_field_specs() {
+        assert_eq!(JOB_COLUMN_COUNT, crate::spec::JOB_FIELDS.len());
+        assert_eq!(JOB_COLUMNS.matches("j.").count(), JOB_COLUMN_COUNT);
+        let order: Vec<usize> = crate::spec::JOB_FIELDS
+            .iter()
+            .map(|f| JOB_COLUMNS.find(&format!("j.{}", f.name)).unwrap_or(usize::MAX))
+            .collect();
+        assert!(order.iter().all(|&i| i != usize::MAX), "a field is missing from JOB_COLUMNS");
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "JOB_COLUMNS out of spec order");
+    }
 }

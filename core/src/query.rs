@@ -1,0 +1,706 @@
+//! A typed search request, validated, with the caller's tenancy scope always applied, rendered
+//! two ways: Elasticsearch/OpenSearch query DSL and parameterised SQL for the Postgres fallback.
+//! Both return the same jobs in the same order; [`SearchRequest::matches`] and
+//! [`SearchRequest::sort_key`] are the reference both are tested against.
+//!
+//! Semantics, defined once:
+//! - list filters (status, type, arch) match any listed value; other filters must all hold;
+//! - time ranges are `[after, before)`; sorting by `completed_at` lists completed jobs only;
+//! - `q` matches jobs whose project_name, or error_message of at most 2,048 characters,
+//!   contains the text, ignoring ASCII case (engine: case-insensitive wildcard on the keyword
+//!   sub-fields; SQL: ILIKE). Case folding beyond ASCII may differ between the two;
+//! - ordering is by the sort field, then id, in the same direction; pages are keyset cursors.
+
+use crate::issue::{Code, Issue, Issues};
+use crate::metadata::KnownKey;
+use crate::model::{Job, JobStatus, JobType};
+use crate::search::ERROR_KEYWORD_IGNORE_ABOVE;
+use crate::sql::Param;
+use crate::text;
+use crate::time::Timestamp;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use uuid::Uuid;
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+pub const MAX_TEXT: usize = 200;
+pub const MAX_LIST: usize = 20;
+
+/// Who is asking: their own jobs and those of their workspaces are visible, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub user_id: Uuid,
+    pub workspace_ids: Vec<Uuid>,
+}
+
+impl Scope {
+    pub fn allows(&self, job: &Job) -> bool {
+        job.user_id == self.user_id || job.workspace_id.is_some_and(|w| self.workspace_ids.contains(&w))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    CompletedAt,
+}
+
+impl SortField {
+    fn column(self) -> &'static str {
+        match self {
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::CompletedAt => "completed_at",
+        }
+    }
+    fn es_key(self) -> &'static str {
+        match self {
+            SortField::CreatedAt => "created_at_us",
+            SortField::UpdatedAt => "updated_at_us",
+            SortField::CompletedAt => "completed_at_us",
+        }
+    }
+    fn of(self, job: &Job) -> Option<Timestamp> {
+        match self {
+            SortField::CreatedAt => Some(job.created_at),
+            SortField::UpdatedAt => Some(job.updated_at),
+            SortField::CompletedAt => job.completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl Op {
+    fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+        }
+    }
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            Op::Eq => o == Ordering::Equal,
+            Op::Gt => o == Ordering::Greater,
+            Op::Gte => o != Ordering::Less,
+            Op::Lt => o == Ordering::Less,
+            Op::Lte => o != Ordering::Greater,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetaValue {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// A filter on a known metadata key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaFilter {
+    pub key: String,
+    pub op: Op,
+    pub value: MetaValue,
+}
+
+/// `[after, before)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    pub after: Option<Timestamp>,
+    pub before: Option<Timestamp>,
+}
+
+impl TimeRange {
+    fn contains(&self, t: Option<Timestamp>) -> bool {
+        match t {
+            None => self.after.is_none() && self.before.is_none(),
+            Some(t) => self.after.is_none_or(|a| t >= a) && self.before.is_none_or(|b| t < b),
+        }
+    }
+}
+
+/// Where the previous page ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub key: i64,
+    pub id: Uuid,
+}
+
+/// A validated search request. Make one with [`SearchRequest::from_params`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchRequest {
+    pub statuses: Vec<JobStatus>,
+    pub types: Vec<JobType>,
+    pub arches: Vec<String>,
+    pub hostname: Option<String>,
+    pub project: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub workspace_id: Option<Uuid>,
+    pub created: TimeRange,
+    pub updated: TimeRange,
+    pub completed: TimeRange,
+    pub metadata: Vec<MetaFilter>,
+    pub text: Option<String>,
+    pub sort: SortField,
+    pub order: Order,
+    pub limit: u32,
+    #[serde(skip)]
+    pub after: Option<After>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest {
+            statuses: vec![],
+            types: vec![],
+            arches: vec![],
+            hostname: None,
+            project: None,
+            user_id: None,
+            workspace_id: None,
+            created: TimeRange::default(),
+            updated: TimeRange::default(),
+            completed: TimeRange::default(),
+            metadata: vec![],
+            text: None,
+            sort: SortField::CreatedAt,
+            order: Order::Desc,
+            limit: DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+fn list<'a>(v: &'a str) -> impl Iterator<Item = &'a str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl SearchRequest {
+    /// Reads query-string parameters (`status=RUNNING,FAILED&metadata.cpuCores.gte=4&...`).
+    /// Every problem is reported at once, with the parameter name as the path.
+    pub fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<SearchRequest, Vec<Issue>> {
+        let mut r = SearchRequest::default();
+        let mut issues = Issues::default();
+        let mut cursor = None;
+        for (name, value) in params {
+            match name {
+                "status" => {
+                    for s in list(value) {
+                        match JobStatus::parse(s) {
+                            Some(st) => r.statuses.push(st),
+                            None => issues.push(name, Code::UnknownStatus, format!("unknown status {s:?}")),
+                        }
+                    }
+                }
+                "type" => {
+                    for s in list(value) {
+                        match JobType::parse(s) {
+                            Some(t) => r.types.push(t),
+                            None => issues.push(name, Code::UnknownType, format!("unknown type {s:?}")),
+                        }
+                    }
+                }
+                "arch" => {
+                    for s in list(value) {
+                        match text::normalise_arch(s) {
+                            Some(a) => r.arches.push(a),
+                            None => issues.push(name, Code::InvalidArch, format!("invalid arch {s:?}")),
+                        }
+                    }
+                }
+                "hostname" => match text::normalise_hostname(value) {
+                    Some(h) => r.hostname = Some(h),
+                    None => issues.push(name, Code::InvalidHostname, "invalid hostname"),
+                },
+                "project" => {
+                    if value.is_empty() || text::char_len_exceeds(value, crate::spec::PROJECT_NAME_MAX) {
+                        issues.push(name, Code::TooLong, "a project name is 1 to 255 characters");
+                    } else {
+                        r.project = Some(value.to_owned());
+                    }
+                }
+                "user" | "workspace" => match text::parse_uuid(value) {
+                    Ok(id) if name == "user" => r.user_id = Some(id),
+                    Ok(id) => r.workspace_id = Some(id),
+                    Err(_) => issues.push(name, Code::InvalidUuid, "expected a UUID"),
+                },
+                "q" => {
+                    if text::char_len_exceeds(value, MAX_TEXT) {
+                        issues.push(name, Code::TooLong, format!("at most {MAX_TEXT} characters"));
+                    } else if text::has_control(value) {
+                        issues.push(name, Code::ControlChars, "must not contain control characters");
+                    } else if !value.trim().is_empty() {
+                        r.text = Some(value.to_owned());
+                    }
+                }
+                "sort" => {
+                    let (order, field) = match value.strip_prefix('-') {
+                        Some(f) => (Order::Desc, f),
+                        None => (Order::Asc, value),
+                    };
+                    let field = match field {
+                        "created_at" => Some(SortField::CreatedAt),
+                        "updated_at" => Some(SortField::UpdatedAt),
+                        "completed_at" => Some(SortField::CompletedAt),
+                        _ => None,
+                    };
+                    match field {
+                        Some(f) => {
+                            r.sort = f;
+                            r.order = order;
+                        }
+                        None => issues.push(
+                            name,
+                            Code::InvalidQuery,
+                            "sort is created_at, updated_at or completed_at, with a leading - for descending",
+                        ),
+                    }
+                }
+                "limit" => match value.parse::<i64>() {
+                    Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => r.limit = n as u32,
+                    Ok(_) => issues.push(name, Code::OutOfRange, format!("limit is 1 to {MAX_LIMIT}")),
+                    Err(_) => issues.push(name, Code::NotInteger, "limit is a whole number"),
+                },
+                "cursor" => cursor = Some(value),
+                _ => {
+                    if let Some((field, bound)) = time_param(name) {
+                        match Timestamp::parse(value) {
+                            Some(t) => {
+                                let range = match field {
+                                    SortField::CreatedAt => &mut r.created,
+                                    SortField::UpdatedAt => &mut r.updated,
+                                    SortField::CompletedAt => &mut r.completed,
+                                };
+                                if bound { range.after = Some(t) } else { range.before = Some(t) }
+                            }
+                            None => issues.push(name, Code::InvalidTimestamp, "expected an RFC 3339 timestamp with an offset"),
+                        }
+                    } else if let Some(rest) = name.strip_prefix("metadata.") {
+                        match meta_filter(rest, value) {
+                            Ok(f) => r.metadata.push(f),
+                            Err((code, msg)) => issues.push(name, code, msg),
+                        }
+                    } else {
+                        issues.push(name, Code::UnknownField, format!("unknown search parameter {name:?}"));
+                    }
+                }
+            }
+        }
+        for (name, n) in [("status", r.statuses.len()), ("type", r.types.len()), ("arch", r.arches.len()), ("metadata", r.metadata.len())] {
+            if n > MAX_LIST {
+                issues.push(name, Code::InvalidQuery, format!("at most {MAX_LIST} values"));
+            }
+        }
+        dedup(&mut r.statuses);
+        dedup(&mut r.types);
+        dedup(&mut r.arches);
+        if let Some(c) = cursor {
+            match decode_cursor(c, &r) {
+                Some(after) => r.after = Some(after),
+                None => issues.push("cursor", Code::InvalidCursor, "this cursor was not issued for this search"),
+            }
+        }
+        issues.finish(|| r)
+    }
+
+    /// The reference semantics: whether `job` is in the result (scope included).
+    pub fn matches(&self, scope: &Scope, job: &Job) -> bool {
+        scope.allows(job)
+            && (self.statuses.is_empty() || self.statuses.contains(&job.status))
+            && (self.types.is_empty() || self.types.contains(&job.job_type))
+            && (self.arches.is_empty() || job.arch.as_ref().is_some_and(|a| self.arches.contains(a)))
+            && self.hostname.as_ref().is_none_or(|h| job.hostname.as_ref() == Some(h))
+            && self.project.as_ref().is_none_or(|p| &job.project_name == p)
+            && self.user_id.is_none_or(|u| job.user_id == u)
+            && self.workspace_id.is_none_or(|w| job.workspace_id == Some(w))
+            && (self.created.after.is_none() && self.created.before.is_none() || self.created.contains(Some(job.created_at)))
+            && (self.updated.after.is_none() && self.updated.before.is_none() || self.updated.contains(Some(job.updated_at)))
+            && (self.completed.after.is_none() && self.completed.before.is_none() || self.completed.contains(job.completed_at))
+            && (self.sort != SortField::CompletedAt || job.completed_at.is_some())
+            && self.metadata.iter().all(|f| meta_matches(f, job))
+            && self.text.as_ref().is_none_or(|q| text_matches(q, job))
+            && self.after.is_none_or(|a| {
+                self.sort_key(job).is_some_and(|k| {
+                    let o = (k, job.id).cmp(&(a.key, a.id));
+                    if self.order == Order::Desc { o == Ordering::Less } else { o == Ordering::Greater }
+                })
+            })
+    }
+
+    /// The sort key of a job for this request (µs of the sort field).
+    pub fn sort_key(&self, job: &Job) -> Option<i64> {
+        self.sort.of(job).map(Timestamp::as_micros)
+    }
+
+    /// Orders two jobs as the result pages do.
+    pub fn compare(&self, a: &Job, b: &Job) -> Ordering {
+        let o = (self.sort_key(a), a.id).cmp(&(self.sort_key(b), b.id));
+        if self.order == Order::Desc { o.reverse() } else { o }
+    }
+
+    /// The opaque cursor for the page after `last`.
+    pub fn cursor_after(&self, last: &Job) -> String {
+        let key = self.sort_key(last).unwrap_or(0);
+        let body = format!("{}:{}:{}:{:016x}", sort_tag(self), key, last.id, self.fingerprint());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
+    }
+
+    /// Identifies the filters and sort, so a cursor cannot be replayed on another search.
+    fn fingerprint(&self) -> u64 {
+        let mut s = String::new();
+        let _ = write!(s, "{:?}", SearchRequest { after: None, limit: 0, ..self.clone() });
+        // FNV-1a: stable across builds and platforms (the browser may make cursors too).
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    }
+
+    /// How many rows to fetch: one more than the page, to know whether another page exists.
+    pub fn fetch_size(&self) -> u32 {
+        self.limit + 1
+    }
+
+    /// The body of `POST /jobs/_search`.
+    pub fn to_es(&self, scope: &Scope) -> Value {
+        let mut filter = vec![scope_es(scope)];
+        let terms = |field: &str, values: Vec<Value>| json!({"terms": { field: values }});
+        if !self.statuses.is_empty() {
+            filter.push(terms("status", self.statuses.iter().map(|s| json!(s.as_str())).collect()));
+        }
+        if !self.types.is_empty() {
+            filter.push(terms("type", self.types.iter().map(|t| json!(t.as_str())).collect()));
+        }
+        if !self.arches.is_empty() {
+            filter.push(terms("arch", self.arches.iter().map(|a| json!(a)).collect()));
+        }
+        if let Some(h) = &self.hostname {
+            filter.push(json!({"term": {"hostname": h}}));
+        }
+        if let Some(p) = &self.project {
+            filter.push(json!({"term": {"project_name.keyword": p}}));
+        }
+        if let Some(u) = self.user_id {
+            filter.push(json!({"term": {"user_id": u}}));
+        }
+        if let Some(w) = self.workspace_id {
+            filter.push(json!({"term": {"workspace_id": w}}));
+        }
+        for (field, range) in [(SortField::CreatedAt, self.created), (SortField::UpdatedAt, self.updated), (SortField::CompletedAt, self.completed)] {
+            let mut r = serde_json::Map::new();
+            if let Some(a) = range.after {
+                r.insert("gte".into(), json!(a.as_micros()));
+            }
+            if let Some(b) = range.before {
+                r.insert("lt".into(), json!(b.as_micros()));
+            }
+            if !r.is_empty() {
+                filter.push(json!({"range": { field.es_key(): r }}));
+            }
+        }
+        if self.sort == SortField::CompletedAt {
+            filter.push(json!({"exists": {"field": "completed_at_us"}}));
+        }
+        for f in &self.metadata {
+            let field = format!("metadata.{}", f.key);
+            filter.push(match f.op {
+                Op::Eq => json!({"term": { field: f.value }}),
+                op => json!({"range": { field: { op_name(op): f.value }}}),
+            });
+        }
+        if let Some(q) = &self.text {
+            let pattern = format!("*{}*", wildcard_escape(q));
+            filter.push(json!({"bool": {"should": [
+                {"wildcard": {"project_name.keyword": {"value": pattern, "case_insensitive": true}}},
+                {"wildcard": {"error_message.keyword": {"value": pattern, "case_insensitive": true}}}
+            ], "minimum_should_match": 1}}));
+        }
+        let dir = if self.order == Order::Desc { "desc" } else { "asc" };
+        let mut body = json!({
+            "size": self.fetch_size(),
+            "track_total_hits": false,
+            "query": {"bool": {"filter": filter}},
+            "sort": [{ self.sort.es_key(): {"order": dir} }, {"id": {"order": dir}}]
+        });
+        if let (Some(a), Some(obj)) = (self.after, body.as_object_mut()) {
+            obj.insert("search_after".into(), json!([a.key, a.id]));
+        }
+        body
+    }
+
+    /// `SELECT {select} FROM job WHERE ... ORDER BY ... LIMIT n`, with `$n` parameters.
+    pub fn to_sql(&self, scope: &Scope, select: &str) -> (String, Vec<Param>) {
+        let mut w = SqlBuilder::default();
+        let me = w.bind(Param::Uuid(scope.user_id));
+        if scope.workspace_ids.is_empty() {
+            w.clause(format!("user_id = {me}"));
+        } else {
+            let ws = w.bind_all(scope.workspace_ids.iter().map(|id| Param::Uuid(*id)));
+            w.clause(format!("(user_id = {me} OR workspace_id IN ({ws}))"));
+        }
+        if !self.statuses.is_empty() {
+            let s = w.bind_all(self.statuses.iter().map(|s| Param::Text(s.as_str().into())));
+            w.clause(format!("status IN ({s})"));
+        }
+        if !self.types.is_empty() {
+            let s = w.bind_all(self.types.iter().map(|t| Param::Text(t.as_str().into())));
+            w.clause(format!("type IN ({s})"));
+        }
+        if !self.arches.is_empty() {
+            let s = w.bind_all(self.arches.iter().map(|a| Param::Text(a.clone())));
+            w.clause(format!("arch IN ({s})"));
+        }
+        if let Some(h) = &self.hostname {
+            let p = w.bind(Param::Text(h.clone()));
+            w.clause(format!("hostname = {p}"));
+        }
+        if let Some(v) = &self.project {
+            let p = w.bind(Param::Text(v.clone()));
+            w.clause(format!("project_name = {p}"));
+        }
+        if let Some(u) = self.user_id {
+            let p = w.bind(Param::Uuid(u));
+            w.clause(format!("user_id = {p}"));
+        }
+        if let Some(ws) = self.workspace_id {
+            let p = w.bind(Param::Uuid(ws));
+            w.clause(format!("workspace_id = {p}"));
+        }
+        for (field, range) in [(SortField::CreatedAt, self.created), (SortField::UpdatedAt, self.updated), (SortField::CompletedAt, self.completed)] {
+            if let Some(a) = range.after {
+                let p = w.bind(Param::Timestamp(a.as_micros()));
+                w.clause(format!("{} >= {p}", field.column()));
+            }
+            if let Some(b) = range.before {
+                let p = w.bind(Param::Timestamp(b.as_micros()));
+                w.clause(format!("{} < {p}", field.column()));
+            }
+        }
+        if self.sort == SortField::CompletedAt {
+            w.clause("completed_at IS NOT NULL".into());
+        }
+        for f in &self.metadata {
+            // The key is one of the known keys (checked in from_params), never caller text.
+            let key = KnownKey::parse(&f.key).map_or("", KnownKey::name);
+            let (expr, param) = match &f.value {
+                MetaValue::Text(s) => (format!("metadata->>'{key}'"), Param::Text(s.clone())),
+                MetaValue::Int(i) => (numeric_expr(key), Param::Int(*i)),
+                MetaValue::Float(x) => (numeric_expr(key), Param::Float(*x)),
+            };
+            let p = w.bind(param);
+            w.clause(format!("{expr} {} {p}", f.op.sql()));
+        }
+        if let Some(q) = &self.text {
+            let p = w.bind(Param::Text(format!("%{}%", like_escape(q))));
+            w.clause(format!(
+                "(project_name ILIKE {p} OR (char_length(error_message) <= {ERROR_KEYWORD_IGNORE_ABOVE} AND error_message ILIKE {p}))"
+            ));
+        }
+        let col = self.sort.column();
+        let (dir, cmp) = if self.order == Order::Desc { ("DESC", "<") } else { ("ASC", ">") };
+        if let Some(a) = self.after {
+            let k = w.bind(Param::Timestamp(a.key));
+            let id = w.bind(Param::Uuid(a.id));
+            w.clause(format!("({col}, id) {cmp} ({k}, {id})"));
+        }
+        let sql = format!(
+            "SELECT {select} FROM job WHERE {} ORDER BY {col} {dir}, id {dir} LIMIT {}",
+            w.clauses.join(" AND "),
+            self.fetch_size()
+        );
+        (sql, w.params)
+    }
+}
+
+fn numeric_expr(key: &str) -> String {
+    format!("(CASE WHEN jsonb_typeof(metadata->'{key}') = 'number' THEN (metadata->>'{key}')::numeric END)")
+}
+
+#[derive(Default)]
+struct SqlBuilder {
+    clauses: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl SqlBuilder {
+    fn bind(&mut self, p: Param) -> String {
+        self.params.push(p);
+        format!("${}", self.params.len())
+    }
+    fn bind_all(&mut self, ps: impl Iterator<Item = Param>) -> String {
+        ps.map(|p| self.bind(p)).collect::<Vec<_>>().join(", ")
+    }
+    fn clause(&mut self, c: String) {
+        self.clauses.push(c);
+    }
+}
+
+fn dedup<T: PartialEq>(v: &mut Vec<T>) {
+    let mut i = 0;
+    while i < v.len() {
+        if v[..i].contains(&v[i]) {
+            v.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// `created_after` -> (CreatedAt, true); `completed_before` -> (CompletedAt, false).
+fn time_param(name: &str) -> Option<(SortField, bool)> {
+    let (field, bound) = name.rsplit_once('_')?;
+    let bound = match bound {
+        "after" => true,
+        "before" => false,
+        _ => return None,
+    };
+    let field = match field {
+        "created" => SortField::CreatedAt,
+        "updated" => SortField::UpdatedAt,
+        "completed" => SortField::CompletedAt,
+        _ => return None,
+    };
+    Some((field, bound))
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "eq",
+        Op::Gt => "gt",
+        Op::Gte => "gte",
+        Op::Lt => "lt",
+        Op::Lte => "lte",
+    }
+}
+
+/// `cpuCores.gte` = `4` -> a filter; the value is typed like the key.
+fn meta_filter(spec: &str, value: &str) -> Result<MetaFilter, (Code, String)> {
+    let (key, op) = match spec.split_once('.') {
+        Some((k, op)) => (k, op),
+        None => (spec, "eq"),
+    };
+    let known = KnownKey::parse(key).ok_or((Code::InvalidQuery, format!("only known metadata keys can be searched, not {key:?}")))?;
+    let op = match op {
+        "eq" => Op::Eq,
+        "gt" => Op::Gt,
+        "gte" => Op::Gte,
+        "lt" => Op::Lt,
+        "lte" => Op::Lte,
+        _ => return Err((Code::InvalidQuery, format!("unknown comparison {op:?}: use eq, gt, gte, lt or lte"))),
+    };
+    // Shape the value exactly as a stored value is shaped, so "4" and 4 mean the same.
+    let mut one = serde_json::Map::new();
+    one.insert(known.name().to_owned(), Value::String(value.to_owned()));
+    let mut issues = Issues::default();
+    let shaped = crate::metadata::shape_map(one, "", &mut issues);
+    let v = match (issues.into_vec().into_iter().next(), shaped.get(known.name())) {
+        (Some(issue), _) => return Err((issue.code, issue.message)),
+        (None, Some(v)) => v.clone(),
+        (None, None) => return Err((Code::InvalidQuery, "no value".into())),
+    };
+    let value = match v {
+        Value::String(s) => {
+            if op != Op::Eq {
+                return Err((Code::InvalidQuery, format!("{key} can only be compared for equality")));
+            }
+            MetaValue::Text(s)
+        }
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => MetaValue::Int(i),
+            None => MetaValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        _ => return Err((Code::InvalidQuery, "unexpected value".into())),
+    };
+    Ok(MetaFilter { key: known.name().to_owned(), op, value })
+}
+
+fn meta_matches(f: &MetaFilter, job: &Job) -> bool {
+    let Some(v) = job.metadata.get(&f.key) else { return false };
+    match (&f.value, v) {
+        (MetaValue::Text(want), Value::String(have)) => f.op == Op::Eq && have == want,
+        (MetaValue::Int(want), Value::Number(have)) => {
+            have.as_f64().and_then(|h| h.partial_cmp(&(*want as f64))).is_some_and(|o| f.op.holds(o))
+        }
+        (MetaValue::Float(want), Value::Number(have)) => {
+            have.as_f64().and_then(|h| h.partial_cmp(want)).is_some_and(|o| f.op.holds(o))
+        }
+        _ => false,
+    }
+}
+
+fn text_matches(q: &str, job: &Job) -> bool {
+    let q = q.to_ascii_lowercase();
+    let hit = |s: &str| s.to_ascii_lowercase().contains(&q);
+    hit(&job.project_name)
+        || job.error_message.as_deref().is_some_and(|e| !text::char_len_exceeds(e, ERROR_KEYWORD_IGNORE_ABOVE) && hit(e))
+}
+
+/// Escapes `*`, `?` and `\` for a wildcard query.
+fn wildcard_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Escapes `%`, `_` and `\` for LIKE (backslash is Postgres' default escape character).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn sort_tag(r: &SearchRequest) -> String {
+    format!("{}{}", if r.order == Order::Desc { "-" } else { "+" }, r.sort.column())
+}
+
+fn decode_cursor(c: &str, r: &SearchRequest) -> Option<After> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    let s = String::from_utf8(bytes).ok()?;
+    let mut parts = s.split(':');
+    let (tag, key, id, fp) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || tag != sort_tag(r) || fp != format!("{:016x}", r.fingerprint()) {
+        return None;
+    }
+    Some(After { key: key.parse().ok()?, id: text::parse_uuid(id).ok()? })
+}
+
+fn scope_es(scope: &Scope) -> Value {
+    let mut should = vec![json!({"term": {"user_id": scope.user_id}})];
+    if !scope.workspace_ids.is_empty() {
+        should.push(json!({"terms": {"workspace_id": scope.workspace_ids}}));
+    }
+    json!({"bool": {"should": should, "minimum_should_match": 1}})
+}

@@ -1,0 +1,388 @@
+//! The search side of a job: the document, the index settings and mapping, index naming behind
+//! an alias, the `_bulk` NDJSON body with external versioning, and the reading of a `_bulk`
+//! response into per-item outcomes. Works on Elasticsearch 8.x and OpenSearch 2.x with core
+//! field types only (the OpenSearch integ-test zip has no analysis-common or mapper-extras).
+
+use crate::metadata::{self, KnownKey};
+use crate::model::Job;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// The alias readers and writers use; it points at exactly one `jobs-v{N}` index.
+pub const ALIAS: &str = "jobs";
+
+/// `project_name` is at most 255 characters, so its keyword always exists.
+pub const PROJECT_KEYWORD_IGNORE_ABOVE: usize = 256;
+/// Error messages up to this many characters get a keyword (used by free-text matching); the
+/// SQL fallback applies the same bound so both paths match the same jobs.
+pub const ERROR_KEYWORD_IGNORE_ABOVE: usize = 2048;
+
+/// The name of version `n` of the index.
+pub fn index_name(n: u32) -> String {
+    format!("{ALIAS}-v{n}")
+}
+
+/// The `N` of an index named `jobs-v{N}`.
+pub fn index_version(name: &str) -> Option<u32> {
+    name.strip_prefix(ALIAS)?.strip_prefix("-v")?.parse().ok()
+}
+
+/// The search document for a job. Unknown metadata keys ride along in `_source` (the mapping
+/// does not index them); a known key whose value breaks the rules (a row written by another
+/// service) is left out so the document is never rejected for it.
+pub fn document(job: &Job) -> Value {
+    let mut doc = Map::new();
+    doc.insert("id".into(), json!(job.id));
+    doc.insert("workspace_id".into(), json!(job.workspace_id));
+    doc.insert("user_id".into(), json!(job.user_id));
+    doc.insert("status".into(), json!(job.status));
+    doc.insert("type".into(), json!(job.job_type));
+    doc.insert("project_name".into(), json!(job.project_name));
+    doc.insert("hostname".into(), json!(job.hostname));
+    doc.insert("arch".into(), json!(job.arch));
+    doc.insert("user_email".into(), json!(job.user_email));
+    doc.insert("error_message".into(), json!(job.error_message));
+    doc.insert("metadata".into(), Value::Object(document_metadata(&job.metadata)));
+    doc.insert("created_at".into(), json!(job.created_at));
+    doc.insert("updated_at".into(), json!(job.updated_at));
+    doc.insert("completed_at".into(), json!(job.completed_at));
+    doc.insert("version".into(), json!(job.version));
+    // Exact microsecond keys for sorting, ranges and cursors (a `date` keeps milliseconds only,
+    // and `date_nanos` cannot hold dates before 1970).
+    doc.insert("created_at_us".into(), json!(job.created_at.as_micros()));
+    doc.insert("updated_at_us".into(), json!(job.updated_at.as_micros()));
+    doc.insert("completed_at_us".into(), json!(job.completed_at.map(Timestamp::as_micros)));
+    Value::Object(doc)
+}
+
+fn document_metadata(m: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = m.clone();
+    for key in KnownKey::ALL {
+        if let Some(v) = out.get(key.name()) {
+            let mut one = Map::new();
+            one.insert(key.name().to_owned(), v.clone());
+            let mut issues = crate::issue::Issues::default();
+            let shaped = metadata::shape_map(one, "", &mut issues);
+            match shaped.get(key.name()) {
+                Some(v) if issues.is_empty() => {
+                    out.insert(key.name().to_owned(), v.clone());
+                }
+                _ => {
+                    out.remove(key.name());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn date() -> Value {
+    json!({"type": "date", "format": "strict_date_optional_time"})
+}
+
+/// The index settings and mapping (the body of `PUT /jobs-v{N}`).
+pub fn index_body(shards: u32, replicas: u32) -> Value {
+    let keyword = json!({"type": "keyword"});
+    json!({
+        "settings": {
+            "index": {
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+                "max_result_window": 10000
+            }
+        },
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "id": keyword,
+                "workspace_id": keyword,
+                "user_id": keyword,
+                "status": keyword,
+                "type": keyword,
+                "project_name": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": PROJECT_KEYWORD_IGNORE_ABOVE}}},
+                "hostname": keyword,
+                "arch": keyword,
+                "user_email": keyword,
+                "error_message": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": ERROR_KEYWORD_IGNORE_ABOVE}}},
+                "metadata": {
+                    "type": "object",
+                    "dynamic": false,
+                    "properties": {
+                        "dockerImageId": keyword,
+                        "cpuCores": {"type": "integer"},
+                        "memoryGb": {"type": "double"},
+                        "buildDurationMs": {"type": "long"}
+                    }
+                },
+                "created_at": date(),
+                "updated_at": date(),
+                "completed_at": date(),
+                "version": {"type": "long"},
+                "created_at_us": {"type": "long"},
+                "updated_at_us": {"type": "long"},
+                "completed_at_us": {"type": "long"}
+            }
+        }
+    })
+}
+
+/// The body of `POST /_aliases` that points the alias at `new` (and away from `old`) atomically.
+pub fn alias_swap_body(old: Option<&str>, new: &str) -> Value {
+    let mut actions = Vec::new();
+    if let Some(old) = old {
+        actions.push(json!({"remove": {"index": old, "alias": ALIAS}}));
+    }
+    actions.push(json!({"add": {"index": new, "alias": ALIAS, "is_write_index": true}}));
+    json!({ "actions": actions })
+}
+
+/// One change to send: a job's current state, or its deletion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<'a> {
+    Upsert(&'a Job),
+    /// A deleted job: `version` is the row's last version; the delete is sent one above it, so
+    /// it wins over the last indexed document and loses to any later re-creation.
+    Delete { id: Uuid, version: i64 },
+}
+
+impl Change<'_> {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Change::Upsert(job) => job.id,
+            Change::Delete { id, .. } => *id,
+        }
+    }
+    /// The external version the engine stores for this change.
+    pub fn external_version(&self) -> i64 {
+        match self {
+            Change::Upsert(job) => job.version,
+            Change::Delete { version, .. } => version.saturating_add(1),
+        }
+    }
+}
+
+/// Appends the NDJSON lines for `changes` to `out` (the body of `POST /{index}/_bulk`). Every
+/// action carries `version_type=external`, so an older version never overwrites a newer one
+/// whatever order concurrent runs finish in.
+pub fn bulk_body_into(index: &str, changes: &[Change<'_>], out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    for c in changes {
+        let op = match c {
+            Change::Upsert(_) => "index",
+            Change::Delete { .. } => "delete",
+        };
+        // Ids are UUIDs and the index name is ours: nothing in the action line needs escaping.
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(
+            out,
+            r#"{{"{op}":{{"_index":"{index}","_id":"{}","version":{},"version_type":"external"}}}}"#,
+            c.id(),
+            c.external_version()
+        );
+        if let Change::Upsert(job) = c {
+            let _ = serde_json::to_writer(&mut *out, &document(job));
+            out.push(b'\n');
+        }
+    }
+}
+
+/// The NDJSON body for `changes`.
+pub fn bulk_body(index: &str, changes: &[Change<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(changes.len() * 700);
+    bulk_body_into(index, changes, &mut out);
+    out
+}
+
+/// What happened to one item of a `_bulk` request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Stored (or, for a delete, recorded: a delete of a missing document is also done).
+    Indexed,
+    /// 409: the engine already has this or a newer version. Counts as done.
+    Stale,
+    /// 429, 5xx or no answer: try again later, with backoff.
+    Retry { status: u16, reason: String },
+    /// Any other 4xx: the document itself is wrong; dead-letter after a few attempts.
+    Rejected { status: u16, reason: String },
+}
+
+impl Outcome {
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Indexed | Outcome::Stale)
+    }
+
+    /// Classifies one item by its HTTP status and error.
+    pub fn classify(status: u16, reason: impl FnOnce() -> String) -> Outcome {
+        match status {
+            200..=299 => Outcome::Indexed,
+            409 => Outcome::Stale,
+            429 | 500..=599 => Outcome::Retry { status, reason: reason() },
+            _ => Outcome::Rejected { status, reason: reason() },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    items: Vec<Map<String, Value>>,
+}
+
+/// Reads a `_bulk` response body into one outcome per sent change, in order. Items the
+/// response does not account for (a truncated or malformed body) are `Retry`, never `Indexed`.
+pub fn parse_bulk_response(body: &[u8], sent: usize) -> Vec<Outcome> {
+    let parsed: Option<BulkResponse> = serde_json::from_slice(body).ok();
+    let items = parsed.map(|r| r.items).unwrap_or_default();
+    let mut out: Vec<Outcome> = items.iter().take(sent).map(item_outcome).collect();
+    while out.len() < sent {
+        out.push(Outcome::Retry { status: 0, reason: "no result for this item in the bulk response".into() });
+    }
+    out
+}
+
+fn item_outcome(item: &Map<String, Value>) -> Outcome {
+    let Some((op, body)) = item.iter().next() else {
+        return Outcome::Retry { status: 0, reason: "empty bulk item".into() };
+    };
+    let status = body.get("status").and_then(Value::as_u64).map_or(0, |s| s.min(999) as u16);
+    if op == "delete" && status == 404 {
+        return Outcome::Indexed;
+    }
+    if status == 0 {
+        return Outcome::Retry { status, reason: "bulk item without a status".into() };
+    }
+    Outcome::classify(status, || {
+        let err = body.get("error");
+        let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("error");
+        let why = err.and_then(|e| e.get("reason")).and_then(Value::as_str).unwrap_or("");
+        let mut s = format!("{kind}: {why}");
+        s.truncate(s.floor_char_boundary(1000));
+        s
+    })
+}
+
+/// The outcome for every item when the whole request failed (HTTP status of the response, or
+/// 0 for a transport error).
+pub fn whole_request_failed(status: u16, reason: &str, sent: usize) -> Vec<Outcome> {
+    let one = match status {
+        0 | 429 | 500..=599 => Outcome::Retry { status, reason: reason.to_owned() },
+        // 413: the batch is too large; smaller batches will succeed.
+        413 => Outcome::Retry { status, reason: reason.to_owned() },
+        _ => Outcome::Rejected { status, reason: reason.to_owned() },
+    };
+    vec![one; sent]
+}
+
+/// The date text the engine stores for a timestamp (also valid in range queries).
+pub fn date_text(t: Timestamp) -> String {
+    t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobStatus, JobType};
+
+    fn job() -> Job {
+        let mut metadata = Map::new();
+        metadata.insert("cpuCores".into(), json!(4));
+        metadata.insert("cpu".into(), json!({"model": "x"}));
+        metadata.insert("memoryGb".into(), json!("lots"));
+        Job {
+            id: Uuid::from_u128(0x0190_a1b2_c3d4_7e5f_8a9b_0c1d_2e3f_4a5b),
+            workspace_id: None,
+            user_id: Uuid::from_u128(1),
+            status: JobStatus::Running,
+            job_type: JobType::Build,
+            project_name: "api \"server\"".into(),
+            hostname: Some("h".into()),
+            arch: None,
+            user_email: None,
+            error_message: None,
+            metadata,
+            created_at: Timestamp::from_millis(1_714_564_800_000),
+            updated_at: Timestamp::from_millis(1_714_564_800_123),
+            completed_at: None,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn document_snapshot() {
+        let doc = document(&job());
+        let want = json!({
+            "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "workspace_id": null,
+            "user_id": "00000000-0000-0000-0000-000000000001", "status": "RUNNING", "type": "BUILD",
+            "project_name": "api \"server\"", "hostname": "h", "arch": null, "user_email": null,
+            "error_message": null, "metadata": {"cpu": {"model": "x"}, "cpuCores": 4},
+            "created_at": "2024-05-01T12:00:00.000000Z", "updated_at": "2024-05-01T12:00:00.123000Z",
+            "completed_at": null, "version": 7,
+            "created_at_us": 1_714_564_800_000_000i64, "updated_at_us": 1_714_564_800_123_000i64,
+            "completed_at_us": null
+        });
+        assert_eq!(doc, want);
+    }
+
+    #[test]
+    fn mapping_covers_every_document_field_and_nothing_else() {
+        let body = index_body(1, 0);
+        let props = body["mappings"]["properties"].as_object().expect("properties");
+        let doc = document(&job());
+        let fields: Vec<&String> = doc.as_object().expect("object").keys().collect();
+        let mapped: Vec<&String> = props.keys().collect();
+        assert_eq!(fields, mapped);
+        for spec in crate::spec::JOB_FIELDS {
+            assert!(props.contains_key(spec.name), "{} not mapped", spec.name);
+        }
+        assert_eq!(body["mappings"]["dynamic"], "strict");
+        assert_eq!(body["mappings"]["properties"]["metadata"]["dynamic"], false);
+    }
+
+    #[test]
+    fn bulk_body_is_versioned_ndjson() {
+        let j = job();
+        let body = bulk_body("jobs-v1", &[Change::Upsert(&j), Change::Delete { id: Uuid::from_u128(2), version: 4 }]);
+        let body = String::from_utf8(body).expect("utf-8");
+        let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], json!({"index": {"_index": "jobs-v1", "_id": j.id, "version": 7, "version_type": "external"}}));
+        assert_eq!(lines[1], document(&j));
+        assert_eq!(lines[2]["delete"]["version"], 5);
+        assert!(body.ends_with('\n'));
+    }
+
+    #[test]
+    fn bulk_outcomes() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"index":{"_id":"a","status":201,"result":"created"}},
+            {"index":{"_id":"b","status":409,"error":{"type":"version_conflict_engine_exception","reason":"current version [9] is higher"}}},
+            {"index":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"index":{"_id":"d","status":503,"error":{"type":"unavailable_shards_exception","reason":"x"}}},
+            {"index":{"_id":"e","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}},
+            {"delete":{"_id":"f","status":404,"result":"not_found"}},
+            {"delete":{"_id":"g","status":200,"result":"deleted"}}
+        ]}"#;
+        let out = parse_bulk_response(body, 8);
+        assert_eq!(out[0], Outcome::Indexed);
+        assert_eq!(out[1], Outcome::Stale);
+        assert!(matches!(&out[2], Outcome::Retry { status: 429, reason } if reason.starts_with("es_rejected_execution_exception")));
+        assert!(matches!(out[3], Outcome::Retry { status: 503, .. }));
+        assert!(matches!(&out[4], Outcome::Rejected { status: 400, reason } if reason.contains("mapper_parsing_exception: bad")));
+        assert_eq!(out[5], Outcome::Indexed);
+        assert_eq!(out[6], Outcome::Indexed);
+        assert!(matches!(out[7], Outcome::Retry { status: 0, .. }), "missing item must be retried");
+        assert!(parse_bulk_response(b"<html>", 2).iter().all(|o| matches!(o, Outcome::Retry { .. })));
+    }
+
+    #[test]
+    fn index_names() {
+        assert_eq!(index_name(3), "jobs-v3");
+        assert_eq!(index_version("jobs-v12"), Some(12));
+        assert_eq!(index_version("jobs-vx"), None);
+        assert_eq!(index_version("other-v1"), None);
+    }
+}
