@@ -704,3 +704,107 @@ fn scope_es(scope: &Scope) -> Value {
     }
     json!({"bool": {"should": should, "minimum_should_match": 1}})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<SearchRequest, Vec<(String, Code)>> {
+        let pairs: Vec<(&str, &str)> = q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+        SearchRequest::from_params(pairs).map_err(|e| e.into_iter().map(|i| (i.path, i.code)).collect())
+    }
+
+    #[track_caller]
+    fn bad(q: &str, path: &str, code: Code) {
+        assert_eq!(parse(q).err(), Some(vec![(path.to_owned(), code)]), "{q}");
+    }
+
+    #[test]
+    fn params() {
+        let r = parse("status=RUNNING,FAILED,RUNNING&type=BUILD&arch=amd64&hostname=CI.Example.com&metadata.cpuCores.gte=4&metadata.memoryGb=1.5&sort=-updated_at&limit=10&q=api").expect("valid");
+        assert_eq!(r.statuses, vec![JobStatus::Running, JobStatus::Failed]);
+        assert_eq!(r.arches, vec!["x86_64"]);
+        assert_eq!(r.hostname.as_deref(), Some("ci.example.com"));
+        assert_eq!(r.metadata[0], MetaFilter { key: "cpuCores".into(), op: Op::Gte, value: MetaValue::Int(4) });
+        assert_eq!(r.metadata[1].value, MetaValue::Float(1.5));
+        assert_eq!((r.sort, r.order, r.limit), (SortField::UpdatedAt, Order::Desc, 10));
+        assert_eq!(parse("").expect("empty is fine"), SearchRequest::default());
+        bad("status=DONE", "status", Code::UnknownStatus);
+        bad("type=x", "type", Code::UnknownType);
+        bad("arch=A-B", "arch", Code::InvalidArch);
+        bad("hostname=-x", "hostname", Code::InvalidHostname);
+        bad("user=nope", "user", Code::InvalidUuid);
+        bad("created_after=yesterday", "created_after", Code::InvalidTimestamp);
+        bad("limit=0", "limit", Code::OutOfRange);
+        bad("limit=501", "limit", Code::OutOfRange);
+        bad("limit=ten", "limit", Code::NotInteger);
+        bad("sort=name", "sort", Code::InvalidQuery);
+        bad("metadata.team=core", "metadata.team", Code::InvalidQuery);
+        bad("metadata.cpuCores.like=4", "metadata.cpuCores.like", Code::InvalidQuery);
+        bad("metadata.cpuCores=2.5", "metadata.cpuCores", Code::NotInteger);
+        bad("metadata.cpuCores=x", "metadata.cpuCores", Code::NotNumber);
+        bad("metadata.dockerImageId.gt=sha256:00", "metadata.dockerImageId.gt", Code::InvalidDigest);
+        bad("cursor=abc", "cursor", Code::InvalidCursor);
+        bad("colour=red", "colour", Code::UnknownField);
+        bad(&format!("q={}", "x".repeat(201)), "q", Code::TooLong);
+        bad("q=a\u{1}b", "q", Code::ControlChars);
+    }
+
+    #[test]
+    fn sql_rendering_binds_every_value() {
+        let r = parse("status=RUNNING&q=50%_off\\&metadata.cpuCores.gte=4&created_after=2024-01-01T00:00:00Z&sort=created_at").expect("valid");
+        let scope = Scope { user_id: Uuid::from_u128(1), workspace_ids: vec![Uuid::from_u128(2), Uuid::from_u128(3)] };
+        let (sql, params) = r.to_sql(&scope, "id");
+        assert_eq!(
+            sql,
+            "SELECT id FROM job WHERE (user_id = $1 OR workspace_id IN ($2, $3)) AND status IN ($4) AND created_at >= $5 \
+             AND (CASE WHEN jsonb_typeof(metadata->'cpuCores') = 'number' THEN (metadata->>'cpuCores')::numeric END) >= $6 \
+             AND (project_name ILIKE $7 OR (char_length(error_message) <= 2048 AND error_message ILIKE $7)) \
+             ORDER BY created_at ASC, id ASC LIMIT 51"
+        );
+        assert_eq!(params.len(), 7);
+        assert_eq!(params[6], Param::Text("%50\\%\\_off\\\\%".into()));
+        assert!(!sql.contains("50"), "values are bound, never spliced");
+    }
+
+    #[test]
+    fn es_rendering() {
+        let r = parse("type=TEST&q=a*b&sort=-completed_at&limit=5").expect("valid");
+        let scope = Scope { user_id: Uuid::from_u128(1), workspace_ids: vec![] };
+        let body = r.to_es(&scope);
+        assert_eq!(body["size"], 6);
+        assert_eq!(body["sort"], json!([{"completed_at_us": {"order": "desc"}}, {"id": {"order": "desc"}}]));
+        let filter = body["query"]["bool"]["filter"].as_array().expect("filters");
+        assert_eq!(filter[0], json!({"bool": {"should": [{"term": {"user_id": Uuid::from_u128(1)}}], "minimum_should_match": 1}}));
+        assert!(filter.contains(&json!({"exists": {"field": "completed_at_us"}})));
+        assert_eq!(filter.last().expect("q")["bool"]["should"][0]["wildcard"]["project_name.keyword"]["value"], "*a\\*b*");
+    }
+
+    #[test]
+    fn cursors_are_bound_to_their_search() {
+        let r = parse("status=RUNNING").expect("valid");
+        let job = Job {
+            id: Uuid::from_u128(9),
+            workspace_id: None,
+            user_id: Uuid::from_u128(1),
+            status: JobStatus::Running,
+            job_type: JobType::Build,
+            project_name: "p".into(),
+            hostname: None,
+            arch: None,
+            user_email: None,
+            error_message: None,
+            metadata: Default::default(),
+            created_at: Timestamp::from_millis(5),
+            updated_at: Timestamp::from_millis(5),
+            completed_at: None,
+            version: 0,
+        };
+        let c = r.cursor_after(&job);
+        let next = parse(&format!("status=RUNNING&cursor={c}")).expect("same search");
+        assert_eq!(next.after, Some(After { key: 5000, id: job.id }));
+        assert!(parse(&format!("status=FAILED&cursor={c}")).is_err(), "other filters");
+        assert!(parse(&format!("status=RUNNING&sort=created_at&cursor={c}")).is_err(), "other sort");
+        assert!(parse(&format!("status=RUNNING&limit=7&cursor={c}")).is_ok(), "page size may change");
+    }
+}

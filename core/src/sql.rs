@@ -208,22 +208,25 @@ pub const MARK_TOMBSTONES_SYNCED: &str = "UPDATE job_tombstone t SET es_synced_a
      WHERE t.id = x.id AND t.version <= x.v AND t.es_synced_at IS NULL \
      RETURNING t.id::text";
 
-/// Schedules another attempt. `$1` JSON `[{"id": uuid, "v": version, "delay_ms": n,
-/// "error": text}]` -> the ids updated. Only for the version that failed: a newer version has
-/// fresh retry state already.
-pub const RECORD_RETRY: &str = "UPDATE job_sync_queue q SET attempts = q.attempts + 1, \
-     next_attempt_at = now() + x.delay_ms * interval '1 millisecond', last_error = x.error, \
-     claimed_until = NULL \
-     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, delay_ms bigint, error text) \
-     WHERE q.job_id = x.id AND q.version = x.v \
+/// Schedules another attempt. `$1` JSON `[{"id": uuid, "deleted": bool, "attempts": n,
+/// "at": timestamptz text, "error": text}]` -> the ids updated. Applies only while the claim's
+/// lease is held: a newer version (or a delete) releases the lease and resets the retry state,
+/// and a stale outcome must not overwrite that.
+pub const RECORD_RETRY: &str = "UPDATE job_sync_queue q SET attempts = x.attempts, \
+     next_attempt_at = x.at, last_error = x.error, claimed_until = NULL \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, deleted boolean, attempts integer, \
+     at timestamptz, error text) \
+     WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.claimed_until IS NOT NULL \
      RETURNING q.job_id::text";
 
-/// Gives up on an entry until its row changes again. `$1` JSON `[{"id": uuid, "v": version,
-/// "error": text}]` -> the ids dead-lettered.
-pub const DEAD_LETTER: &str = "UPDATE job_sync_queue q SET attempts = q.attempts + 1, \
+/// Gives up on an entry until its row changes again (or an operator requeues it). `$1` JSON
+/// `[{"id": uuid, "deleted": bool, "v": version, "attempts": n, "error": text}]` -> the ids
+/// dead-lettered. Only for the version that failed.
+pub const DEAD_LETTER: &str = "UPDATE job_sync_queue q SET attempts = x.attempts, \
      dead_lettered_at = now(), last_error = x.error, claimed_until = NULL \
-     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, error text) \
-     WHERE q.job_id = x.id AND q.version = x.v \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, deleted boolean, v bigint, attempts integer, \
+     error text) \
+     WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.version = x.v \
      RETURNING q.job_id::text";
 
 /// Gives leased entries back without an outcome. `$1` JSON array of ids.
