@@ -237,10 +237,8 @@ fn parse_json_number(s: &str) -> Option<Number> {
     if i != b.len() {
         return None;
     }
-    if integral {
-        if let Ok(v) = s.parse::<i64>() {
-            return Some(Number::from(v));
-        }
+    if integral && let Ok(v) = s.parse::<i64>() {
+        return Some(Number::from(v));
     }
     let f: f64 = s.parse().ok()?;
     if !f.is_finite() {
@@ -334,15 +332,24 @@ mod tests {
         check(json!({"buildDurationMs": 9007199254740993u64}), Err(&[("metadata.buildDurationMs", "out_of_range")]));
         check(json!({"buildDurationMs": -1}), Err(&[("metadata.buildDurationMs", "out_of_range")]));
         check(json!({"dockerImageId": digest}), Ok(json!({"dockerImageId": digest})));
-        check(json!({"dockerImageId": digest.to_uppercase().replace("SHA256", "sha256")}), Ok(json!({"dockerImageId": digest})));
+        check(
+            json!({"dockerImageId": digest.to_uppercase().replace("SHA256", "sha256")}),
+            Ok(json!({"dockerImageId": digest})),
+        );
         check(json!({"dockerImageId": "sha256:abc"}), Err(&[("metadata.dockerImageId", "invalid_digest")]));
-        check(json!({"dockerImageId": format!("sha512:{}", "ab".repeat(32))}), Err(&[("metadata.dockerImageId", "invalid_digest")]));
+        check(
+            json!({"dockerImageId": format!("sha512:{}", "ab".repeat(32))}),
+            Err(&[("metadata.dockerImageId", "invalid_digest")]),
+        );
         check(json!({"dockerImageId": 7}), Err(&[("metadata.dockerImageId", "invalid_type")]));
     }
 
     #[test]
     fn shape_bounds_and_unknown_keys() {
-        check(json!({"team": "core", "nested": {"cpuCores": "x"}}), Ok(json!({"team": "core", "nested": {"cpuCores": "x"}})));
+        check(
+            json!({"team": "core", "nested": {"cpuCores": "x"}}),
+            Ok(json!({"team": "core", "nested": {"cpuCores": "x"}})),
+        );
         check(json!(null), Ok(json!({})));
         check(json!([1]), Err(&[("metadata", "metadata_not_object")]));
         check(json!("x"), Err(&[("metadata", "metadata_not_object")]));
@@ -352,7 +359,10 @@ mod tests {
         check(json!({"a": {"b\u{0}": 1}}), Err(&[("metadata.a.b\u{0}", "invalid_metadata_key")]));
         check(json!({"a": ["x\u{0}"]}), Err(&[("metadata.a.0", "control_chars")]));
         // depth: the metadata object is level 1; seven more levels are fine, eight are not.
-        check(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}), Ok(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}})));
+        check(
+            json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}),
+            Ok(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}})),
+        );
         check(json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}), Err(&[("metadata", "metadata_too_deep")]));
         check(json!({"a":[[[[[[[1]]]]]]]}), Ok(json!({"a":[[[[[[[1]]]]]]]})));
         check(json!({"a":[[[[[[[[1]]]]]]]]}), Err(&[("metadata", "metadata_too_deep")]));
@@ -374,12 +384,12 @@ mod tests {
             (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
             (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
             (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
             (json!({"a":"b"}), json!(["c"]), json!(["c"])),
             (json!({"a":"foo"}), json!(null), json!(null)),
             (json!({"a":"foo"}), json!("bar"), json!("bar")),
             (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
             (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
         ];
         for (mut target, patch, want) in cases {

@@ -197,7 +197,7 @@ impl Default for SearchRequest {
     }
 }
 
-fn list<'a>(v: &'a str) -> impl Iterator<Item = &'a str> {
+fn list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -299,7 +299,11 @@ impl SearchRequest {
                                 };
                                 if bound { range.after = Some(t) } else { range.before = Some(t) }
                             }
-                            None => issues.push(name, Code::InvalidTimestamp, "expected an RFC 3339 timestamp with an offset"),
+                            None => issues.push(
+                                name,
+                                Code::InvalidTimestamp,
+                                "expected an RFC 3339 timestamp with an offset",
+                            ),
                         }
                     } else if let Some(rest) = name.strip_prefix("metadata.") {
                         match meta_filter(rest, value) {
@@ -312,7 +316,12 @@ impl SearchRequest {
                 }
             }
         }
-        for (name, n) in [("status", r.statuses.len()), ("type", r.types.len()), ("arch", r.arches.len()), ("metadata", r.metadata.len())] {
+        for (name, n) in [
+            ("status", r.statuses.len()),
+            ("type", r.types.len()),
+            ("arch", r.arches.len()),
+            ("metadata", r.metadata.len()),
+        ] {
             if n > MAX_LIST {
                 issues.push(name, Code::InvalidQuery, format!("at most {MAX_LIST} values"));
             }
@@ -339,9 +348,12 @@ impl SearchRequest {
             && self.project.as_ref().is_none_or(|p| &job.project_name == p)
             && self.user_id.is_none_or(|u| job.user_id == u)
             && self.workspace_id.is_none_or(|w| job.workspace_id == Some(w))
-            && (self.created.after.is_none() && self.created.before.is_none() || self.created.contains(Some(job.created_at)))
-            && (self.updated.after.is_none() && self.updated.before.is_none() || self.updated.contains(Some(job.updated_at)))
-            && (self.completed.after.is_none() && self.completed.before.is_none() || self.completed.contains(job.completed_at))
+            && (self.created.after.is_none() && self.created.before.is_none()
+                || self.created.contains(Some(job.created_at)))
+            && (self.updated.after.is_none() && self.updated.before.is_none()
+                || self.updated.contains(Some(job.updated_at)))
+            && (self.completed.after.is_none() && self.completed.before.is_none()
+                || self.completed.contains(job.completed_at))
             && (self.sort != SortField::CompletedAt || job.completed_at.is_some())
             && self.metadata.iter().all(|f| meta_matches(f, job))
             && self.text.as_ref().is_none_or(|q| text_matches(q, job))
@@ -409,7 +421,11 @@ impl SearchRequest {
         if let Some(w) = self.workspace_id {
             filter.push(json!({"term": {"workspace_id": w}}));
         }
-        for (field, range) in [(SortField::CreatedAt, self.created), (SortField::UpdatedAt, self.updated), (SortField::CompletedAt, self.completed)] {
+        for (field, range) in [
+            (SortField::CreatedAt, self.created),
+            (SortField::UpdatedAt, self.updated),
+            (SortField::CompletedAt, self.completed),
+        ] {
             let mut r = serde_json::Map::new();
             if let Some(a) = range.after {
                 r.insert("gte".into(), json!(a.as_micros()));
@@ -489,7 +505,11 @@ impl SearchRequest {
             let p = w.bind(Param::Uuid(ws));
             w.clause(format!("workspace_id = {p}"));
         }
-        for (field, range) in [(SortField::CreatedAt, self.created), (SortField::UpdatedAt, self.updated), (SortField::CompletedAt, self.completed)] {
+        for (field, range) in [
+            (SortField::CreatedAt, self.created),
+            (SortField::UpdatedAt, self.updated),
+            (SortField::CompletedAt, self.completed),
+        ] {
             if let Some(a) = range.after {
                 let p = w.bind(Param::Timestamp(a.as_micros()));
                 w.clause(format!("{} >= {p}", field.column()));
@@ -602,7 +622,8 @@ fn meta_filter(spec: &str, value: &str) -> Result<MetaFilter, (Code, String)> {
         Some((k, op)) => (k, op),
         None => (spec, "eq"),
     };
-    let known = KnownKey::parse(key).ok_or((Code::InvalidQuery, format!("only known metadata keys can be searched, not {key:?}")))?;
+    let known = KnownKey::parse(key)
+        .ok_or((Code::InvalidQuery, format!("only known metadata keys can be searched, not {key:?}")))?;
     let op = match op {
         "eq" => Op::Eq,
         "gt" => Op::Gt,
@@ -655,7 +676,10 @@ fn text_matches(q: &str, job: &Job) -> bool {
     let q = q.to_ascii_lowercase();
     let hit = |s: &str| s.to_ascii_lowercase().contains(&q);
     hit(&job.project_name)
-        || job.error_message.as_deref().is_some_and(|e| !text::char_len_exceeds(e, ERROR_KEYWORD_IGNORE_ABOVE) && hit(e))
+        || job
+            .error_message
+            .as_deref()
+            .is_some_and(|e| !text::char_len_exceeds(e, ERROR_KEYWORD_IGNORE_ABOVE) && hit(e))
 }
 
 /// Escapes `*`, `?` and `\` for a wildcard query.
@@ -710,7 +734,8 @@ mod tests {
     use super::*;
 
     fn parse(q: &str) -> Result<SearchRequest, Vec<(String, Code)>> {
-        let pairs: Vec<(&str, &str)> = q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+        let pairs: Vec<(&str, &str)> =
+            q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
         SearchRequest::from_params(pairs).map_err(|e| e.into_iter().map(|i| (i.path, i.code)).collect())
     }
 
@@ -752,7 +777,10 @@ mod tests {
 
     #[test]
     fn sql_rendering_binds_every_value() {
-        let r = parse("status=RUNNING&q=50%_off\\&metadata.cpuCores.gte=4&created_after=2024-01-01T00:00:00Z&sort=created_at").expect("valid");
+        let r = parse(
+            "status=RUNNING&q=50%_off\\&metadata.cpuCores.gte=4&created_after=2024-01-01T00:00:00Z&sort=created_at",
+        )
+        .expect("valid");
         let scope = Scope { user_id: Uuid::from_u128(1), workspace_ids: vec![Uuid::from_u128(2), Uuid::from_u128(3)] };
         let (sql, params) = r.to_sql(&scope, "id");
         assert_eq!(
@@ -775,9 +803,15 @@ mod tests {
         assert_eq!(body["size"], 6);
         assert_eq!(body["sort"], json!([{"completed_at_us": {"order": "desc"}}, {"id": {"order": "desc"}}]));
         let filter = body["query"]["bool"]["filter"].as_array().expect("filters");
-        assert_eq!(filter[0], json!({"bool": {"should": [{"term": {"user_id": Uuid::from_u128(1)}}], "minimum_should_match": 1}}));
+        assert_eq!(
+            filter[0],
+            json!({"bool": {"should": [{"term": {"user_id": Uuid::from_u128(1)}}], "minimum_should_match": 1}})
+        );
         assert!(filter.contains(&json!({"exists": {"field": "completed_at_us"}})));
-        assert_eq!(filter.last().expect("q")["bool"]["should"][0]["wildcard"]["project_name.keyword"]["value"], "*a\\*b*");
+        assert_eq!(
+            filter.last().expect("q")["bool"]["should"][0]["wildcard"]["project_name.keyword"]["value"],
+            "*a\\*b*"
+        );
     }
 
     #[test]

@@ -145,7 +145,10 @@ pub enum Change<'a> {
     Upsert(&'a Job),
     /// A deleted job: `version` is the row's last version; the delete is sent one above it, so
     /// it wins over the last indexed document and loses to any later re-creation.
-    Delete { id: Uuid, version: i64 },
+    Delete {
+        id: Uuid,
+        version: i64,
+    },
 }
 
 impl Change<'_> {
@@ -349,7 +352,10 @@ mod tests {
         let body = String::from_utf8(body).expect("utf-8");
         let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], json!({"index": {"_index": "jobs-v1", "_id": j.id, "version": 7, "version_type": "external"}}));
+        assert_eq!(
+            lines[0],
+            json!({"index": {"_index": "jobs-v1", "_id": j.id, "version": 7, "version_type": "external"}})
+        );
         assert_eq!(lines[1], document(&j));
         assert_eq!(lines[2]["delete"]["version"], 5);
         assert!(body.ends_with('\n'));
@@ -369,9 +375,13 @@ mod tests {
         let out = parse_bulk_response(body, 8);
         assert_eq!(out[0], Outcome::Indexed);
         assert_eq!(out[1], Outcome::Stale);
-        assert!(matches!(&out[2], Outcome::Retry { status: 429, reason } if reason.starts_with("es_rejected_execution_exception")));
+        assert!(
+            matches!(&out[2], Outcome::Retry { status: 429, reason } if reason.starts_with("es_rejected_execution_exception"))
+        );
         assert!(matches!(out[3], Outcome::Retry { status: 503, .. }));
-        assert!(matches!(&out[4], Outcome::Rejected { status: 400, reason } if reason.contains("mapper_parsing_exception: bad")));
+        assert!(
+            matches!(&out[4], Outcome::Rejected { status: 400, reason } if reason.contains("mapper_parsing_exception: bad"))
+        );
         assert_eq!(out[5], Outcome::Indexed);
         assert_eq!(out[6], Outcome::Indexed);
         assert!(matches!(out[7], Outcome::Retry { status: 0, .. }), "missing item must be retried");

@@ -43,10 +43,8 @@ pub const JOB_FIELDS: &[FieldSpec] = &[
 ];
 
 /// Columns internal to sync: in the table, never in any input or output.
-pub const SYNC_FIELDS: &[FieldSpec] = &[
-    field("es_synced_at", "TIMESTAMPTZ", None, true),
-    field("es_sync_version", "BIGINT", None, false),
-];
+pub const SYNC_FIELDS: &[FieldSpec] =
+    &[field("es_synced_at", "TIMESTAMPTZ", None, true), field("es_sync_version", "BIGINT", None, false)];
 
 pub fn job_field(name: &str) -> Option<&'static FieldSpec> {
     JOB_FIELDS.iter().find(|f| f.name == name)

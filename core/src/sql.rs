@@ -121,12 +121,8 @@ pub const INSERT_JOB: &str = concat!(
 );
 
 /// `$1` id, `$2` user id, `$3` workspace ids (JSON array) -> the job if the caller may see it.
-pub const SELECT_JOB_SCOPED: &str = concat!(
-    "SELECT ",
-    sql_job_columns!(),
-    " FROM job j WHERE j.id = $1::uuid AND ",
-    scoped!("2", "3")
-);
+pub const SELECT_JOB_SCOPED: &str =
+    concat!("SELECT ", sql_job_columns!(), " FROM job j WHERE j.id = $1::uuid AND ", scoped!("2", "3"));
 
 /// `$1` id -> the job, whoever owns it (sync, operators, tests).
 pub const SELECT_JOB: &str = concat!("SELECT ", sql_job_columns!(), " FROM job j WHERE j.id = $1::uuid");
@@ -269,11 +265,8 @@ pub const SELECT_QUEUE_ENTRY: &str = concat!(
 );
 
 /// The sync columns of one job. `$1` id -> 0 version, 1 es_sync_version, 2 es_synced_at.
-pub const SELECT_JOB_SYNC_STATE: &str = concat!(
-    "SELECT j.version, j.es_sync_version, ",
-    sql_utc!("j.es_synced_at"),
-    " FROM job j WHERE j.id = $1::uuid"
-);
+pub const SELECT_JOB_SYNC_STATE: &str =
+    concat!("SELECT j.version, j.es_sync_version, ", sql_utc!("j.es_synced_at"), " FROM job j WHERE j.id = $1::uuid");
 
 /// One tombstone. `$1` id -> 0 version, 1 user id, 2 workspace id, 3 deleted_at,
 /// 4 es_synced_at.

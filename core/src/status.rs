@@ -26,20 +26,11 @@ mod tests {
     #[test]
     fn every_pair() {
         // One line per (from, to): the whole 5x5 table.
-        let allowed = [
-            (Queued, Running),
-            (Queued, Cancelled),
-            (Running, Succeeded),
-            (Running, Failed),
-            (Running, Cancelled),
-        ];
+        let allowed =
+            [(Queued, Running), (Queued, Cancelled), (Running, Succeeded), (Running, Failed), (Running, Cancelled)];
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {
-                assert_eq!(
-                    can_transition(*from, *to),
-                    allowed.contains(&(*from, *to)),
-                    "{from} -> {to}"
-                );
+                assert_eq!(can_transition(*from, *to), allowed.contains(&(*from, *to)), "{from} -> {to}");
             }
         }
         for terminal in [Succeeded, Failed, Cancelled] {

@@ -138,7 +138,8 @@ pub fn plan(rows: &[Pending], outcomes: &[Outcome], now: Timestamp, random: u64,
             p.dead_letter.push(DeadLetter { id: row.id, kind: row.kind, version: row.version, attempts, error });
         } else {
             let delay = backoff_ms(attempts, rng.next(), policy);
-            let at = Timestamp::from_micros(now.as_micros().saturating_add(delay.saturating_mul(1000))).unwrap_or(Timestamp::MAX);
+            let at = Timestamp::from_micros(now.as_micros().saturating_add(delay.saturating_mul(1000)))
+                .unwrap_or(Timestamp::MAX);
             p.retry.push(Retry { id: row.id, kind: row.kind, attempts, next_attempt_at: at, error });
         }
     }

@@ -118,8 +118,8 @@ pub fn normalise_arch(s: &str) -> Option<String> {
 /// hyphen. Returns the address with its domain lowercased.
 pub fn normalise_email(s: &str) -> Option<String> {
     let (local, domain) = s.split_once('@')?;
-    let local_ok = !local.is_empty()
-        && local.bytes().all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
+    let local_ok =
+        !local.is_empty() && local.bytes().all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
     if !local_ok || domain.is_empty() {
         return None;
     }

@@ -60,8 +60,7 @@ impl Timestamp {
         if b[13] != b':' || b[16] != b':' {
             return None;
         }
-        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month)
-        {
+        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return None;
         }
         if hour > 23 || minute > 59 || second > 59 {
@@ -117,7 +116,7 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
 }
 
 fn is_leap(y: u32) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {
@@ -160,13 +159,7 @@ impl fmt::Display for Timestamp {
         let micros = self.0.rem_euclid(MICROS_PER_SEC);
         let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let sod = secs.rem_euclid(SECS_PER_DAY);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            sod / 3600,
-            sod % 3600 / 60,
-            sod % 60
-        )
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, sod % 3600 / 60, sod % 60)
     }
 }
 

@@ -387,7 +387,12 @@ const MAX_UNKNOWN_REPORTED: usize = 20;
 
 type Slots<'a> = [Option<Loose<'a>>; 15];
 
-fn fill_slots<'a>(fields: Vec<(Cow<'a, str>, Loose<'a>)>, allowed: &[usize], kind: Kind, issues: &mut Issues) -> Slots<'a> {
+fn fill_slots<'a>(
+    fields: Vec<(Cow<'a, str>, Loose<'a>)>,
+    allowed: &[usize],
+    kind: Kind,
+    issues: &mut Issues,
+) -> Slots<'a> {
     let mut slots: Slots<'a> = Default::default();
     let mut unknown = 0usize;
     for (key, value) in fields {
@@ -554,7 +559,11 @@ fn timestamp_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Time
     let s = string(v, path, issues)?;
     let t = Timestamp::parse(&s);
     if t.is_none() {
-        issues.push(path, Code::InvalidTimestamp, "expected an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z");
+        issues.push(
+            path,
+            Code::InvalidTimestamp,
+            "expected an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z",
+        );
     }
     t
 }
@@ -689,46 +698,78 @@ fn record_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidJob, Vec
 
     if let Some(status) = status {
         check_completion(status, completed_at.as_ref().ok().map(|c| c.is_some()), &mut issues);
-        if let Ok(Some(_)) = error_message {
-            if !status.allows_error_message() {
-                issues.push("error_message", Code::ErrorMessageNotAllowed, "only a FAILED or CANCELLED job has an error message");
-            }
+        if let Ok(Some(_)) = error_message
+            && !status.allows_error_message()
+        {
+            issues.push(
+                "error_message",
+                Code::ErrorMessageNotAllowed,
+                "only a FAILED or CANCELLED job has an error message",
+            );
         }
     }
     if let Some(created) = created_at {
-        if let Ok(Some(done)) = completed_at {
-            if done < created {
-                issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
-            }
+        if let Ok(Some(done)) = completed_at
+            && done < created
+        {
+            issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
         }
-        if let Some(updated) = updated_at {
-            if updated < created {
-                issues.push("updated_at", Code::UpdatedBeforeCreated, "must not be before created_at");
-            }
+        if let Some(updated) = updated_at
+            && updated < created
+        {
+            issues.push("updated_at", Code::UpdatedBeforeCreated, "must not be before created_at");
         }
     }
-    match (id, workspace_id, user_id, status, job_type, project_name, hostname, arch, user_email, error_message, metadata, created_at, updated_at, completed_at, version) {
-        (Some(id), Ok(workspace_id), Some(user_id), Some(status), Some(job_type), Some(project_name), Ok(hostname), Ok(arch), Ok(user_email), Ok(error_message), Ok(metadata), Some(created_at), Some(updated_at), Ok(completed_at), Some(version))
-            if issues.is_empty() =>
-        {
-            Ok(ValidJob(Job {
-                id,
-                workspace_id,
-                user_id,
-                status,
-                job_type,
-                project_name,
-                hostname,
-                arch,
-                user_email,
-                error_message,
-                metadata: metadata.unwrap_or_default(),
-                created_at,
-                updated_at,
-                completed_at,
-                version,
-            }))
-        }
+    match (
+        id,
+        workspace_id,
+        user_id,
+        status,
+        job_type,
+        project_name,
+        hostname,
+        arch,
+        user_email,
+        error_message,
+        metadata,
+        created_at,
+        updated_at,
+        completed_at,
+        version,
+    ) {
+        (
+            Some(id),
+            Ok(workspace_id),
+            Some(user_id),
+            Some(status),
+            Some(job_type),
+            Some(project_name),
+            Ok(hostname),
+            Ok(arch),
+            Ok(user_email),
+            Ok(error_message),
+            Ok(metadata),
+            Some(created_at),
+            Some(updated_at),
+            Ok(completed_at),
+            Some(version),
+        ) if issues.is_empty() => Ok(ValidJob(Job {
+            id,
+            workspace_id,
+            user_id,
+            status,
+            job_type,
+            project_name,
+            hostname,
+            arch,
+            user_email,
+            error_message,
+            metadata: metadata.unwrap_or_default(),
+            created_at,
+            updated_at,
+            completed_at,
+            version,
+        })),
         _ => Err(issues.into_vec()),
     }
 }
@@ -736,8 +777,12 @@ fn record_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidJob, Vec
 /// `has_completed_at` is `None` when completed_at itself was invalid (already reported).
 fn check_completion(status: JobStatus, has_completed_at: Option<bool>, issues: &mut Issues) {
     match (status.is_terminal(), has_completed_at) {
-        (true, Some(false)) => issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at")),
-        (false, Some(true)) => issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed")),
+        (true, Some(false)) => {
+            issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at"))
+        }
+        (false, Some(true)) => {
+            issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed"))
+        }
         _ => {}
     }
 }
@@ -764,26 +809,31 @@ fn create_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidNewJob, 
     let hostname = optional(take(HOSTNAME), "hostname", &mut issues, hostname_field);
     let arch = optional(take(ARCH), "arch", &mut issues, arch_field);
     let metadata = optional(take(METADATA), "metadata", &mut issues, metadata_field);
-    if let Ok(Some(st)) = status {
-        if !status::is_initial(st) {
-            issues.push("status", Code::BadTransition, format!("a job starts as QUEUED or RUNNING, not {st}"));
-        }
+    if let Ok(Some(st)) = status
+        && !status::is_initial(st)
+    {
+        issues.push("status", Code::BadTransition, format!("a job starts as QUEUED or RUNNING, not {st}"));
     }
     match (id, workspace_id, status, job_type, project_name, hostname, arch, metadata) {
-        (Ok(id), Ok(workspace_id), Ok(status), Some(job_type), Some(project_name), Ok(hostname), Ok(arch), Ok(metadata))
-            if issues.is_empty() =>
-        {
-            Ok(ValidNewJob {
-                id,
-                workspace_id,
-                status: status.unwrap_or(JobStatus::Queued),
-                job_type,
-                project_name,
-                hostname,
-                arch,
-                metadata: metadata.unwrap_or_default(),
-            })
-        }
+        (
+            Ok(id),
+            Ok(workspace_id),
+            Ok(status),
+            Some(job_type),
+            Some(project_name),
+            Ok(hostname),
+            Ok(arch),
+            Ok(metadata),
+        ) if issues.is_empty() => Ok(ValidNewJob {
+            id,
+            workspace_id,
+            status: status.unwrap_or(JobStatus::Queued),
+            job_type,
+            project_name,
+            hostname,
+            arch,
+            metadata: metadata.unwrap_or_default(),
+        }),
         _ => Err(issues.into_vec()),
     }
 }
@@ -799,7 +849,11 @@ pub fn patch(current: &Job, value: &Value, now: Timestamp) -> Result<ValidPatch,
     patch_fields(current, borrow_top(value)?, now)
 }
 
-fn patch_fields(current: &Job, fields: Vec<(Cow<'_, str>, Loose<'_>)>, now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
+fn patch_fields(
+    current: &Job,
+    fields: Vec<(Cow<'_, str>, Loose<'_>)>,
+    now: Timestamp,
+) -> Result<ValidPatch, Vec<Issue>> {
     let mut issues = Issues::default();
     let mut s = fill_slots(fields, PATCH_FIELDS, Kind::Patch, &mut issues);
     let mut take = |i: usize| s[i].take();
@@ -812,15 +866,16 @@ fn patch_fields(current: &Job, fields: Vec<(Cow<'_, str>, Loose<'_>)>, now: Time
         }
         Some(v) => status_field(v, "status", &mut issues),
     };
-    if let Some(to) = status {
-        if to != current.status && !status::can_transition(current.status, to) {
-            let msg = if current.status.is_terminal() {
-                format!("a {} job changes no more", current.status)
-            } else {
-                format!("a {} job cannot become {to}", current.status)
-            };
-            issues.push("status", Code::BadTransition, msg);
-        }
+    if let Some(to) = status
+        && to != current.status
+        && !status::can_transition(current.status, to)
+    {
+        let msg = if current.status.is_terminal() {
+            format!("a {} job changes no more", current.status)
+        } else {
+            format!("a {} job cannot become {to}", current.status)
+        };
+        issues.push("status", Code::BadTransition, msg);
     }
     let error_message = change(take(ERROR_MESSAGE), "error_message", &mut issues, error_message_field);
     let hostname = change(take(HOSTNAME), "hostname", &mut issues, hostname_field).resolve(&current.hostname);
@@ -831,10 +886,14 @@ fn patch_fields(current: &Job, fields: Vec<(Cow<'_, str>, Loose<'_>)>, now: Time
         Some(Loose::Obj(patch)) => {
             let mut merged = Value::Object(current.metadata.clone());
             metadata::merge_patch(&mut merged, &Value::Object(patch));
-            metadata_field(Loose::Obj(match merged {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            }), "metadata", &mut issues)
+            metadata_field(
+                Loose::Obj(match merged {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                }),
+                "metadata",
+                &mut issues,
+            )
         }
         Some(_) => {
             issues.push("metadata", Code::MetadataNotObject, "a metadata patch is a JSON object (RFC 7396) or null");
@@ -859,15 +918,19 @@ fn patch_fields(current: &Job, fields: Vec<(Cow<'_, str>, Loose<'_>)>, now: Time
             }
             (_, Change::Invalid) | (false, Change::Keep | Change::Clear) => None,
         };
-        if let Some(done) = completed_at {
-            if done < current.created_at {
-                issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
-            }
+        if let Some(done) = completed_at
+            && done < current.created_at
+        {
+            issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
         }
         error = match error_message {
             Change::Set(m) if !status.allows_error_message() => {
                 let _ = m;
-                issues.push("error_message", Code::ErrorMessageNotAllowed, "only a FAILED or CANCELLED job has an error message");
+                issues.push(
+                    "error_message",
+                    Code::ErrorMessageNotAllowed,
+                    "only a FAILED or CANCELLED job has an error message",
+                );
                 None
             }
             other => other.resolve(&current.error_message).filter(|_| status.allows_error_message()),
@@ -905,7 +968,11 @@ pub fn validate_json(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Value, 
         Kind::Create => serde_json::to_value(create_from_json(bytes)?),
         Kind::Patch => {
             let env: PatchEnvelope = serde_json::from_slice(bytes).map_err(|e| {
-                vec![Issue::new("", Code::InvalidJson, format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"))]
+                vec![Issue::new(
+                    "",
+                    Code::InvalidJson,
+                    format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"),
+                )]
             })?;
             let current = record(&env.current).map_err(|issues| prefix("current", issues))?;
             let p = patch(current.job(), &env.patch, now).map_err(|issues| prefix("patch", issues))?;

@@ -48,10 +48,10 @@ fn corpus_verdicts_codes_and_outputs() {
         let got = validate_json(case.kind, &input_bytes(&case), now);
         match (&got, case.ok) {
             (Ok(out), true) => {
-                if let Some(want) = &case.output {
-                    if out != want {
-                        failures.push(format!("{}: output\n  got  {out}\n  want {want}", case.name));
-                    }
+                if let Some(want) = &case.output
+                    && out != want
+                {
+                    failures.push(format!("{}: output\n  got  {out}\n  want {want}", case.name));
                 }
             }
             (Err(issues), false) => {

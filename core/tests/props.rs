@@ -28,23 +28,68 @@ fn arb_json() -> impl Strategy<Value = Value> {
 /// valid and the rules themselves get exercised.
 fn arb_field(name: &'static str) -> BoxedStrategy<Option<Value>> {
     let pool: Vec<Value> = match name {
-        "id" | "user_id" | "workspace_id" => vec![json!("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), json!("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5C"), json!("00000000-0000-0000-0000-000000000000"), json!("x"), json!(null), json!(7)],
-        "status" => vec![json!("QUEUED"), json!("RUNNING"), json!("SUCCEEDED"), json!("FAILED"), json!("CANCELLED"), json!("done")],
+        "id" | "user_id" | "workspace_id" => vec![
+            json!("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+            json!("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5C"),
+            json!("00000000-0000-0000-0000-000000000000"),
+            json!("x"),
+            json!(null),
+            json!(7),
+        ],
+        "status" => vec![
+            json!("QUEUED"),
+            json!("RUNNING"),
+            json!("SUCCEEDED"),
+            json!("FAILED"),
+            json!("CANCELLED"),
+            json!("done"),
+        ],
         "type" => vec![json!("BUILD"), json!("TEST"), json!("DEPLOY"), json!("SCAN"), json!("x")],
-        "project_name" => vec![json!("api"), json!("é".repeat(255)), json!(" "), json!("a\u{7}"), json!("p".repeat(256))],
+        "project_name" => {
+            vec![json!("api"), json!("é".repeat(255)), json!(" "), json!("a\u{7}"), json!("p".repeat(256))]
+        }
         "hostname" => vec![json!("Build-01.Example.com"), json!("a_b"), json!(null), json!("x".repeat(300))],
         "arch" => vec![json!("amd64"), json!("AARCH64"), json!("riscv64"), json!("A B"), json!(null)],
         "user_email" => vec![json!("Dev@Example.COM"), json!("x@"), json!(null)],
         "error_message" => vec![json!("boom"), json!(null), json!("a\u{0}")],
-        "metadata" => vec![json!({"cpuCores": "4", "memoryGb": 2.50, "x": [1, {"y": null}]}), json!({"buildDurationMs": 1e3}), json!({"cpuCores": 0}), json!([]), json!(null), json!({"dockerImageId": format!("sha256:{}", "AB".repeat(32))})],
-        "created_at" | "updated_at" | "completed_at" => vec![json!("2024-05-01T12:00:00+02:00"), json!("2024-05-01T10:00:00.1234567Z"), json!("2024-05-01t09:00:00z"), json!("2024-02-30T00:00:00Z"), json!(null)],
+        "metadata" => vec![
+            json!({"cpuCores": "4", "memoryGb": 2.50, "x": [1, {"y": null}]}),
+            json!({"buildDurationMs": 1e3}),
+            json!({"cpuCores": 0}),
+            json!([]),
+            json!(null),
+            json!({"dockerImageId": format!("sha256:{}", "AB".repeat(32))}),
+        ],
+        "created_at" | "updated_at" | "completed_at" => vec![
+            json!("2024-05-01T12:00:00+02:00"),
+            json!("2024-05-01T10:00:00.1234567Z"),
+            json!("2024-05-01t09:00:00z"),
+            json!("2024-02-30T00:00:00Z"),
+            json!(null),
+        ],
         "version" => vec![json!(0), json!(3), json!(-1), json!(1.5), json!("2")],
         _ => vec![json!(1)],
     };
     prop_oneof![1 => Just(None), 6 => prop::sample::select(pool).prop_map(Some)].boxed()
 }
 
-const FIELDS: [&str; 15] = ["id", "workspace_id", "user_id", "status", "type", "project_name", "hostname", "arch", "user_email", "error_message", "metadata", "created_at", "updated_at", "completed_at", "version"];
+const FIELDS: [&str; 15] = [
+    "id",
+    "workspace_id",
+    "user_id",
+    "status",
+    "type",
+    "project_name",
+    "hostname",
+    "arch",
+    "user_email",
+    "error_message",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "version",
+];
 
 fn arb_record() -> impl Strategy<Value = Value> {
     FIELDS.iter().map(|f| arb_field(f)).collect::<Vec<_>>().prop_map(|vals| {
@@ -152,12 +197,14 @@ fn arb_job(users: Vec<Uuid>, workspaces: Vec<Uuid>) -> impl Strategy<Value = Job
 
 fn arb_params() -> impl Strategy<Value = Vec<(String, String)>> {
     let one = prop_oneof![
-        prop::sample::select(vec!["RUNNING", "FAILED,SUCCEEDED", "QUEUED"]).prop_map(|v| ("status".to_owned(), v.to_owned())),
+        prop::sample::select(vec!["RUNNING", "FAILED,SUCCEEDED", "QUEUED"])
+            .prop_map(|v| ("status".to_owned(), v.to_owned())),
         prop::sample::select(vec!["BUILD", "TEST,DEPLOY"]).prop_map(|v| ("type".to_owned(), v.to_owned())),
         prop::sample::select(vec!["amd64", "arm64"]).prop_map(|v| ("arch".to_owned(), v.to_owned())),
         prop::sample::select(vec!["api", "50%", "API", "down"]).prop_map(|v| ("q".to_owned(), v.to_owned())),
         prop::sample::select(vec!["2", "4"]).prop_map(|v| ("metadata.cpuCores.gte".to_owned(), v.to_owned())),
-        prop::sample::select(vec!["created_at", "-created_at", "-completed_at", "updated_at"]).prop_map(|v| ("sort".to_owned(), v.to_owned())),
+        prop::sample::select(vec!["created_at", "-created_at", "-completed_at", "updated_at"])
+            .prop_map(|v| ("sort".to_owned(), v.to_owned())),
         prop::sample::select(vec!["2023-11-14T22:20:00Z"]).prop_map(|v| ("created_after".to_owned(), v.to_owned())),
     ];
     prop::collection::vec(one, 0..4)
