@@ -1,3 +1,4 @@
 //! jobs-lambda: the imperative shell around jobs-core (store, search, API, sync, binaries).
 
+pub mod data_api;
 pub mod db;

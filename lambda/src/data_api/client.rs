@@ -1,0 +1,463 @@
+//! The RDS Data API driver: [`Executor`] / [`Transaction`] over aws-sdk-rdsdata.
+//!
+//! Statements keep the store's positional `$n` placeholders until the last moment, when they
+//! become named `:pN` parameters; `Param`s become `SqlParameter`s with the type hints the Data
+//! API needs to bind uuid, timestamp and jsonb values. The SDK client is built once and shared
+//! (cloning it is cheap); point it at a local server with `AWS_ENDPOINT_URL_RDS_DATA` or
+//! [`DataApiConfig::endpoint_url`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_rdsdata::Client;
+use aws_sdk_rdsdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_rdsdata::types::{Field, SqlParameter, TypeHint};
+use jobs_core::sql::Param;
+
+use super::Segment;
+use crate::db::{Cell, DbError, Executor, Row, Transaction};
+
+/// Which cluster, secret and database the driver talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataApiConfig {
+    /// The Aurora cluster's ARN.
+    pub resource_arn: String,
+    /// The Secrets Manager secret holding the database credentials.
+    pub secret_arn: String,
+    pub database: String,
+    /// Overrides the endpoint (otherwise the SDK's: `AWS_ENDPOINT_URL_RDS_DATA`,
+    /// `AWS_ENDPOINT_URL`, or the regional AWS endpoint).
+    pub endpoint_url: Option<String>,
+}
+
+/// How often and how patiently a call is retried while an Aurora Serverless cluster resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeRetry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each later one.
+    pub first_delay: Duration,
+}
+
+impl Default for ResumeRetry {
+    fn default() -> Self {
+        // 0.5 + 1 + 2 + 4 + 8 s: a paused cluster usually resumes within about 15 s.
+        ResumeRetry { attempts: 6, first_delay: Duration::from_millis(500) }
+    }
+}
+
+/// The Data API driver. Cheap to clone: the SDK client and the configuration are shared.
+#[derive(Debug, Clone)]
+pub struct RdsDataExecutor {
+    client: Client,
+    config: Arc<DataApiConfig>,
+    retry: ResumeRetry,
+}
+
+impl RdsDataExecutor {
+    /// Wraps an SDK client built by the caller (its endpoint already chosen).
+    pub fn new(client: Client, config: DataApiConfig) -> Self {
+        RdsDataExecutor { client, config: Arc::new(config), retry: ResumeRetry::default() }
+    }
+
+    /// Builds the SDK client from a loaded `aws_config` (region, credentials, endpoint from the
+    /// environment), applying [`DataApiConfig::endpoint_url`] when set.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, config: DataApiConfig) -> Self {
+        let mut builder = aws_sdk_rdsdata::config::Builder::from(sdk);
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        Self::new(Client::from_conf(builder.build()), config)
+    }
+
+    /// Loads the AWS configuration from the environment (as a Lambda function gets it) and
+    /// builds the driver. Do this once per process.
+    pub async fn from_env(config: DataApiConfig) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_sdk_config(&sdk, config)
+    }
+
+    pub fn with_resume_retry(mut self, retry: ResumeRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn config(&self) -> &DataApiConfig {
+        &self.config
+    }
+
+    pub fn sdk_client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or the cluster is still resuming after
+    /// the last attempt.
+    async fn with_retry<T, F, Fut>(&self, mut call: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Resuming(message)) if attempt < self.retry.attempts => {
+                    tracing::info!(attempt, ?delay, %message, "database resuming; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(Failure::Resuming(message)) => return Err(DbError::Unavailable(message)),
+                Err(Failure::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn run(&self, sql: &str, params: &[Param], transaction_id: Option<&str>) -> Result<Statement, DbError> {
+        let sql = to_named(sql);
+        let parameters = parameters(params);
+        self.with_retry(|| async {
+            let out = self
+                .client
+                .execute_statement()
+                .resource_arn(&self.config.resource_arn)
+                .secret_arn(&self.config.secret_arn)
+                .database(&self.config.database)
+                .sql(&sql)
+                .set_parameters(Some(parameters.clone()))
+                .set_transaction_id(transaction_id.map(str::to_owned))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(Statement { records: out.records, updated: out.number_of_records_updated })
+        })
+        .await
+    }
+
+    async fn query_in(&self, sql: &str, params: &[Param], tx: Option<&str>) -> Result<Vec<Row>, DbError> {
+        let statement = self.run(sql, params, tx).await?;
+        statement.records.unwrap_or_default().into_iter().map(|record| record.into_iter().map(cell).collect()).collect()
+    }
+
+    async fn execute_in(&self, sql: &str, params: &[Param], tx: Option<&str>) -> Result<u64, DbError> {
+        let statement = self.run(sql, params, tx).await?;
+        Ok(u64::try_from(statement.updated).unwrap_or(0))
+    }
+
+    async fn begin_transaction(&self) -> Result<String, DbError> {
+        self.with_retry(|| async {
+            let out = self
+                .client
+                .begin_transaction()
+                .resource_arn(&self.config.resource_arn)
+                .secret_arn(&self.config.secret_arn)
+                .database(&self.config.database)
+                .send()
+                .await
+                .map_err(classify)?;
+            out.transaction_id
+                .ok_or_else(|| Failure::Other(DbError::Decode("BeginTransaction returned no transactionId".into())))
+        })
+        .await
+    }
+
+    async fn end_transaction(&self, id: &str, commit: bool) -> Result<(), DbError> {
+        let result = if commit {
+            self.client
+                .commit_transaction()
+                .resource_arn(&self.config.resource_arn)
+                .secret_arn(&self.config.secret_arn)
+                .transaction_id(id)
+                .send()
+                .await
+                .map(drop)
+                .map_err(classify)
+        } else {
+            self.client
+                .rollback_transaction()
+                .resource_arn(&self.config.resource_arn)
+                .secret_arn(&self.config.secret_arn)
+                .transaction_id(id)
+                .send()
+                .await
+                .map(drop)
+                .map_err(classify)
+        };
+        result.map_err(Failure::into_db_error)
+    }
+}
+
+/// What one ExecuteStatement returned.
+struct Statement {
+    records: Option<Vec<Vec<Field>>>,
+    updated: i64,
+}
+
+/// Why a call failed: worth retrying after a pause (the cluster is resuming), or not.
+#[derive(Debug)]
+enum Failure {
+    Resuming(String),
+    Other(DbError),
+}
+
+impl Failure {
+    fn into_db_error(self) -> DbError {
+        match self {
+            Failure::Resuming(message) => DbError::Unavailable(message),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+/// Maps an SDK error to the driver-independent [`DbError`]. SQL errors arrive only as text
+/// ending `; SQLState: XXXXX`.
+fn classify<E, R>(err: SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let message = e.message().unwrap_or_default().to_owned();
+            match e.code().unwrap_or_default() {
+                "DatabaseResumingException" => Failure::Resuming(message),
+                "DatabaseUnavailableException" | "ServiceUnavailableError" | "InternalServerErrorException" => {
+                    Failure::Other(DbError::Unavailable(message))
+                }
+                // PostgreSQL's statement_timeout raises 57014 too: callers see one code for both.
+                "StatementTimeoutException" => {
+                    Failure::Other(DbError::Database { sqlstate: Some("57014".to_owned()), message })
+                }
+                code => {
+                    let (sqlstate, text) = split_sqlstate(&message);
+                    let text = if sqlstate.is_some() || code.is_empty() { text } else { format!("{code}: {text}") };
+                    Failure::Other(DbError::Database { sqlstate, message: text })
+                }
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            Failure::Other(DbError::Unavailable(aws_sdk_rdsdata::error::DisplayErrorContext(&err).to_string()))
+        }
+        _ => Failure::Other(DbError::Database {
+            sqlstate: None,
+            message: aws_sdk_rdsdata::error::DisplayErrorContext(&err).to_string(),
+        }),
+    }
+}
+
+/// Splits `ERROR: <message>; SQLState: <code>` into the code and the message.
+fn split_sqlstate(message: &str) -> (Option<String>, String) {
+    let Some((text, state)) = message.rsplit_once("; SQLState: ") else {
+        return (None, message.to_owned());
+    };
+    let state = state.trim();
+    if state.len() != 5 || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return (None, message.to_owned());
+    }
+    let text = text.strip_prefix("ERROR: ").unwrap_or(text);
+    (Some(state.to_owned()), text.to_owned())
+}
+
+fn cell(field: Field) -> Result<Cell, DbError> {
+    Ok(match field {
+        Field::IsNull(_) => Cell::Null,
+        Field::BooleanValue(b) => Cell::Bool(b),
+        Field::LongValue(n) => Cell::Int(n),
+        Field::DoubleValue(d) => Cell::Float(d),
+        Field::StringValue(s) => Cell::Text(s),
+        Field::BlobValue(_) => return Err(DbError::Decode("a blob column (select it as text)".into())),
+        Field::ArrayValue(_) => return Err(DbError::Decode("an array column (select it as text)".into())),
+        _ => return Err(DbError::Decode("a result field of an unknown kind".into())),
+    })
+}
+
+/// Rewrites positional `$n` placeholders to the Data API's named `:pn` (not inside literals,
+/// quoted identifiers, dollar-quoted bodies or comments, and not the `$` inside an identifier).
+pub fn to_named(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    for segment in super::segments(sql) {
+        let code = match segment {
+            Segment::Other(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Segment::Code(code) => code,
+        };
+        let mut prev: Option<char> = None;
+        let mut chars = code.chars().peekable();
+        while let Some(c) = chars.next() {
+            let in_identifier = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$');
+            if c == '$' && !in_identifier && chars.peek().is_some_and(char::is_ascii_digit) {
+                out.push_str(":p");
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    out.push(d);
+                    prev = Some(d);
+                }
+                continue;
+            }
+            out.push(c);
+            prev = Some(c);
+        }
+    }
+    out
+}
+
+/// `Param`s as the Data API's named parameters `p1..pn`.
+pub fn parameters(params: &[Param]) -> Vec<SqlParameter> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (value, hint) = match p {
+                Param::Null => (Field::IsNull(true), None),
+                Param::Bool(b) => (Field::BooleanValue(*b), None),
+                Param::Int(n) => (Field::LongValue(*n), None),
+                Param::Float(f) => (Field::DoubleValue(*f), None),
+                Param::Text(s) => (Field::StringValue(s.clone()), None),
+                Param::Uuid(u) => (Field::StringValue(u.hyphenated().to_string()), Some(TypeHint::Uuid)),
+                Param::Timestamp(micros) => (Field::StringValue(timestamp_text(*micros)), Some(TypeHint::Timestamp)),
+                Param::Json(text) => (Field::StringValue(text.clone()), Some(TypeHint::Json)),
+            };
+            SqlParameter::builder().name(format!("p{}", i + 1)).value(value).set_type_hint(hint).build()
+        })
+        .collect()
+}
+
+/// Microseconds since the Unix epoch (UTC) as `YYYY-MM-DD HH:MM:SS.ffffff`, the TIMESTAMP hint's
+/// format.
+pub fn timestamp_text(micros: i64) -> String {
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = super::civil_from_days(days);
+    let secs = of_day / 1_000_000;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}", secs / 3600, secs / 60 % 60, secs % 60, of_day % 1_000_000)
+}
+
+#[async_trait]
+impl Executor for RdsDataExecutor {
+    type Tx<'a>
+        = RdsDataTx
+    where
+        Self: 'a;
+
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
+        self.query_in(sql, params, None).await
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        self.execute_in(sql, params, None).await
+    }
+
+    async fn begin(&self) -> Result<Self::Tx<'_>, DbError> {
+        let id = self.begin_transaction().await?;
+        Ok(RdsDataTx { executor: self.clone(), id: Some(id) })
+    }
+}
+
+/// A Data API transaction. Dropped without `commit` or `rollback`, it is rolled back in the
+/// background (when a tokio runtime is there to do it; otherwise the service's idle timeout
+/// does).
+#[derive(Debug)]
+pub struct RdsDataTx {
+    executor: RdsDataExecutor,
+    /// `None` once ended.
+    id: Option<String>,
+}
+
+impl RdsDataTx {
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn live_id(&self) -> Result<&str, DbError> {
+        self.id.as_deref().ok_or_else(|| DbError::Decode("transaction already ended".into()))
+    }
+}
+
+#[async_trait]
+impl Transaction for RdsDataTx {
+    async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
+        let id = self.live_id()?;
+        self.executor.query_in(sql, params, Some(id)).await
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        let id = self.live_id()?;
+        self.executor.execute_in(sql, params, Some(id)).await
+    }
+
+    async fn commit(mut self) -> Result<(), DbError> {
+        let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
+        self.executor.end_transaction(&id, true).await
+    }
+
+    async fn rollback(mut self) -> Result<(), DbError> {
+        let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
+        self.executor.end_transaction(&id, false).await
+    }
+}
+
+impl Drop for RdsDataTx {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let executor = self.executor.clone();
+        runtime.spawn(async move {
+            if let Err(e) = executor.end_transaction(&id, false).await {
+                tracing::warn!(error = %e, "rolling back a dropped transaction failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_placeholders_become_named() {
+        fn check(sql: &str, expected: &str) {
+            assert_eq!(to_named(sql), expected, "{sql}");
+        }
+        check("select $1, $2::uuid", "select :p1, :p2::uuid");
+        check("select $10 from t where a = $1", "select :p10 from t where a = :p1");
+        check("select '$1', \"$1\" -- $1\n, $1", "select '$1', \"$1\" -- $1\n, :p1");
+        check("select $$ $1 $$, $f$ $1 $f$, $1", "select $$ $1 $$, $f$ $1 $f$, :p1");
+        check("select foo$1, x_$2 from t", "select foo$1, x_$2 from t");
+        check("select E'\\'$1', $1", "select E'\\'$1', :p1");
+        check("select 1", "select 1");
+    }
+
+    #[test]
+    fn sqlstate_is_split_off_the_message() {
+        assert_eq!(
+            split_sqlstate("ERROR: duplicate key value violates unique constraint \"t_pkey\"; SQLState: 23505"),
+            (Some("23505".to_owned()), "duplicate key value violates unique constraint \"t_pkey\"".to_owned())
+        );
+        assert_eq!(split_sqlstate("no code here"), (None, "no code here".to_owned()));
+        assert_eq!(split_sqlstate("x; SQLState: toolong"), (None, "x; SQLState: toolong".to_owned()));
+    }
+
+    #[test]
+    fn timestamps_have_six_fraction_digits() {
+        assert_eq!(timestamp_text(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(timestamp_text(1_700_000_000_123_456), "2023-11-14 22:13:20.123456");
+        assert_eq!(timestamp_text(-1), "1969-12-31 23:59:59.999999");
+    }
+
+    #[test]
+    fn params_carry_type_hints() {
+        let id = uuid::Uuid::nil();
+        let ps = parameters(&[Param::Uuid(id), Param::Timestamp(0), Param::Json("{}".into()), Param::Null]);
+        assert_eq!(ps.len(), 4);
+        assert_eq!(ps[0].name(), Some("p1"));
+        assert_eq!(ps[0].type_hint(), Some(&TypeHint::Uuid));
+        assert_eq!(ps[1].type_hint(), Some(&TypeHint::Timestamp));
+        assert_eq!(ps[2].type_hint(), Some(&TypeHint::Json));
+        assert_eq!(ps[3].value(), Some(&Field::IsNull(true)));
+    }
+}
