@@ -35,36 +35,66 @@ pub enum Param {
     Json(String),
 }
 
-/// A `TIMESTAMPTZ` expression as UTC text with microseconds; `NULL` stays `NULL`.
+/// A `TIMESTAMPTZ` expression as UTC text with microseconds; `NULL` stays `NULL`. Takes
+/// string literals (or macros expanding to them) that are concatenated into the expression.
 #[macro_export]
 macro_rules! sql_utc {
-    ($e:literal) => {
-        concat!("to_char(", $e, " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    ($($e:expr),+) => {
+        concat!("to_char(", $($e,)+ " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
     };
 }
 
-/// The job columns, from `job j`, as the store reads them (the order of
-/// [`crate::spec::JOB_FIELDS`]). A macro so statements can be built with `concat!`.
+/// The job columns as the store reads them (the order of [`crate::spec::JOB_FIELDS`]), each
+/// qualified with the given prefix (`"j."`, or `""` for a single-table query). A macro so
+/// statements can be built with `concat!`.
 #[macro_export]
 macro_rules! sql_job_columns {
     () => {
+        $crate::sql_job_columns!("j.")
+    };
+    ($p:literal) => {
         concat!(
-            "j.id::text, j.workspace_id::text, j.user_id::text, j.status, j.type, j.project_name, ",
-            "j.hostname, j.arch, j.user_email, j.error_message, j.metadata::text, ",
-            $crate::sql_utc!("j.created_at"),
+            $p,
+            "id::text, ",
+            $p,
+            "workspace_id::text, ",
+            $p,
+            "user_id::text, ",
+            $p,
+            "status, ",
+            $p,
+            "type, ",
+            $p,
+            "project_name, ",
+            $p,
+            "hostname, ",
+            $p,
+            "arch, ",
+            $p,
+            "user_email, ",
+            $p,
+            "error_message, ",
+            $p,
+            "metadata::text, ",
+            $crate::sql_utc!($p, "created_at"),
             ", ",
-            $crate::sql_utc!("j.updated_at"),
+            $crate::sql_utc!($p, "updated_at"),
             ", ",
-            $crate::sql_utc!("j.completed_at"),
-            ", j.version"
+            $crate::sql_utc!($p, "completed_at"),
+            ", ",
+            $p,
+            "version"
         )
     };
 }
 
-/// The select list every statement returning jobs uses, over `job j`. A fallback search query
-/// (the core's `query` module) must be `SELECT {JOB_COLUMNS} FROM job j WHERE ...` so the store
-/// can read its rows.
+/// The select list of statements returning jobs, over `job j`.
 pub const JOB_COLUMNS: &str = sql_job_columns!();
+
+/// The same select list unqualified, for single-table queries over `job`: the core's search
+/// fallback is rendered as `query.to_sql(scope, JOB_SELECT)` (`SELECT {JOB_SELECT} FROM job
+/// WHERE ...`) and read by the store's `list`.
+pub const JOB_SELECT: &str = sql_job_columns!("");
 
 /// How many columns [`JOB_COLUMNS`] selects.
 pub const JOB_COLUMN_COUNT: usize = 15;
@@ -156,8 +186,9 @@ pub const DELETE_JOB: &str = concat!(
 /// Claims up to `$1` due entries of the sync queue for `$2` milliseconds (a lease): skips
 /// dead-lettered entries, entries waiting for a retry and entries leased by another run, and
 /// rows another claim is locking right now (`SKIP LOCKED`), in queue order
-/// (`next_attempt_at, job_id`, served by `idx_job_sync_queue_due`). One statement, no
-/// transaction to hold open while the search engine is called.
+/// (`next_attempt_at, job_id`, served by `idx_job_sync_queue_due`; the lease is written through
+/// the primary key: `= ANY (ARRAY(...))` keeps the planner from hashing the whole queue). One
+/// statement, no transaction to hold open while the search engine is called.
 ///
 /// Columns: 0 job id, 1 deleted, 2 attempts, 3 tombstone version, 4 tombstone user id,
 /// 5 tombstone workspace id, 6 tombstone deleted_at, 7.. the job ([`JOB_COLUMNS`], all NULL
@@ -170,7 +201,7 @@ pub const CLAIM_DIRTY: &str = concat!(
     "ORDER BY q.next_attempt_at, q.job_id LIMIT $1::bigint FOR UPDATE SKIP LOCKED), ",
     "claimed AS (",
     "UPDATE job_sync_queue q SET claimed_until = now() + $2::bigint * interval '1 millisecond' ",
-    "FROM due WHERE q.job_id = due.job_id ",
+    "WHERE q.job_id = ANY (ARRAY(SELECT due.job_id FROM due)) ",
     "RETURNING q.job_id, q.deleted, q.attempts, q.next_attempt_at) ",
     "SELECT c.job_id::text, c.deleted, c.attempts, t.version, t.user_id::text, ",
     "t.workspace_id::text, ",
@@ -369,5 +400,6 @@ mod tests {
             .collect();
         assert!(order.iter().all(|&i| i != usize::MAX), "a field is missing from JOB_COLUMNS");
         assert!(order.windows(2).all(|w| w[0] < w[1]), "JOB_COLUMNS out of spec order");
+        assert_eq!(JOB_SELECT, JOB_COLUMNS.replace("j.", ""));
     }
 }
