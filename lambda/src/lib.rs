@@ -2,3 +2,5 @@
 
 pub mod data_api;
 pub mod db;
+pub mod migrate;
+pub mod pg;
