@@ -4,3 +4,4 @@ pub mod data_api;
 pub mod db;
 pub mod migrate;
 pub mod pg;
+pub mod store;

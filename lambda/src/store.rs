@@ -1,0 +1,702 @@
+//! The job store: every read and write of jobs, identities and sync bookkeeping, written once
+//! over the [`Executor`] seam (so the direct Postgres driver and the RDS Data API driver run the
+//! same statements, from `jobs_core::sql`).
+//!
+//! Reads and writes are scoped to the caller ([`Scope`]): their own jobs and their workspaces'.
+//! Writes use optimistic locking on `version`. Sync state lives in `job_sync_queue`, kept by
+//! triggers (see `migrations/V1__init.sql` and `docs/sync-storage.md`): the store claims batches
+//! from it, and executes a `jobs_core::sync::Plan` against it.
+
+use crate::db::{Cell, DbError, Executor, Row};
+use jobs_core::model::{Job, JobStatus, JobType};
+use jobs_core::search::Change;
+use jobs_core::sql::{self, Param};
+use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry};
+use jobs_core::time::Timestamp;
+use jobs_core::validate::{ValidNewJob, ValidPatch};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Errors get longer than anyone reads; the queue keeps this many characters of one.
+const MAX_ERROR_CHARS: usize = 2_000;
+
+/// Who is asking (the core's tenancy scope): every scoped read and write sees only jobs owned
+/// by the user or in one of their workspaces.
+pub use jobs_core::query::Scope;
+
+fn workspaces_param(scope: &Scope) -> Param {
+    Param::Json(json!(scope.workspace_ids).to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such job, or not one the caller may see.
+    #[error("job not found")]
+    NotFound,
+    /// The job changed since the caller read it; `current` is what it is now.
+    #[error("version conflict: the job is at version {}", current.version)]
+    VersionConflict { current: Box<Job> },
+    /// A row with this key exists already (SQLSTATE 23505).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A referenced row does not exist (SQLSTATE 23503), e.g. an unknown workspace or a user
+    /// that was never ensured.
+    #[error("unknown reference: {0}")]
+    UnknownReference(String),
+    /// The caller may not write into this workspace.
+    #[error("workspace {0} is outside the caller's scope")]
+    OutOfScope(Uuid),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl StoreError {
+    fn from_db(e: DbError) -> StoreError {
+        match e.sqlstate() {
+            Some("23505") => StoreError::AlreadyExists(e.to_string()),
+            Some("23503") => StoreError::UnknownReference(e.to_string()),
+            _ => StoreError::Db(e),
+        }
+    }
+
+    /// Worth retrying as is (the database was unreachable, or a serialization failure/deadlock).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(DbError::Unavailable(_)) => true,
+            StoreError::Db(e) => matches!(e.sqlstate(), Some("40001" | "40P01")),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A deleted job, as its tombstone records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub id: Uuid,
+    /// The row's last version (the search delete is sent at `version + 1`).
+    pub version: i64,
+    pub user_id: Uuid,
+    pub workspace_id: Option<Uuid>,
+    pub deleted_at: Timestamp,
+    /// When the delete reached search; `None` while it is pending.
+    pub es_synced_at: Option<Timestamp>,
+}
+
+/// What a deleted row was, as [`Store::delete`] saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub id: Uuid,
+    pub version: i64,
+}
+
+/// One claimed entry of the sync queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// What the sync plan needs: id, the version read (and to be indexed), kind, attempts.
+    pub pending: Pending,
+    pub item: Item,
+}
+
+/// The state to send to search.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Job(Job),
+    Tombstone(Tombstone),
+}
+
+impl Claimed {
+    /// The bulk change for this entry.
+    pub fn change(&self) -> Change<'_> {
+        match &self.item {
+            Item::Job(job) => Change::Upsert(job),
+            Item::Tombstone(t) => Change::Delete { id: t.id, version: t.version },
+        }
+    }
+}
+
+/// How far search is behind Postgres.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLag {
+    /// Entries waiting to be indexed (dirty jobs and unsynced tombstones, not dead-lettered).
+    pub dirty: i64,
+    /// Entries given up on until their row changes or an operator requeues them.
+    pub dead_lettered: i64,
+    /// The first unsynced change among the waiting entries.
+    pub oldest_dirty_since: Option<Timestamp>,
+    /// Its age by the database clock, in milliseconds.
+    pub oldest_age_ms: Option<i64>,
+}
+
+/// The sync queue entry of one id (operators and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub version: i64,
+    pub deleted: bool,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub dead_lettered_at: Option<Timestamp>,
+    pub claimed_until: Option<Timestamp>,
+    pub dirty_since: Timestamp,
+}
+
+/// A job's sync columns (what operators look at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncColumns {
+    pub version: i64,
+    pub es_sync_version: i64,
+    pub es_synced_at: Option<Timestamp>,
+}
+
+/// The store over one executor. Cheap to share behind an `Arc`; the executor pools.
+#[derive(Debug, Clone)]
+pub struct Store<E> {
+    db: E,
+}
+
+impl<E: Executor> Store<E> {
+    pub fn new(db: E) -> Store<E> {
+        Store { db }
+    }
+
+    pub fn executor(&self) -> &E {
+        &self.db
+    }
+
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        self.db.query(sql, params).await.map_err(StoreError::from_db)
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
+        self.db.execute(sql, params).await.map_err(StoreError::from_db)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Identity and tenancy
+
+    /// Records the caller (from the authorizer's claims) so jobs can copy their email. Writes
+    /// nothing when the user is known with the same email. An invalid email is stored as NULL.
+    pub async fn ensure_user(&self, user_id: Uuid, email: Option<&str>) -> Result<()> {
+        let email = email.and_then(jobs_core::text::normalise_email);
+        self.execute(sql::UPSERT_USER, &[Param::Uuid(user_id), opt_text(email.as_deref())]).await?;
+        Ok(())
+    }
+
+    pub async fn ensure_workspace(&self, workspace_id: Uuid, name: &str) -> Result<()> {
+        self.execute(sql::UPSERT_WORKSPACE, &[Param::Uuid(workspace_id), Param::Text(name.to_owned())]).await?;
+        Ok(())
+    }
+
+    pub async fn add_member(&self, workspace_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.execute(sql::UPSERT_MEMBER, &[Param::Uuid(workspace_id), Param::Uuid(user_id)]).await?;
+        Ok(())
+    }
+
+    /// The workspaces the user belongs to (to build a [`Scope`] from membership).
+    pub async fn workspaces_of(&self, user_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = self.query(sql::SELECT_MEMBER_WORKSPACES, &[Param::Uuid(user_id)]).await?;
+        rows.iter().map(|r| Cols::new(r).uuid("workspace_id")).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// The caller's scope from workspace membership.
+    pub async fn scope_of(&self, user_id: Uuid) -> Result<Scope> {
+        Ok(Scope { user_id, workspace_ids: self.workspaces_of(user_id).await? })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Jobs
+
+    /// Inserts a validated job owned by the caller at version 0; `default_id` is used when the
+    /// request named none. `user_email` is copied from `users` (see [`Store::ensure_user`]);
+    /// the timestamps are the database's. An existing id is [`StoreError::AlreadyExists`].
+    pub async fn create(&self, scope: &Scope, new: &ValidNewJob, default_id: Uuid) -> Result<Job> {
+        if let Some(ws) = new.workspace_id()
+            && !scope.workspace_ids.contains(&ws)
+        {
+            return Err(StoreError::OutOfScope(ws));
+        }
+        let params = [
+            Param::Uuid(new.id().unwrap_or(default_id)),
+            opt_uuid(new.workspace_id()),
+            Param::Uuid(scope.user_id),
+            Param::Text(new.status().as_str().to_owned()),
+            Param::Text(new.job_type().as_str().to_owned()),
+            Param::Text(new.project_name().to_owned()),
+            opt_text(new.hostname()),
+            opt_text(new.arch()),
+            json_param(new.metadata()),
+        ];
+        let rows = self.query(sql::INSERT_JOB, &params).await?;
+        one_job(&rows)?.ok_or_else(|| DbError::Decode("insert returned no row".into()).into())
+    }
+
+    /// The job, if the caller may see it.
+    pub async fn get(&self, scope: &Scope, id: Uuid) -> Result<Job> {
+        let rows = self
+            .query(sql::SELECT_JOB_SCOPED, &[Param::Uuid(id), Param::Uuid(scope.user_id), workspaces_param(scope)])
+            .await?;
+        one_job(&rows)?.ok_or(StoreError::NotFound)
+    }
+
+    /// The job, whoever owns it (sync, operators, tests).
+    pub async fn get_unscoped(&self, id: Uuid) -> Result<Option<Job>> {
+        let rows = self.query(sql::SELECT_JOB, &[Param::Uuid(id)]).await?;
+        one_job(&rows)
+    }
+
+    /// Applies a validated patch if the job is still at the version it was checked against:
+    /// version + 1, `updated_at = now()`. A lost race is [`StoreError::VersionConflict`] with the
+    /// current job; a job the caller cannot see is [`StoreError::NotFound`].
+    pub async fn update(&self, scope: &Scope, patch: &ValidPatch) -> Result<Job> {
+        let params = [
+            Param::Uuid(patch.id()),
+            Param::Int(patch.expected_version()),
+            Param::Uuid(scope.user_id),
+            workspaces_param(scope),
+            Param::Text(patch.status().as_str().to_owned()),
+            opt_text(patch.error_message()),
+            opt_text(patch.hostname()),
+            opt_text(patch.arch()),
+            json_param(patch.metadata()),
+            patch.completed_at().map_or(Param::Null, |t| Param::Timestamp(t.as_micros())),
+        ];
+        let rows = self.query(sql::UPDATE_JOB, &params).await?;
+        match one_job(&rows)? {
+            Some(job) => Ok(job),
+            None => Err(self.explain_miss(scope, patch.id()).await),
+        }
+    }
+
+    /// Deletes the job (if at `expected_version`, when given). The tombstone that carries the
+    /// delete to search is written by trigger in the same transaction.
+    pub async fn delete(&self, scope: &Scope, id: Uuid, expected_version: Option<i64>) -> Result<Deleted> {
+        let params = [
+            Param::Uuid(id),
+            Param::Uuid(scope.user_id),
+            workspaces_param(scope),
+            expected_version.map_or(Param::Null, Param::Int),
+        ];
+        let rows = self.query(sql::DELETE_JOB, &params).await?;
+        match rows.first() {
+            Some(row) => {
+                let mut c = Cols::new(row);
+                Ok(Deleted { id: c.uuid("id")?, version: c.int("version")? })
+            }
+            None => Err(self.explain_miss(scope, id).await),
+        }
+    }
+
+    /// Why a scoped, version-checked write matched no row.
+    async fn explain_miss(&self, scope: &Scope, id: Uuid) -> StoreError {
+        match self.get(scope, id).await {
+            Ok(current) => StoreError::VersionConflict { current: Box::new(current) },
+            Err(e) => e,
+        }
+    }
+
+    /// Runs a query that selects [`sql::JOB_COLUMNS`] first (the core's SQL fallback for
+    /// search, already scoped by it) and reads the jobs. Further columns (sort keys) are ignored.
+    pub async fn list(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
+        let rows = self.query(sql, params).await?;
+        rows.iter().map(|r| read_job(r).map_err(Into::into)).collect()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sync bookkeeping
+
+    /// Claims up to `limit` due entries for `lease` (other runs skip them until it passes or an
+    /// outcome is recorded), in queue order, with the state to send. Entries that changed
+    /// between the queue and the row in this very instant are given back and left for the next
+    /// claim.
+    pub async fn claim_dirty(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let rows = self.query(sql::CLAIM_DIRTY, &[Param::Int(limit), Param::Int(lease_ms)]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut raced = Vec::new();
+        for row in &rows {
+            let mut c = Cols::new(row);
+            let id = c.uuid("job_id")?;
+            let deleted = c.bool("deleted")?;
+            let attempts = u32::try_from(c.int("attempts")?).unwrap_or(0);
+            let t_version = c.opt_int("tombstone.version")?;
+            let t_user = c.opt_uuid("tombstone.user_id")?;
+            let t_ws = c.opt_uuid("tombstone.workspace_id")?;
+            let t_deleted_at = c.opt_ts("tombstone.deleted_at")?;
+            let job_present = !matches!(row.get(sql::CLAIM_DIRTY_PREFIX), None | Some(Cell::Null));
+            let item = match (deleted, t_version, t_user, t_deleted_at) {
+                (true, Some(version), Some(user_id), Some(deleted_at)) => Item::Tombstone(Tombstone {
+                    id,
+                    version,
+                    user_id,
+                    workspace_id: t_ws,
+                    deleted_at,
+                    es_synced_at: None,
+                }),
+                (false, ..) if job_present => Item::Job(read_job(&row[sql::CLAIM_DIRTY_PREFIX..])?),
+                _ => {
+                    raced.push(id);
+                    continue;
+                }
+            };
+            let (version, kind) = match &item {
+                Item::Job(j) => (j.version, PendingKind::Upsert),
+                Item::Tombstone(t) => (t.version, PendingKind::Tombstone),
+            };
+            out.push(Claimed { pending: Pending { id, version, kind, attempts }, item });
+        }
+        if !raced.is_empty() {
+            self.release(&raced).await?;
+        }
+        Ok(out)
+    }
+
+    /// Marks what was indexed, at exactly the indexed version. `es_sync_version` never moves
+    /// backwards; a row written again meanwhile stays dirty. Returns the ids marked.
+    pub async fn mark_synced(&self, marks: &[Mark]) -> Result<Vec<Uuid>> {
+        let mut marked = Vec::with_capacity(marks.len());
+        for (kind, statement) in
+            [(PendingKind::Upsert, sql::MARK_JOBS_SYNCED), (PendingKind::Tombstone, sql::MARK_TOMBSTONES_SYNCED)]
+        {
+            let batch: Vec<Value> =
+                marks.iter().filter(|m| m.kind == kind).map(|m| json!({"id": m.id, "v": m.version})).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let rows = self.query(statement, &[Param::Json(Value::Array(batch).to_string())]).await?;
+            marked.extend(ids(&rows)?);
+        }
+        Ok(marked)
+    }
+
+    /// Records failed attempts (attempts, next attempt time, error) for entries still leased by
+    /// this run. Returns the ids updated.
+    pub async fn record_retries(&self, retries: &[Retry]) -> Result<Vec<Uuid>> {
+        if retries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<Value> = retries
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "deleted": r.kind == PendingKind::Tombstone,
+                    "attempts": r.attempts,
+                    "at": r.next_attempt_at.to_string(),
+                    "error": truncate(&r.error),
+                })
+            })
+            .collect();
+        let rows = self.query(sql::RECORD_RETRY, &[Param::Json(Value::Array(batch).to_string())]).await?;
+        ids(&rows)
+    }
+
+    /// Dead-letters entries (kept with their error until the row changes or an operator
+    /// requeues them). Returns the ids updated.
+    pub async fn dead_letter(&self, dead: &[DeadLetter]) -> Result<Vec<Uuid>> {
+        if dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<Value> = dead
+            .iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "deleted": d.kind == PendingKind::Tombstone,
+                    "v": d.version,
+                    "attempts": d.attempts,
+                    "error": truncate(&d.error),
+                })
+            })
+            .collect();
+        let rows = self.query(sql::DEAD_LETTER, &[Param::Json(Value::Array(batch).to_string())]).await?;
+        ids(&rows)
+    }
+
+    /// Gives leased entries back without an outcome (a run that stops early).
+    pub async fn release(&self, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.execute(sql::RELEASE_CLAIMS, &[Param::Json(json!(ids).to_string())]).await
+    }
+
+    /// Puts dead-lettered entries back in line: these ids, or all with `None`.
+    pub async fn requeue_dead_letters(&self, ids: Option<&[Uuid]>) -> Result<Vec<Uuid>> {
+        let param = ids.map_or(Param::Null, |ids| Param::Json(json!(ids).to_string()));
+        let rows = self.query(sql::REQUEUE_DEAD_LETTERS, &[param]).await?;
+        self::ids(&rows)
+    }
+
+    /// Dirty entries, dead-lettered entries and the age of the oldest waiting change.
+    pub async fn sync_lag(&self) -> Result<SyncLag> {
+        let rows = self.query(sql::SYNC_LAG, &[]).await?;
+        let row = rows.first().ok_or_else(|| DbError::Decode("sync lag returned no row".into()))?;
+        let mut c = Cols::new(row);
+        Ok(SyncLag {
+            dirty: c.int("dirty")?,
+            dead_lettered: c.int("dead_lettered")?,
+            oldest_dirty_since: c.opt_ts("oldest_dirty_since")?,
+            oldest_age_ms: c.opt_int("oldest_age_ms")?,
+        })
+    }
+
+    /// The queue entry of an id, if it is dirty.
+    pub async fn queue_entry(&self, id: Uuid) -> Result<Option<QueueEntry>> {
+        let rows = self.query(sql::SELECT_QUEUE_ENTRY, &[Param::Uuid(id)]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let mut c = Cols::new(row);
+        Ok(Some(QueueEntry {
+            version: c.int("version")?,
+            deleted: c.bool("deleted")?,
+            attempts: c.int("attempts")?,
+            next_attempt_at: c.ts("next_attempt_at")?,
+            last_error: c.opt_text("last_error")?,
+            dead_lettered_at: c.opt_ts("dead_lettered_at")?,
+            claimed_until: c.opt_ts("claimed_until")?,
+            dirty_since: c.ts("dirty_since")?,
+        }))
+    }
+
+    /// A job's sync columns.
+    pub async fn sync_columns(&self, id: Uuid) -> Result<Option<SyncColumns>> {
+        let rows = self.query(sql::SELECT_JOB_SYNC_STATE, &[Param::Uuid(id)]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let mut c = Cols::new(row);
+        Ok(Some(SyncColumns {
+            version: c.int("version")?,
+            es_sync_version: c.int("es_sync_version")?,
+            es_synced_at: c.opt_ts("es_synced_at")?,
+        }))
+    }
+
+    pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
+        let rows = self.query(sql::SELECT_TOMBSTONE, &[Param::Uuid(id)]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let mut c = Cols::new(row);
+        Ok(Some(Tombstone {
+            id,
+            version: c.int("version")?,
+            user_id: c.uuid("user_id")?,
+            workspace_id: c.opt_uuid("workspace_id")?,
+            deleted_at: c.ts("deleted_at")?,
+            es_synced_at: c.opt_ts("es_synced_at")?,
+        }))
+    }
+
+    /// Forgets tombstones synced longer ago than `older_than`. Returns how many.
+    pub async fn purge_tombstones(&self, older_than: Duration) -> Result<u64> {
+        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        self.execute(sql::PURGE_TOMBSTONES, &[Param::Int(ms)]).await
+    }
+
+    /// Re-derives missing queue entries from the sync columns (reads the whole table).
+    pub async fn requeue_missing(&self) -> Result<u64> {
+        self.execute(sql::REQUEUE_MISSING, &[]).await
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn opt_text(v: Option<&str>) -> Param {
+    v.map_or(Param::Null, |s| Param::Text(s.to_owned()))
+}
+
+fn opt_uuid(v: Option<Uuid>) -> Param {
+    v.map_or(Param::Null, Param::Uuid)
+}
+
+fn json_param(map: &Map<String, Value>) -> Param {
+    // Serialising a map of JSON values cannot fail (keys are strings).
+    Param::Json(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+fn ids(rows: &[Row]) -> Result<Vec<Uuid>> {
+    rows.iter().map(|r| Cols::new(r).uuid("id")).collect::<Result<_, _>>().map_err(Into::into)
+}
+
+fn one_job(rows: &[Row]) -> Result<Option<Job>> {
+    rows.first().map(|r| read_job(r)).transpose().map_err(Into::into)
+}
+
+/// Reads a job from cells in [`sql::JOB_COLUMNS`] order.
+pub fn read_job(row: &[Cell]) -> Result<Job, DbError> {
+    if row.len() < sql::JOB_COLUMN_COUNT {
+        return Err(DbError::Decode(format!("a job row needs {} columns, got {}", sql::JOB_COLUMN_COUNT, row.len())));
+    }
+    let mut c = Cols::new(row);
+    let id = c.uuid("id")?;
+    let workspace_id = c.opt_uuid("workspace_id")?;
+    let user_id = c.uuid("user_id")?;
+    let status = c.text("status")?;
+    let status = JobStatus::parse(&status).ok_or_else(|| DbError::Decode(format!("unknown status {status:?}")))?;
+    let job_type = c.text("type")?;
+    let job_type = JobType::parse(&job_type).ok_or_else(|| DbError::Decode(format!("unknown type {job_type:?}")))?;
+    Ok(Job {
+        id,
+        workspace_id,
+        user_id,
+        status,
+        job_type,
+        project_name: c.text("project_name")?,
+        hostname: c.opt_text("hostname")?,
+        arch: c.opt_text("arch")?,
+        user_email: c.opt_text("user_email")?,
+        error_message: c.opt_text("error_message")?,
+        metadata: c.json_object("metadata")?,
+        created_at: c.ts("created_at")?,
+        updated_at: c.ts("updated_at")?,
+        completed_at: c.opt_ts("completed_at")?,
+        version: c.int("version")?,
+    })
+}
+
+/// Reads cells left to right, naming the column in errors.
+struct Cols<'a> {
+    row: &'a [Cell],
+    at: usize,
+}
+
+impl<'a> Cols<'a> {
+    fn new(row: &'a [Cell]) -> Cols<'a> {
+        Cols { row, at: 0 }
+    }
+
+    fn next(&mut self, name: &str) -> Result<&'a Cell, DbError> {
+        let cell = self.row.get(self.at).ok_or_else(|| DbError::Decode(format!("missing column {name}")))?;
+        self.at += 1;
+        Ok(cell)
+    }
+
+    fn bad(name: &str, want: &str, got: &Cell) -> DbError {
+        DbError::Decode(format!("column {name}: expected {want}, got {got:?}"))
+    }
+
+    fn opt_text(&mut self, name: &str) -> Result<Option<String>, DbError> {
+        match self.next(name)? {
+            Cell::Null => Ok(None),
+            Cell::Text(s) => Ok(Some(s.clone())),
+            other => Err(Self::bad(name, "text", other)),
+        }
+    }
+
+    fn text(&mut self, name: &str) -> Result<String, DbError> {
+        self.opt_text(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
+    }
+
+    fn opt_uuid(&mut self, name: &str) -> Result<Option<Uuid>, DbError> {
+        self.opt_text(name)?
+            .map(|s| Uuid::parse_str(&s).map_err(|e| DbError::Decode(format!("column {name}: {e}"))))
+            .transpose()
+    }
+
+    fn uuid(&mut self, name: &str) -> Result<Uuid, DbError> {
+        self.opt_uuid(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
+    }
+
+    fn opt_int(&mut self, name: &str) -> Result<Option<i64>, DbError> {
+        match self.next(name)? {
+            Cell::Null => Ok(None),
+            Cell::Int(v) => Ok(Some(*v)),
+            // The Data API may return numbers as text when results are formatted as JSON.
+            Cell::Text(s) => s.parse().map(Some).map_err(|_| Self::bad(name, "an integer", &Cell::Text(s.clone()))),
+            other => Err(Self::bad(name, "an integer", other)),
+        }
+    }
+
+    fn int(&mut self, name: &str) -> Result<i64, DbError> {
+        self.opt_int(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
+    }
+
+    fn bool(&mut self, name: &str) -> Result<bool, DbError> {
+        match self.next(name)? {
+            Cell::Bool(b) => Ok(*b),
+            other => Err(Self::bad(name, "a boolean", other)),
+        }
+    }
+
+    fn opt_ts(&mut self, name: &str) -> Result<Option<Timestamp>, DbError> {
+        self.opt_text(name)?
+            .map(|s| Timestamp::parse(&s).ok_or_else(|| DbError::Decode(format!("column {name}: bad timestamp {s:?}"))))
+            .transpose()
+    }
+
+    fn ts(&mut self, name: &str) -> Result<Timestamp, DbError> {
+        self.opt_ts(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
+    }
+
+    fn json_object(&mut self, name: &str) -> Result<Map<String, Value>, DbError> {
+        let text = self.text(name)?;
+        serde_json::from_str(&text).map_err(|e| DbError::Decode(format!("column {name}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_row() -> Vec<Cell> {
+        let t = |s: &str| Cell::Text(s.to_owned());
+        vec![
+            t("00000000-0000-0000-0000-000000000001"),
+            Cell::Null,
+            t("00000000-0000-0000-0000-000000000002"),
+            t("RUNNING"),
+            t("BUILD"),
+            t("p"),
+            Cell::Null,
+            t("arm64"),
+            Cell::Null,
+            Cell::Null,
+            t(r#"{"a":[1,{"b":"ü"}]}"#),
+            t("2024-01-02T03:04:05.123456Z"),
+            t("2024-01-02T03:04:05.123457Z"),
+            Cell::Null,
+            Cell::Int(3),
+        ]
+    }
+
+    #[test]
+    fn reads_a_job_row() {
+        let job = read_job(&job_row());
+        let job = job.as_ref().map_err(ToString::to_string);
+        assert_eq!(
+            job.clone().map(|j| (j.status, j.version, j.arch.as_deref())),
+            Ok((JobStatus::Running, 3, Some("arm64")))
+        );
+        assert_eq!(job.map(|j| j.updated_at.to_string()), Ok("2024-01-02T03:04:05.123457Z".to_owned()));
+    }
+
+    #[test]
+    fn rejects_bad_rows_with_the_column_name() {
+        for (i, cell, needle) in [
+            (0, Cell::Text("nope".into()), "column id"),
+            (3, Cell::Text("SLEEPING".into()), "unknown status"),
+            (10, Cell::Text("[1]".into()), "column metadata"),
+            (11, Cell::Text("2024-01-02 03:04:05".into()), "column created_at"),
+            (14, Cell::Bool(true), "column version"),
+            (2, Cell::Null, "column user_id is NULL"),
+        ] {
+            let mut row = job_row();
+            row[i] = cell;
+            let err = read_job(&row).map(|_| ()).map_err(|e| e.to_string());
+            assert!(err.as_ref().is_err_and(|e| e.contains(needle)), "{needle}: {err:?}");
+        }
+        assert!(read_job(&job_row()[..14]).is_err());
+    }
+
+    #[test]
+    fn truncates_errors_on_a_char_boundary() {
+        let long = "é".repeat(MAX_ERROR_CHARS + 10);
+        assert_eq!(truncate(&long).chars().count(), MAX_ERROR_CHARS);
+        assert_eq!(truncate("short"), "short");
+    }
+}
