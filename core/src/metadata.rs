@@ -3,6 +3,7 @@
 
 use crate::issue::{Code, Issues};
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 
 pub const MAX_BYTES: usize = 32 * 1024;
 /// The metadata object itself is depth 1.
@@ -64,25 +65,28 @@ pub fn shape(value: Value, path: &str, issues: &mut Issues) -> Map<String, Value
 /// Shapes a metadata object; see [`shape`].
 pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -> Map<String, Value> {
     let before = issues.len();
-    let mut deep = false;
+    let mut walk = Walk { deep: false, size_bound: 2, stack: Vec::new(), root: path, issues };
     for (k, v) in &map {
-        check_key(k, path, issues);
-        check_tree(v, &join(path, k), 2, &mut deep, issues);
+        walk.key(k);
+        walk.stack.push(Cow::Borrowed(k));
+        walk.tree(v, 2);
+        walk.stack.pop();
     }
+    let (deep, size_bound) = (walk.deep, walk.size_bound);
     if deep {
         issues.push(path, Code::MetadataTooDeep, format!("metadata nests deeper than {MAX_DEPTH} levels"));
     }
     for key in KnownKey::ALL {
         if let Some(v) = map.get_mut(key.name()) {
-            let p = join(path, key.name());
             match normalise_known(*key, v) {
                 Ok(Some(n)) => *v = n,
                 Ok(None) => {}
-                Err((code, msg)) => issues.push(p, code, msg),
+                Err((code, msg)) => issues.push(join(path, key.name()), code, msg),
             }
         }
     }
-    if issues.len() == before {
+    // The exact size needs a serialisation pass; skip it when even the worst case fits.
+    if issues.len() == before && size_bound > MAX_BYTES {
         let size = serialized_len(&map);
         if size > MAX_BYTES {
             issues.push(
@@ -99,42 +103,82 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
-fn check_key(k: &str, path: &str, issues: &mut Issues) {
-    let len = k.chars().count();
-    if len == 0 || len > KEY_MAX || k.contains('\0') {
-        issues.push(
-            join(path, k),
-            Code::InvalidMetadataKey,
-            format!("metadata keys must be 1 to {KEY_MAX} characters without NUL"),
-        );
+/// One pass over the tree: key rules, NUL in strings (Postgres JSONB cannot hold `\u0000`),
+/// depth, and an upper bound of the serialised size. Paths are only built for problems.
+struct Walk<'a, 'i> {
+    deep: bool,
+    size_bound: usize,
+    stack: Vec<Cow<'a, str>>,
+    root: &'a str,
+    issues: &'i mut Issues,
+}
+
+impl<'a> Walk<'a, '_> {
+    fn path(&self) -> String {
+        let mut p = self.root.to_owned();
+        for seg in &self.stack {
+            if !p.is_empty() {
+                p.push('.');
+            }
+            p.push_str(seg);
+        }
+        p
+    }
+
+    fn key(&mut self, k: &'a str) {
+        // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
+        self.size_bound += k.len() * 6 + 4;
+        let len = k.chars().count();
+        if len == 0 || len > KEY_MAX || k.contains('\0') {
+            self.stack.push(Cow::Borrowed(k));
+            let p = self.path();
+            self.stack.pop();
+            self.issues.push(
+                p,
+                Code::InvalidMetadataKey,
+                format!("metadata keys must be 1 to {KEY_MAX} characters without NUL"),
+            );
+        }
+    }
+
+    fn tree(&mut self, v: &'a Value, depth: usize) {
+        match v {
+            Value::String(s) => {
+                self.size_bound += s.len() * 6 + 3;
+                if s.contains('\0') {
+                    let p = self.path();
+                    self.issues.push(p, Code::ControlChars, "text must not contain NUL (\\u0000)");
+                }
+            }
+            Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => self.deep = true,
+            Value::Array(items) => {
+                self.size_bound += 2;
+                for (i, item) in items.iter().enumerate() {
+                    self.size_bound += 1;
+                    self.stack.push(Cow::Owned(i.to_string()));
+                    self.tree(item, depth + 1);
+                    self.stack.pop();
+                }
+            }
+            Value::Object(map) => {
+                self.size_bound += 2;
+                for (k, item) in map {
+                    self.key(k);
+                    self.stack.push(Cow::Borrowed(k));
+                    self.tree(item, depth + 1);
+                    self.stack.pop();
+                }
+            }
+            _ => self.size_bound += 26,
+        }
     }
 }
 
-/// Depth and NUL checks (Postgres JSONB cannot hold `\u0000`).
-fn check_tree(v: &Value, path: &str, depth: usize, deep: &mut bool, issues: &mut Issues) {
-    match v {
-        Value::String(s) if s.contains('\0') => {
-            issues.push(path, Code::ControlChars, "text must not contain NUL (\\u0000)");
-        }
-        Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => *deep = true,
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_tree(item, &format!("{path}.{i}"), depth + 1, deep, issues);
-            }
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                check_key(k, path, issues);
-                check_tree(item, &join(path, k), depth + 1, deep, issues);
-            }
-        }
-        _ => {}
-    }
-}
+pub type KnownResult = Result<Option<Value>, (Code, String)>;
 
-type KnownResult = Result<Option<Value>, (Code, String)>;
-
-fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
+/// Checks one known key's value: `Ok(None)` when it is already normalised, `Ok(Some(v))` with
+/// the normalised value, or the problem.
+pub fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
     match key {
         KnownKey::DockerImageId => {
             let Value::String(s) = v else {

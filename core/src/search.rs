@@ -29,53 +29,74 @@ pub fn index_version(name: &str) -> Option<u32> {
     name.strip_prefix(ALIAS)?.strip_prefix("-v")?.parse().ok()
 }
 
-/// The search document for a job. Unknown metadata keys ride along in `_source` (the mapping
-/// does not index them); a known key whose value breaks the rules (a row written by another
-/// service) is left out so the document is never rejected for it.
-pub fn document(job: &Job) -> Value {
-    let mut doc = Map::new();
-    doc.insert("id".into(), json!(job.id));
-    doc.insert("workspace_id".into(), json!(job.workspace_id));
-    doc.insert("user_id".into(), json!(job.user_id));
-    doc.insert("status".into(), json!(job.status));
-    doc.insert("type".into(), json!(job.job_type));
-    doc.insert("project_name".into(), json!(job.project_name));
-    doc.insert("hostname".into(), json!(job.hostname));
-    doc.insert("arch".into(), json!(job.arch));
-    doc.insert("user_email".into(), json!(job.user_email));
-    doc.insert("error_message".into(), json!(job.error_message));
-    doc.insert("metadata".into(), Value::Object(document_metadata(&job.metadata)));
-    doc.insert("created_at".into(), json!(job.created_at));
-    doc.insert("updated_at".into(), json!(job.updated_at));
-    doc.insert("completed_at".into(), json!(job.completed_at));
-    doc.insert("version".into(), json!(job.version));
+/// The search document for a job (serialise it). Unknown metadata keys ride along in `_source`
+/// (the mapping does not index them); a known key whose value breaks the rules (a row written
+/// by another service) is left out so the document is never rejected for it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Document<'a> {
+    id: Uuid,
+    workspace_id: Option<Uuid>,
+    user_id: Uuid,
+    status: crate::model::JobStatus,
+    #[serde(rename = "type")]
+    job_type: crate::model::JobType,
+    project_name: &'a str,
+    hostname: Option<&'a str>,
+    arch: Option<&'a str>,
+    user_email: Option<&'a str>,
+    error_message: Option<&'a str>,
+    metadata: DocMetadata<'a>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    completed_at: Option<Timestamp>,
+    version: i64,
     // Exact microsecond keys for sorting, ranges and cursors (a `date` keeps milliseconds only,
     // and `date_nanos` cannot hold dates before 1970).
-    doc.insert("created_at_us".into(), json!(job.created_at.as_micros()));
-    doc.insert("updated_at_us".into(), json!(job.updated_at.as_micros()));
-    doc.insert("completed_at_us".into(), json!(job.completed_at.map(Timestamp::as_micros)));
-    Value::Object(doc)
+    created_at_us: i64,
+    updated_at_us: i64,
+    completed_at_us: Option<i64>,
 }
 
-fn document_metadata(m: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = m.clone();
-    for key in KnownKey::ALL {
-        if let Some(v) = out.get(key.name()) {
-            let mut one = Map::new();
-            one.insert(key.name().to_owned(), v.clone());
-            let mut issues = crate::issue::Issues::default();
-            let shaped = metadata::shape_map(one, "", &mut issues);
-            match shaped.get(key.name()) {
-                Some(v) if issues.is_empty() => {
-                    out.insert(key.name().to_owned(), v.clone());
-                }
-                _ => {
-                    out.remove(key.name());
-                }
+/// The document for `job`.
+pub fn document(job: &Job) -> Document<'_> {
+    Document {
+        id: job.id,
+        workspace_id: job.workspace_id,
+        user_id: job.user_id,
+        status: job.status,
+        job_type: job.job_type,
+        project_name: &job.project_name,
+        hostname: job.hostname.as_deref(),
+        arch: job.arch.as_deref(),
+        user_email: job.user_email.as_deref(),
+        error_message: job.error_message.as_deref(),
+        metadata: DocMetadata(&job.metadata),
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        completed_at: job.completed_at,
+        version: job.version,
+        created_at_us: job.created_at.as_micros(),
+        updated_at_us: job.updated_at.as_micros(),
+        completed_at_us: job.completed_at.map(Timestamp::as_micros),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DocMetadata<'a>(&'a Map<String, Value>);
+
+impl Serialize for DocMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.0 {
+            match KnownKey::parse(k).map(|key| metadata::normalise_known(key, v)) {
+                None | Some(Ok(None)) => m.serialize_entry(k, v)?,
+                Some(Ok(Some(normalised))) => m.serialize_entry(k, &normalised)?,
+                Some(Err(_)) => {}
             }
         }
+        m.end()
     }
-    out
 }
 
 fn date() -> Value {
@@ -316,7 +337,7 @@ mod tests {
 
     #[test]
     fn document_snapshot() {
-        let doc = document(&job());
+        let doc = serde_json::to_value(document(&job())).expect("json");
         let want = json!({
             "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "workspace_id": null,
             "user_id": "00000000-0000-0000-0000-000000000001", "status": "RUNNING", "type": "BUILD",
@@ -334,7 +355,7 @@ mod tests {
     fn mapping_covers_every_document_field_and_nothing_else() {
         let body = index_body(1, 0);
         let props = body["mappings"]["properties"].as_object().expect("properties");
-        let doc = document(&job());
+        let doc = serde_json::to_value(document(&job())).expect("json");
         let fields: Vec<&String> = doc.as_object().expect("object").keys().collect();
         let mapped: Vec<&String> = props.keys().collect();
         assert_eq!(fields, mapped);
@@ -356,7 +377,7 @@ mod tests {
             lines[0],
             json!({"index": {"_index": "jobs-v1", "_id": j.id, "version": 7, "version_type": "external"}})
         );
-        assert_eq!(lines[1], document(&j));
+        assert_eq!(lines[1], serde_json::to_value(document(&j)).expect("json"));
         assert_eq!(lines[2]["delete"]["version"], 5);
         assert!(body.ends_with('\n'));
     }

@@ -287,7 +287,7 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Vec::with_capacity(16);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value = map.next_value::<Loose<'de>>()?;
             fields.push((key, value));
         }
@@ -314,6 +314,34 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
         Ok(Top::Other("a string"))
+    }
+}
+
+/// A map key borrowed from the input when it has no escapes (serde's own `Cow<str>` always
+/// allocates).
+struct Key<'a>(Cow<'a, str>);
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -379,6 +407,7 @@ const UPDATED_AT: usize = 12;
 const COMPLETED_AT: usize = 13;
 const VERSION: usize = 14;
 
+const ALL_FIELDS: [usize; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 /// Fields a create request may carry; error_message and completed_at get their own codes.
 const CREATE_FIELDS: &[usize] = &[ID, WORKSPACE_ID, STATUS, TYPE, PROJECT_NAME, HOSTNAME, ARCH, METADATA];
 const PATCH_FIELDS: &[usize] = &[STATUS, ERROR_MESSAGE, HOSTNAME, ARCH, METADATA, COMPLETED_AT];
@@ -677,8 +706,7 @@ pub fn recheck(job: &Job) -> Result<ValidJob, Vec<Issue>> {
 
 fn record_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidJob, Vec<Issue>> {
     let mut issues = Issues::default();
-    let all: Vec<usize> = (0..NAMES.len()).collect();
-    let mut s = fill_slots(fields, &all, Kind::Record, &mut issues);
+    let mut s = fill_slots(fields, &ALL_FIELDS, Kind::Record, &mut issues);
     let mut take = |i: usize| s[i].take();
     let id = required(take(ID), "id", &mut issues, uuid_field);
     let workspace_id = optional(take(WORKSPACE_ID), "workspace_id", &mut issues, uuid_field);
