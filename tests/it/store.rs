@@ -1,0 +1,86 @@
+//! The store conformance suite on the direct Postgres driver (tokio-postgres + deadpool), plus
+//! what is specific to that driver: how it binds and reads types, and how it reports errors.
+
+use jobs_core::sql::Param;
+use jobs_lambda::db::{Cell, DbError, Executor};
+use jobs_lambda::pg::{PgExecutor, PgOptions};
+use jobs_tests::store_suite::{Fixture, database_url, unique_schema};
+
+/// A pool whose connections run in a fresh schema, migrated.
+async fn pg(case: &str) -> Option<Fixture<PgExecutor>> {
+    let url = database_url(case)?;
+    let schema = unique_schema(case);
+    let db = PgExecutor::connect(&PgOptions::new(url).schema(&schema).max_connections(8)).expect("pool");
+    Some(Fixture::new(db, &schema).await)
+}
+
+jobs_tests::store_conformance!(pg);
+
+#[tokio::test]
+async fn pg_reads_only_plain_types() {
+    let Some(f) = pg("pg_reads_only_plain_types").await else { return };
+    for sql in ["SELECT now()", "SELECT '{}'::jsonb", "SELECT gen_random_uuid()", "SELECT 1.5::numeric"] {
+        match f.db().query(sql, &[]).await {
+            Err(DbError::Decode(msg)) => assert!(msg.contains("cast it in SQL"), "{sql}: {msg}"),
+            other => panic!("{sql}: expected a decode error, got {other:?}"),
+        }
+    }
+    let rows = f.db().query("SELECT 1.5::real, 'x'::name, 'y'::char(2), 7::oid", &[]).await.expect("plain types");
+    assert_eq!(rows, vec![vec![Cell::Float(1.5), Cell::Text("x".into()), Cell::Text("y ".into()), Cell::Int(7)]]);
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn pg_binds_by_inferred_type() {
+    let Some(f) = pg("pg_binds_by_inferred_type").await else { return };
+    // numeric (the core's metadata filters compare against ::numeric), from integers and floats
+    for (param, want) in [
+        (Param::Int(0), "0"),
+        (Param::Int(-12_345_678_901), "-12345678901"),
+        (Param::Float(0.05), "0.05"),
+        (Param::Float(-1234.5678), "-1234.5678"),
+        (Param::Float(1e20), "100000000000000000000"),
+        (Param::Float(12.0), "12"),
+    ] {
+        let rows = f.db().query("SELECT ($1::numeric)::text", std::slice::from_ref(&param)).await.expect("numeric");
+        assert_eq!(rows, vec![vec![Cell::Text(want.into())]], "{param:?}");
+    }
+    // text forms of uuid and json parameters, and ints into float columns
+    let rows = f
+        .db()
+        .query(
+            "SELECT $1::uuid::text, $2::jsonb::text, $3::double precision, $4::text",
+            &[
+                Param::Text("00000000-0000-0000-0000-00000000000A".into()),
+                Param::Text("[1]".into()),
+                Param::Int(3),
+                Param::Uuid(uuid::Uuid::nil()),
+            ],
+        )
+        .await
+        .expect("conversions");
+    assert_eq!(
+        rows,
+        vec![vec![
+            Cell::Text("00000000-0000-0000-0000-00000000000a".into()),
+            Cell::Text("[1]".into()),
+            Cell::Float(3.0),
+            Cell::Text("00000000-0000-0000-0000-000000000000".into()),
+        ]]
+    );
+    let err = f.db().query("SELECT $1::integer", &[Param::Int(1 << 40)]).await.expect_err("overflow");
+    assert!(err.to_string().contains("does not fit int4"), "{err}");
+    let err = f.db().query("SELECT $1::uuid", &[Param::Bool(true)]).await.expect_err("bool as uuid");
+    assert!(err.to_string().contains("cast the placeholder"), "{err}");
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn pg_unreachable_server_is_unavailable() {
+    let db = PgExecutor::connect(&PgOptions::new("postgres://nobody@127.0.0.1:1/none")).expect("pool");
+    match db.query("SELECT 1", &[]).await {
+        Err(DbError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(matches!(PgExecutor::connect(&PgOptions::new("postgres://x").schema("a;b")), Err(DbError::Unavailable(_))));
+}
