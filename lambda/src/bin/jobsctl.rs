@@ -1,0 +1,76 @@
+//! jobsctl: the operators' and developers' command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jobs_core::validate::Kind;
+use jobs_lambda::{cli, clock};
+use std::io::{self, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "jobsctl", version, about = "Validate, migrate, serve, sync, reindex and verify jobs")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate NDJSON jobs: one verdict line per input line; exit 1 if any is invalid
+    Validate {
+        /// What each line is (patch lines are {"current": <job>, "patch": <patch>})
+        #[arg(long, value_enum, default_value_t = KindArg::Record)]
+        kind: KindArg,
+        /// The NDJSON file, or - for standard input
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Record,
+    Create,
+    Patch,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match args.command {
+        Command::Validate { kind, file } => {
+            let kind = match kind {
+                KindArg::Record => Kind::Record,
+                KindArg::Create => Kind::Create,
+                KindArg::Patch => Kind::Patch,
+            };
+            let stdout = io::stdout().lock();
+            let result = if file.as_os_str() == "-" {
+                cli::validate::run(kind, io::stdin().lock(), stdout, clock::now())
+            } else {
+                match std::fs::File::open(&file) {
+                    Ok(f) => cli::validate::run(kind, BufReader::new(f), stdout, clock::now()),
+                    Err(e) => {
+                        eprintln!("jobsctl: cannot read {}: {e}", file.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            match result {
+                Ok(s) if s.invalid == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("jobsctl: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of `jobsctl`, one module each; the binary only parses arguments and dispatches.
+
+pub mod validate;
