@@ -1,5 +1,7 @@
 //! jobs-lambda: the imperative shell around jobs-core (store, search, API, sync, binaries).
 
+pub mod cli;
+pub mod clock;
 pub mod data_api;
 pub mod db;
 pub mod migrate;

@@ -4,9 +4,9 @@
 //! Blank lines are skipped (their numbers still count). Lines need not be valid UTF-8: a line
 //! that is not JSON is reported with code `invalid_json`.
 
+use jobs_core::Issue;
 use jobs_core::Timestamp;
 use jobs_core::validate::{Kind, validate_json};
-use jobs_core::Issue;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{self, BufRead, Write};
@@ -68,7 +68,11 @@ mod tests {
         let mut out = Vec::new();
         let s = run(Kind::Create, &input[..], &mut out, Timestamp::from_millis(0)).expect("io");
         assert_eq!(s, Summary { valid: 1, invalid: 3 });
-        let lines: Vec<Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).expect("json")).collect();
+        let lines: Vec<Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("json"))
+            .collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["line"], 1);
         assert_eq!(lines[0]["job"]["status"], "QUEUED");
