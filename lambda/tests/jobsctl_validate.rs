@@ -14,12 +14,19 @@ fn jobsctl(args: &[&str], stdin: &str) -> (i32, String, String) {
         .expect("jobsctl starts");
     child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("jobsctl ends");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn all_valid_exits_zero_with_normalised_jobs() {
-    let (code, out, _) = jobsctl(&["validate", "--kind", "create"], "{\"type\":\"TEST\",\"project_name\":\"web\",\"arch\":\"aarch64\"}\n");
+    let (code, out, _) = jobsctl(
+        &["validate", "--kind", "create"],
+        "{\"type\":\"TEST\",\"project_name\":\"web\",\"arch\":\"aarch64\"}\n",
+    );
     assert_eq!(code, 0);
     assert_eq!(
         out,
@@ -35,7 +42,8 @@ fn any_invalid_exits_one_and_reports_each_line() {
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["errors"][0]["code"], "invalid_json");
-    let codes: Vec<&str> = lines[2]["errors"].as_array().expect("errors").iter().filter_map(|e| e["code"].as_str()).collect();
+    let codes: Vec<&str> =
+        lines[2]["errors"].as_array().expect("errors").iter().filter_map(|e| e["code"].as_str()).collect();
     assert_eq!(codes, ["unknown_type", "blank"]);
 }
 
