@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, the wasm32 build of jobs-core, then the whole workspace against
+# real PostgreSQL and search engines started here (and stopped on exit). What .ci/run calls.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export JOBS_CACHE="${JOBS_CACHE:-$HOME/.cache/jobs}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$JOBS_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+ENGINE="${JOBS_TEST_ENGINE:-both}"
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "toolchain"
+rustup show active-toolchain
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "jobs-core for wasm32-unknown-unknown"
+cargo build -p jobs-core --target wasm32-unknown-unknown --release --locked
+
+step "services: postgres + $ENGINE"
+started_services=0
+if [ -z "${DATABASE_URL:-}" ]; then
+  "$ROOT/scripts/services.sh" start --engine "$ENGINE"
+  started_services=1
+  eval "$("$ROOT/scripts/services.sh" env)"
+fi
+cleanup() { if [ "$started_services" = 1 ]; then "$ROOT/scripts/services.sh" stop || true; fi; }
+trap cleanup EXIT
+echo "DATABASE_URL=$DATABASE_URL SEARCH_URL=${SEARCH_URL:-} OPENSEARCH_URL=${OPENSEARCH_URL:-} ELASTICSEARCH_URL=${ELASTICSEARCH_URL:-}"
+
+step "cargo test --workspace"
+cargo test --workspace --locked --no-fail-fast
+
+step "done"
