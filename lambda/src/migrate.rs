@@ -425,6 +425,35 @@ mod tests {
         assert_ne!(checksum("SELECT 1"), checksum("SELECT 2"));
     }
 
+    /// The `job` table declares exactly the core's field specs (name, type, nullability, order),
+    /// so column widths, validation limits and the search mapping cannot drift apart.
+    #[test]
+    fn job_table_matches_the_field_specs() {
+        use jobs_core::spec::{JOB_FIELDS, SYNC_FIELDS};
+        let v1 = MIGRATIONS[0].sql;
+        let start = v1.find("CREATE TABLE job (").map(|i| i + "CREATE TABLE job (".len());
+        let body = start.and_then(|s| v1[s..].find("\n)").map(|e| &v1[s..s + e])).unwrap_or_default();
+        let columns: Vec<(String, String, bool)> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("--"))
+            .map(|l| {
+                let l = l.trim_end_matches(',');
+                let (name, rest) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+                let rest = rest.trim();
+                let ty: String = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let nullable = !rest.contains("NOT NULL") && !rest.contains("PRIMARY KEY");
+                (name.to_owned(), ty, nullable)
+            })
+            .collect();
+        let expected: Vec<(String, String, bool)> = JOB_FIELDS
+            .iter()
+            .chain(SYNC_FIELDS)
+            .map(|f| (f.name.to_owned(), f.sql_type.to_owned(), f.nullable))
+            .collect();
+        assert_eq!(columns, expected);
+    }
+
     #[test]
     fn every_migration_file_is_embedded() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
