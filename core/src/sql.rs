@@ -324,6 +324,60 @@ pub const REQUEUE_MISSING: &str = "INSERT INTO job_sync_queue (job_id, version, 
      UNION ALL SELECT t.id, t.version, true FROM job_tombstone t WHERE t.es_synced_at IS NULL \
      ON CONFLICT (job_id) DO NOTHING";
 
+// ---------------------------------------------------------------------------------------------
+// Backfill and drift checks (`jobsctl reindex`, `jobsctl verify`): keyset scans on the primary
+// key (never OFFSET), and the repairs that make drifted rows dirty again.
+
+/// The first `$1` jobs in id order.
+pub const SCAN_JOBS_FIRST: &str = concat!("SELECT ", sql_job_columns!(), " FROM job j ORDER BY j.id LIMIT $1::bigint");
+
+/// The next `$2` jobs after id `$1`, in id order.
+pub const SCAN_JOBS_AFTER: &str =
+    concat!("SELECT ", sql_job_columns!(), " FROM job j WHERE j.id > $1::uuid ORDER BY j.id LIMIT $2::bigint");
+
+/// The first `$1` (id, version) pairs in id order.
+pub const SCAN_VERSIONS_FIRST: &str = "SELECT j.id::text, j.version FROM job j ORDER BY j.id LIMIT $1::bigint";
+
+/// The next `$2` (id, version) pairs after id `$1`.
+pub const SCAN_VERSIONS_AFTER: &str =
+    "SELECT j.id::text, j.version FROM job j WHERE j.id > $1::uuid ORDER BY j.id LIMIT $2::bigint";
+
+/// How many jobs there are (progress bars).
+pub const COUNT_JOBS: &str = "SELECT count(*) FROM job";
+
+/// The sync state of ids. `$1` JSON array of ids -> 0 id, 1 the job's version (NULL: no such
+/// job), 2 queued (a dirty job or a pending delete), 3 dead-lettered.
+pub const SYNC_STATE_OF: &str = "SELECT x.i, j.version, q.job_id IS NOT NULL, \
+     q.dead_lettered_at IS NOT NULL \
+     FROM jsonb_array_elements_text($1::jsonb) AS x(i) \
+     LEFT JOIN job j ON j.id = x.i::uuid \
+     LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid";
+
+/// Makes jobs dirty again (search lost or never got them, though the row says synced). `$1`
+/// JSON array of ids -> the ids queued. Clearing `es_synced_at` is a HOT update that the
+/// enqueue trigger turns into a queue entry; a job already unsynced but missing from the queue
+/// is queued directly.
+pub const RESYNC_JOBS: &str = "WITH ids AS (\
+     SELECT DISTINCT i::uuid AS id FROM jsonb_array_elements_text($1::jsonb) AS s(i)), \
+     reset AS (UPDATE job j SET es_synced_at = NULL FROM ids \
+     WHERE j.id = ids.id AND j.es_synced_at IS NOT NULL RETURNING j.id), \
+     queued AS (INSERT INTO job_sync_queue (job_id, version) \
+     SELECT j.id, j.version FROM job j JOIN ids ON ids.id = j.id \
+     WHERE j.id NOT IN (SELECT reset.id FROM reset) \
+     ON CONFLICT (job_id) DO NOTHING RETURNING job_id) \
+     SELECT id::text FROM reset UNION ALL SELECT job_id::text FROM queued";
+
+/// Deletes for documents search holds but Postgres does not. `$1` JSON `[{"id": uuid, "v":
+/// the document's version, "user_id": uuid, "workspace_id": uuid|null}]` -> the ids queued.
+/// The tombstone's version is the document's, so the delete (sent one above) wins over it; a
+/// job that exists after all (created meanwhile) is left alone.
+pub const RESYNC_DELETES: &str = "INSERT INTO job_tombstone AS t (id, version, user_id, workspace_id) \
+     SELECT x.id, x.v, x.user_id, x.workspace_id \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, user_id uuid, workspace_id uuid) \
+     WHERE NOT EXISTS (SELECT 1 FROM job j WHERE j.id = x.id) \
+     ON CONFLICT (id) DO UPDATE SET version = greatest(t.version, EXCLUDED.version), es_synced_at = NULL \
+     RETURNING t.id::text";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +442,14 @@ mod tests {
         check(SELECT_TOMBSTONE, 1);
         check(PURGE_TOMBSTONES, 1);
         check(REQUEUE_MISSING, 0);
+        check(SCAN_JOBS_FIRST, 1);
+        check(SCAN_JOBS_AFTER, 2);
+        check(SCAN_VERSIONS_FIRST, 1);
+        check(SCAN_VERSIONS_AFTER, 2);
+        check(COUNT_JOBS, 0);
+        check(SYNC_STATE_OF, 1);
+        check(RESYNC_JOBS, 1);
+        check(RESYNC_DELETES, 1);
     }
 
     #[test]
