@@ -499,6 +499,116 @@ impl<E: Executor> Store<E> {
     }
 }
 
+/// What Postgres says about an id, for `verify`'s second look at a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSyncState {
+    pub id: Uuid,
+    /// The job's version; `None` when there is no such job.
+    pub job_version: Option<i64>,
+    /// A change (dirty job or pending delete) is waiting for the sync.
+    pub queued: bool,
+    pub dead_lettered: bool,
+}
+
+/// A document search holds for a job Postgres does not have (`verify`'s "extra").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraDoc {
+    pub id: Uuid,
+    /// The version search holds.
+    pub version: i64,
+    pub user_id: Uuid,
+    pub workspace_id: Option<Uuid>,
+}
+
+// Backfill and drift checks: keyset scans in id order, and the repairs `verify` makes.
+impl<E: Executor> Store<E> {
+    /// Up to `limit` jobs after `after` (from the start with `None`), in id order.
+    pub async fn scan_jobs(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Job>> {
+        let limit = Param::Int(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = match after {
+            None => self.query(sql::SCAN_JOBS_FIRST, &[limit]).await?,
+            Some(id) => self.query(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await?,
+        };
+        rows.iter().map(|r| read_job(r).map_err(Into::into)).collect()
+    }
+
+    /// Up to `limit` (id, version) pairs after `after`, in id order.
+    pub async fn scan_versions(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<(Uuid, i64)>> {
+        let limit = Param::Int(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = match after {
+            None => self.query(sql::SCAN_VERSIONS_FIRST, &[limit]).await?,
+            Some(id) => self.query(sql::SCAN_VERSIONS_AFTER, &[Param::Uuid(id), limit]).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok((c.uuid("id")?, c.int("version")?))
+            })
+            .collect()
+    }
+
+    pub async fn count_jobs(&self) -> Result<i64> {
+        let rows = self.query(sql::COUNT_JOBS, &[]).await?;
+        let row = rows.first().ok_or_else(|| DbError::Decode("count returned no row".into()))?;
+        Ok(Cols::new(row).int("count")?)
+    }
+
+    /// The sync state of each id.
+    pub async fn sync_state_of(&self, ids: &[Uuid]) -> Result<Vec<IdSyncState>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(sql::SYNC_STATE_OF, &[Param::Json(json!(ids).to_string())]).await?;
+        rows.iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok(IdSyncState {
+                    id: c.uuid("id")?,
+                    job_version: c.opt_int("version")?,
+                    queued: c.bool("queued")?,
+                    dead_lettered: c.bool("dead_lettered")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes these jobs dirty again (and puts dead-lettered ones back in line) so the next sync
+    /// re-sends them. Returns the ids queued.
+    pub async fn resync_jobs(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(sql::RESYNC_JOBS, &[Param::Json(json!(ids).to_string())]).await?;
+        let mut queued = self::ids(&rows)?;
+        for id in self.requeue_dead_letters(Some(ids)).await? {
+            if !queued.contains(&id) {
+                queued.push(id);
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Queues deletes for documents search holds but Postgres does not. Returns the ids queued.
+    pub async fn resync_deletes(&self, docs: &[ExtraDoc]) -> Result<Vec<Uuid>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<Value> = docs
+            .iter()
+            .map(|d| json!({"id": d.id, "v": d.version, "user_id": d.user_id, "workspace_id": d.workspace_id}))
+            .collect();
+        let rows = self.query(sql::RESYNC_DELETES, &[Param::Json(Value::Array(batch).to_string())]).await?;
+        let mut queued = ids(&rows)?;
+        let ids: Vec<Uuid> = docs.iter().map(|d| d.id).collect();
+        for id in self.requeue_dead_letters(Some(&ids)).await? {
+            if !queued.contains(&id) {
+                queued.push(id);
+            }
+        }
+        Ok(queued)
+    }
+}
+
 fn truncate(s: &str) -> &str {
     match s.char_indices().nth(MAX_ERROR_CHARS) {
         Some((i, _)) => &s[..i],
