@@ -952,8 +952,7 @@ fn patch_fields(
             issues.push("completed_at", Code::CompletedBeforeCreated, "must not be before created_at");
         }
         error = match error_message {
-            Change::Set(m) if !status.allows_error_message() => {
-                let _ = m;
+            Change::Set(_) if !status.allows_error_message() => {
                 issues.push(
                     "error_message",
                     Code::ErrorMessageNotAllowed,
@@ -987,13 +986,22 @@ struct PatchEnvelope {
     patch: Value,
 }
 
-/// Validates any kind of input text and returns the normalised result as JSON: the job for
-/// `record`, the create request for `create`, the patched job for `patch` (whose input is
-/// `{"current": <record>, "patch": <patch>}`). `now` is only read by `patch`.
-pub fn validate_json(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Value, Vec<Issue>> {
-    let out = match kind {
-        Kind::Record => serde_json::to_value(record_from_json(bytes)?),
-        Kind::Create => serde_json::to_value(create_from_json(bytes)?),
+/// What [`validate_any`] accepted, typed; it serialises exactly as [`validate_json`]'s value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Validated {
+    Record(ValidJob),
+    Create(ValidNewJob),
+    /// The job after the patch, as the store will hold it.
+    Patched(Job),
+}
+
+/// [`validate_json`] without the detour through `serde_json::Value`: for shells that serialise
+/// the result themselves (the WASM package hands it straight to JS).
+pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validated, Vec<Issue>> {
+    match kind {
+        Kind::Record => record_from_json(bytes).map(Validated::Record),
+        Kind::Create => create_from_json(bytes).map(Validated::Create),
         Kind::Patch => {
             let env: PatchEnvelope = serde_json::from_slice(bytes).map_err(|e| {
                 vec![Issue::new(
@@ -1004,10 +1012,17 @@ pub fn validate_json(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Value, 
             })?;
             let current = record(&env.current).map_err(|issues| prefix("current", issues))?;
             let p = patch(current.job(), &env.patch, now).map_err(|issues| prefix("patch", issues))?;
-            serde_json::to_value(p.apply(current.job(), now))
+            Ok(Validated::Patched(p.apply(current.job(), now)))
         }
-    };
-    out.map_err(|e| vec![Issue::new("", Code::InvalidJson, e.to_string())])
+    }
+}
+
+/// Validates any kind of input text and returns the normalised result as JSON: the job for
+/// `record`, the create request for `create`, the patched job for `patch` (whose input is
+/// `{"current": <record>, "patch": <patch>}`). `now` is only read by `patch`.
+pub fn validate_json(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Value, Vec<Issue>> {
+    serde_json::to_value(validate_any(kind, bytes, now)?)
+        .map_err(|e| vec![Issue::new("", Code::InvalidJson, e.to_string())])
 }
 
 fn prefix(p: &str, issues: Vec<Issue>) -> Vec<Issue> {
