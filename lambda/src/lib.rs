@@ -1,5 +1,6 @@
 //! jobs-lambda: the imperative shell around jobs-core (store, search, API, sync, binaries).
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod data_api;

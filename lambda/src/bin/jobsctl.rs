@@ -25,6 +25,14 @@ enum Command {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+    /// Serve the API, the sync loop and the demo page (DATABASE_URL, SEARCH_URL, JOBS_JWT_SECRET)
+    Serve(cli::serve::Args),
+    /// Print an HS256 token `jobsctl serve` accepts (signed with JOBS_JWT_SECRET)
+    Token(cli::token::Args),
+    /// Apply the schema migrations (DATABASE_URL, or the Data API settings)
+    Migrate(cli::migrate::Args),
+    /// Run the local RDS Data API server over DATABASE_URL
+    DataApi(cli::data_api::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +51,10 @@ fn main() -> ExitCode {
         }
     };
     match args.command {
+        Command::Serve(a) => cli::serve::run(&a),
+        Command::Token(a) => cli::token::run(&a),
+        Command::Migrate(a) => cli::migrate::run(&a),
+        Command::DataApi(a) => cli::data_api::run(&a),
         Command::Validate { kind, file } => {
             let kind = match kind {
                 KindArg::Record => Kind::Record,

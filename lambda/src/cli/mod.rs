@@ -1,3 +1,7 @@
 //! Subcommands of `jobsctl`, one module each; the binary only parses arguments and dispatches.
 
+pub mod data_api;
+pub mod migrate;
+pub mod serve;
+pub mod token;
 pub mod validate;

@@ -1,0 +1,124 @@
+//! The Lambda functions' (and `jobsctl serve`'s) configuration from the environment, and [`Db`]:
+//! one executor type over either driver, so the router and the sync are compiled once.
+//!
+//! Database: the RDS Data API when `JOBS_DB_CLUSTER_ARN` and `JOBS_DB_SECRET_ARN` are set
+//! (`JOBS_DB_NAME`, default `jobs`; the SDK reads region, credentials and
+//! `AWS_ENDPOINT_URL_RDS_DATA` from the environment), else a direct connection to
+//! `DATABASE_URL` (`JOBS_DB_POOL` connections, default 4).
+
+use crate::data_api::client::{DataApiConfig, RdsDataExecutor, RdsDataTx};
+use crate::db::{DbError, Executor, Row, Transaction};
+use crate::pg::{PgExecutor, PgOptions, PgTransaction};
+use async_trait::async_trait;
+use jobs_core::sql::Param;
+use std::time::Duration;
+
+/// Either driver of the SQL-executor seam.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Pg(PgExecutor),
+    DataApi(RdsDataExecutor),
+}
+
+/// A transaction of either driver.
+pub enum DbTx {
+    Pg(PgTransaction),
+    DataApi(RdsDataTx),
+}
+
+#[async_trait]
+impl Executor for Db {
+    type Tx<'a> = DbTx;
+
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
+        match self {
+            Db::Pg(e) => e.query(sql, params).await,
+            Db::DataApi(e) => e.query(sql, params).await,
+        }
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        match self {
+            Db::Pg(e) => e.execute(sql, params).await,
+            Db::DataApi(e) => e.execute(sql, params).await,
+        }
+    }
+
+    async fn begin(&self) -> Result<DbTx, DbError> {
+        match self {
+            Db::Pg(e) => e.begin().await.map(DbTx::Pg),
+            Db::DataApi(e) => e.begin().await.map(DbTx::DataApi),
+        }
+    }
+}
+
+#[async_trait]
+impl Transaction for DbTx {
+    async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
+        match self {
+            DbTx::Pg(t) => t.query(sql, params).await,
+            DbTx::DataApi(t) => t.query(sql, params).await,
+        }
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        match self {
+            DbTx::Pg(t) => t.execute(sql, params).await,
+            DbTx::DataApi(t) => t.execute(sql, params).await,
+        }
+    }
+
+    async fn commit(self) -> Result<(), DbError> {
+        match self {
+            DbTx::Pg(t) => t.commit().await,
+            DbTx::DataApi(t) => t.commit().await,
+        }
+    }
+
+    async fn rollback(self) -> Result<(), DbError> {
+        match self {
+            DbTx::Pg(t) => t.rollback().await,
+            DbTx::DataApi(t) => t.rollback().await,
+        }
+    }
+}
+
+/// A configuration problem: the function cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn parse_var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
+    var(name).map(|v| v.parse().map_err(|_| ConfigError(format!("{name}={v:?} is not valid")))).transpose()
+}
+
+/// The database the environment names (see the module docs).
+pub async fn db_from_env() -> Result<Db, ConfigError> {
+    if let (Some(cluster), Some(secret)) = (var("JOBS_DB_CLUSTER_ARN"), var("JOBS_DB_SECRET_ARN")) {
+        let config = DataApiConfig {
+            resource_arn: cluster,
+            secret_arn: secret,
+            database: var("JOBS_DB_NAME").unwrap_or_else(|| "jobs".to_owned()),
+            endpoint_url: None,
+        };
+        return Ok(Db::DataApi(RdsDataExecutor::from_env(config).await));
+    }
+    let url = var("DATABASE_URL").ok_or_else(|| {
+        ConfigError("set JOBS_DB_CLUSTER_ARN and JOBS_DB_SECRET_ARN (Data API) or DATABASE_URL".into())
+    })?;
+    let pool = parse_var::<usize>("JOBS_DB_POOL")?.unwrap_or(4);
+    PgExecutor::connect(&PgOptions::new(url).max_connections(pool)).map(Db::Pg).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// The API's options from `JOBS_WRITE_THROUGH_TIMEOUT_MS` (default 500).
+pub fn api_options_from_env() -> Result<super::Options, ConfigError> {
+    let mut options = super::Options::default();
+    if let Some(ms) = parse_var::<u64>("JOBS_WRITE_THROUGH_TIMEOUT_MS")? {
+        options.write_through_timeout = Duration::from_millis(ms);
+    }
+    Ok(options)
+}

@@ -1,0 +1,76 @@
+//! The `jobs-api` function's plumbing: the router built once per instance from the environment,
+//! and the one adjustment Lambda events need before routing.
+//!
+//! `lambda_http` turns API Gateway REST (v1), HTTP API (v2) and Function URL events into
+//! `http::Request`s and prefixes the path with the stage name for named stages (REST APIs
+//! always have one). The router's paths are stage-less, so [`strip_stage`] takes it off again.
+//! Identity comes from the authorizer's claims the event carries (see [`super::auth`]).
+
+use super::auth::{Auth, Hs256Key};
+use super::config::{self, ConfigError, Db};
+use super::{Api, router};
+use crate::store::Store;
+use axum::Router;
+use http::Uri;
+use http::uri::PathAndQuery;
+use lambda_http::request::RequestContext;
+use lambda_http::tower::ServiceExt as _;
+use lambda_http::tower::util::MapRequest;
+use std::sync::Arc;
+
+/// The service `lambda_http::run` drives: [`strip_stage`], then the router.
+pub type Service = MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+
+/// Wraps the router for Lambda.
+pub fn service(router: Router) -> Service {
+    router.map_request(strip_stage as fn(lambda_http::Request) -> lambda_http::Request)
+}
+
+/// Everything built once per instance: the store over the configured driver, the identity
+/// sources and the options.
+pub async fn api_from_env() -> Result<Arc<Api<Db>>, ConfigError> {
+    let db = config::db_from_env().await?;
+    let auth = Auth { key: Hs256Key::from_env().map_err(ConfigError)? };
+    let options = config::api_options_from_env()?;
+    Ok(Arc::new(Api::new(Arc::new(Store::new(db)), auth, options)))
+}
+
+/// The router over [`api_from_env`], ready for `lambda_http::run`.
+pub async fn service_from_env() -> Result<Service, ConfigError> {
+    Ok(service(router(api_from_env().await?)))
+}
+
+/// Removes the `/{stage}` prefix `lambda_http` puts in front of the path of REST API events and
+/// that HTTP API events carry for named stages (not `$default`).
+pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
+    let stage = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return req };
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage.as_str())) else { return req };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return req;
+    }
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let new = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = new.parse::<PathAndQuery>() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Logging as Lambda wants it (`AWS_LAMBDA_LOG_LEVEL`/`RUST_LOG`, JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`).
+pub fn init_tracing() {
+    lambda_http::tracing::init_default_subscriber();
+}

@@ -1,0 +1,159 @@
+//! The HTTP API: one axum [`Router`] over the store, run by `lambda_http` in Lambda
+//! (`bin/jobs-api.rs`) and by hyper locally (`jobsctl serve`). No second routing table.
+//!
+//! - [`handlers`]: the endpoints, and the extractors that turn a request into typed, checked
+//!   input (identity, JSON body, If-Match, ids) or an [`ApiError`];
+//! - [`auth`]: identity from authorizer claims or HS256 bearer tokens, and token minting;
+//! - [`error`]: the one error type and its HTTP mapping;
+//! - [`openapi`]: the OpenAPI 3.1 document (`lambda/openapi.json`), served at `/v1/openapi.json`;
+//! - [`lambda`] and [`sync_fn`]: the two Lambda functions' plumbing; [`config`]: their
+//!   environment; [`runtime_api`]: a local Lambda Runtime API for tests and benchmarks;
+//! - [`web`]: the demo page's static files (`jobsctl serve` only).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod lambda;
+pub mod openapi;
+pub mod runtime_api;
+pub mod sync_fn;
+pub mod web;
+
+use crate::db::Executor;
+use crate::store::{Scope, Store};
+use auth::{Auth, Identity};
+use axum::Router;
+use axum::routing::get;
+pub use error::ApiError;
+use jobs_core::model::Job;
+use jobs_core::query::SearchRequest;
+use jobs_core::sql;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Identities remembered as already recorded (users row, memberships) before the memory is reset.
+const KNOWN_IDENTITIES: usize = 10_000;
+
+/// The `ETag` of a job version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// How the API runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The longest a write waits for its write-through to search.
+    pub write_through_timeout: Duration,
+    /// The demo page's files (`jobsctl serve`); `None` in Lambda.
+    pub site: Option<web::Site>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { write_through_timeout: Duration::from_millis(500), site: None }
+    }
+}
+
+/// Which path answered a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Search,
+    Database,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<Job>,
+    pub next_cursor: Option<String>,
+    pub source: Source,
+}
+
+/// Everything a request needs: the store, how to identify callers, and the options. Built once
+/// per process (per Lambda instance) and shared.
+pub struct Api<E> {
+    store: Arc<Store<E>>,
+    auth: Auth,
+    options: Options,
+    /// Identities whose users row and memberships are known to be recorded.
+    known: Mutex<HashMap<Uuid, Identity>>,
+}
+
+impl<E: Executor + 'static> Api<E> {
+    pub fn new(store: Arc<Store<E>>, auth: Auth, options: Options) -> Api<E> {
+        Api { store, auth, options, known: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &Arc<Store<E>> {
+        &self.store
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Records the caller on first sight: their users row (email from the claims) and their
+    /// membership of each claimed workspace (creating the workspace, named by its id, if it is
+    /// new; an existing workspace keeps its name).
+    pub async fn ensure_identity(&self, id: &Identity) -> Result<(), ApiError> {
+        if self.known.lock().is_ok_and(|k| k.get(&id.user_id) == Some(id)) {
+            return Ok(());
+        }
+        self.store.ensure_user(id.user_id, id.email.as_deref()).await?;
+        for ws in &id.workspaces {
+            match self.store.add_member(*ws, id.user_id).await {
+                Ok(()) => {}
+                Err(crate::store::StoreError::UnknownReference(_)) => {
+                    self.store.ensure_workspace(*ws, &ws.to_string()).await?;
+                    self.store.add_member(*ws, id.user_id).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= KNOWN_IDENTITIES {
+                known.clear();
+            }
+            known.insert(id.user_id, id.clone());
+        }
+        Ok(())
+    }
+
+    /// One page of jobs matching `req` within `scope`.
+    pub async fn search(&self, scope: &Scope, req: &SearchRequest) -> Result<Page, ApiError> {
+        let (sql, params) = req.to_sql(scope, sql::JOB_SELECT);
+        let mut items = self.store.list(&sql, &params).await?;
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| req.cursor_after(last))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor, source: Source::Database })
+    }
+
+    /// Pushes a committed change of one job to search, within the write-through timeout. Never
+    /// fails the request: what it misses, the scheduled sync repairs.
+    pub async fn write_through(&self, _job_id: Uuid) {}
+}
+
+/// The whole API (and, when [`Options::site`] is set, the demo page) over `api`.
+pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/v1/health", get(health::<E>))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/jobs", get(list_jobs::<E>).post(create_job::<E>))
+        .route("/v1/jobs/{id}", get(get_job::<E>).patch(patch_job::<E>).delete(delete_job::<E>))
+        .fallback(fallback::<E>)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}

@@ -1,0 +1,169 @@
+//! The `jobs-sync` function's plumbing: what invoked it (an EventBridge rule's scheduled event,
+//! or EventBridge Scheduler's free-form input), how long it may run (the invocation's deadline
+//! minus a margin), and how its failures are reported to Lambda (retryable or not).
+//!
+//! Free-form input (Scheduler, or a manual `aws lambda invoke`) is `null`, `{}` or an object
+//! with any of `batch_size` (1..=1000), `max_batches` (>= 1) and `margin_ms`; other keys are
+//! ignored, a known key with a wrong value is a non-retryable error.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_runtime::Diagnostic;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The least time kept back from the deadline to finish a batch and answer.
+pub const DEFAULT_MARGIN: Duration = Duration::from_millis(2_000);
+pub const MAX_BATCH_SIZE: usize = 1_000;
+
+/// What a run may do, from the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RunOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batches: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_ms: Option<u64>,
+}
+
+/// What invoked the function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Trigger {
+    /// An EventBridge event (a schedule rule's "Scheduled Event", or any other rule's).
+    EventBridge { id: Option<String>, detail_type: String, source: String, resources: Vec<String> },
+    /// Free-form input (EventBridge Scheduler, a manual invoke).
+    Input,
+}
+
+/// Why a run failed: Lambda learns it through the error type (`Retryable.*`: try again, the
+/// next scheduled run will too; `NonRetryable.*`: fix the event or the configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFnError {
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    #[error("sync failed: {0}")]
+    Failed(String),
+}
+
+impl SyncFnError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, SyncFnError::Unavailable(_) | SyncFnError::Failed(_))
+    }
+
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            SyncFnError::InvalidEvent(_) => "NonRetryable.InvalidEvent",
+            SyncFnError::Config(_) => "NonRetryable.Configuration",
+            SyncFnError::Unavailable(_) => "Retryable.Unavailable",
+            SyncFnError::Failed(_) => "Retryable.SyncFailed",
+        }
+    }
+}
+
+impl From<SyncFnError> for Diagnostic {
+    fn from(e: SyncFnError) -> Diagnostic {
+        Diagnostic { error_type: e.error_type().to_owned(), error_message: e.to_string() }
+    }
+}
+
+/// Reads the invocation's event.
+pub fn parse_event(payload: &Value) -> Result<(Trigger, RunOptions), SyncFnError> {
+    match payload {
+        Value::Null => Ok((Trigger::Input, RunOptions::default())),
+        Value::Object(map) if map.contains_key("detail-type") => {
+            let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
+                .map_err(|e| SyncFnError::InvalidEvent(format!("not an EventBridge event: {e}")))?;
+            // A rule's event carries options only if someone put them in its detail.
+            let options = match &event.detail {
+                Value::Object(d) if !d.is_empty() => options(&event.detail)?,
+                _ => RunOptions::default(),
+            };
+            let trigger = Trigger::EventBridge {
+                id: event.id.clone(),
+                detail_type: event.detail_type.clone(),
+                source: event.source.clone(),
+                resources: event.resources.clone().unwrap_or_default(),
+            };
+            Ok((trigger, options))
+        }
+        Value::Object(_) => Ok((Trigger::Input, options(payload)?)),
+        other => Err(SyncFnError::InvalidEvent(format!("expected an EventBridge event or a JSON object, got {other}"))),
+    }
+}
+
+fn options(v: &Value) -> Result<RunOptions, SyncFnError> {
+    let o: RunOptions =
+        serde_json::from_value(v.clone()).map_err(|e| SyncFnError::InvalidEvent(format!("invalid options: {e}")))?;
+    if o.batch_size.is_some_and(|n| n == 0 || n > MAX_BATCH_SIZE) {
+        return Err(SyncFnError::InvalidEvent(format!("batch_size is 1 to {MAX_BATCH_SIZE}")));
+    }
+    if o.max_batches == Some(0) {
+        return Err(SyncFnError::InvalidEvent("max_batches is at least 1".into()));
+    }
+    Ok(o)
+}
+
+/// The time left before `deadline_ms` (ms since the epoch, from the invocation) minus `margin`.
+/// A zero deadline (no deadline given) leaves `fallback`.
+pub fn budget(deadline_ms: u64, margin: Duration, fallback: Duration) -> Duration {
+    if deadline_ms == 0 {
+        return fallback;
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)).saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_every_trigger() {
+        let scheduled = json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "time": "2015-10-08T16:53:06Z",
+            "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/r"], "detail": {}
+        });
+        let (t, o) = parse_event(&scheduled).expect("scheduled event");
+        assert!(matches!(t, Trigger::EventBridge { ref detail_type, .. } if detail_type == "Scheduled Event"));
+        assert_eq!(o, RunOptions::default());
+        assert_eq!(parse_event(&json!({})).map(|(_, o)| o).ok(), Some(RunOptions::default()));
+        assert_eq!(parse_event(&Value::Null).map(|(t, _)| t).ok(), Some(Trigger::Input));
+        let (_, o) = parse_event(&json!({"batch_size": 10, "max_batches": 2, "other": true})).expect("free input");
+        assert_eq!((o.batch_size, o.max_batches), (Some(10), Some(2)));
+    }
+
+    #[test]
+    fn refuses_bad_events_as_non_retryable() {
+        for bad in [
+            json!("go"),
+            json!([1]),
+            json!({"batch_size": 0}),
+            json!({"batch_size": "ten"}),
+            json!({"max_batches": 0}),
+            json!({"detail-type": "Scheduled Event"}),
+        ] {
+            let e = parse_event(&bad).map(|_| ()).expect_err("refused");
+            assert!(!e.retryable(), "{bad}");
+            assert!(Diagnostic::from(e).error_type.starts_with("NonRetryable."), "{bad}");
+        }
+        assert!(SyncFnError::Unavailable("db".into()).retryable());
+    }
+
+    #[test]
+    fn budgets_leave_the_margin() {
+        assert_eq!(budget(0, DEFAULT_MARGIN, Duration::from_secs(9)), Duration::from_secs(9));
+        assert_eq!(budget(1, DEFAULT_MARGIN, Duration::from_secs(9)), Duration::ZERO);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let b = budget(now_ms + 10_000, DEFAULT_MARGIN, Duration::ZERO);
+        assert!(b <= Duration::from_secs(8) && b > Duration::from_secs(7), "{b:?}");
+    }
+}

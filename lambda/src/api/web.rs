@@ -1,0 +1,110 @@
+//! The demo page's static files for `jobsctl serve`: `/` from the page's directory
+//! (`wasm/web`), `/pkg/` from the built npm package (`wasm/pkg`). Whatever exists is served;
+//! anything else is 404. Paths are taken segment by segment: no `..`, no hidden files, no
+//! escapes, so nothing outside the two directories can be reached.
+
+use super::ApiError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::path::{Path, PathBuf};
+
+/// Where the page and the package live.
+#[derive(Debug, Clone)]
+pub struct Site {
+    root: PathBuf,
+    pkg: PathBuf,
+}
+
+impl Site {
+    pub fn new(root: impl Into<PathBuf>, pkg: impl Into<PathBuf>) -> Site {
+        Site { root: root.into(), pkg: pkg.into() }
+    }
+
+    /// The file for a request path, if the path is acceptable (not whether it exists).
+    pub fn resolve(&self, path: &str) -> Option<PathBuf> {
+        let (base, rest) = match path.strip_prefix("/pkg/") {
+            Some(rest) => (&self.pkg, rest),
+            None if path == "/pkg" => (&self.pkg, ""),
+            None => (&self.root, path.strip_prefix('/')?),
+        };
+        let mut file = base.clone();
+        for seg in rest.split('/').filter(|s| !s.is_empty()) {
+            let ok = !seg.starts_with('.') && !seg.contains(['\\', '%', '\0', ':']);
+            if !ok {
+                return None;
+            }
+            file.push(seg);
+        }
+        if rest.is_empty() || rest.ends_with('/') {
+            file.push("index.html");
+        }
+        Some(file)
+    }
+
+    /// The file's response (or 404).
+    pub async fn serve(&self, path: &str, head: bool) -> Response {
+        let Some(mut file) = self.resolve(path) else { return ApiError::NoRoute.into_response() };
+        if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
+            file.push("index.html");
+        }
+        match tokio::fs::read(&file).await {
+            Ok(bytes) => {
+                let ct = HeaderValue::from_static(content_type(&file));
+                let cache = HeaderValue::from_static("no-cache");
+                let len = bytes.len();
+                let body = if head { Vec::new() } else { bytes };
+                let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, cache)], body)
+                    .into_response();
+                if head {
+                    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                resp
+            }
+            Err(_) => ApiError::NoRoute.into_response(),
+        }
+    }
+}
+
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "ts" | "txt" | "md" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_inside_the_two_directories_only() {
+        let site = Site::new("/w/web", "/w/pkg");
+        let check = |p: &str, want: Option<&str>| assert_eq!(site.resolve(p), want.map(PathBuf::from), "{p}");
+        check("/", Some("/w/web/index.html"));
+        check("/app.js", Some("/w/web/app.js"));
+        check("/a/b/", Some("/w/web/a/b/index.html"));
+        check("/pkg/jobs_wasm_bg.wasm", Some("/w/pkg/jobs_wasm_bg.wasm"));
+        check("/pkg", Some("/w/pkg/index.html"));
+        check("/../etc/passwd", None);
+        check("/pkg/../../etc/passwd", None);
+        check("/.git/config", None);
+        check("/a%2f..%2fb", None);
+        check("/a\\b", None);
+        check("relative", None);
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(Path::new("x.wasm")), "application/wasm");
+        assert_eq!(content_type(Path::new("x.js")), "text/javascript; charset=utf-8");
+        assert_eq!(content_type(Path::new("x")), "application/octet-stream");
+    }
+}

@@ -1,0 +1,88 @@
+//! `jobsctl serve`: the API, the sync loop and the demo page on one local address, against
+//! `DATABASE_URL` and `SEARCH_URL` (search answered by Postgres alone when `SEARCH_URL` is
+//! unset). Callers authenticate with HS256 tokens signed with `JOBS_JWT_SECRET` (`jobsctl token`).
+
+use crate::api::auth::{Auth, Hs256Key};
+use crate::api::config::{self, Db};
+use crate::api::web::Site;
+use crate::api::{Api, Options, router};
+use crate::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to listen (port 0: any free port; the address is printed)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The demo page, served at /
+    #[arg(long, default_value = "wasm/web")]
+    pub web_dir: PathBuf,
+    /// The npm package, served at /pkg/
+    #[arg(long, default_value = "wasm/pkg")]
+    pub pkg_dir: PathBuf,
+    /// Database connections
+    #[arg(long, default_value_t = 16)]
+    pub pool: usize,
+}
+
+/// Runs `fut` on a fresh multi-threaded runtime (the async subcommands).
+pub fn block_on<F: Future<Output = ExitCode>>(fut: F) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("jobsctl: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    block_on(async {
+        match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jobsctl serve: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn serve(args: &Args) -> Result<(), String> {
+    init_tracing();
+    let key =
+        Hs256Key::from_env()?.ok_or("set JOBS_JWT_SECRET (at least 16 bytes); mint tokens with `jobsctl token`")?;
+    let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).ok_or("set DATABASE_URL")?;
+    let pg = crate::pg::PgExecutor::connect(&crate::pg::PgOptions::new(url).max_connections(args.pool))
+        .map_err(|e| e.to_string())?;
+    let store = Arc::new(Store::new(Db::Pg(pg)));
+    let mut options = config::api_options_from_env().map_err(|e| e.to_string())?;
+    options.site = Some(Site::new(&args.web_dir, &args.pkg_dir));
+    let api = Arc::new(Api::new(store, Auth { key: Some(key) }, options));
+    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("jobsctl serve: listening on http://{addr}");
+    println!("  API      http://{addr}/v1/ (OpenAPI at /v1/openapi.json, health at /v1/health)");
+    println!("  page     http://{addr}/ (from {})", args.web_dir.display());
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("jobsctl serve: shutting down");
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Options for tests that serve the API the way `jobsctl serve` does.
+pub fn options_with_site(web: impl Into<PathBuf>, pkg: impl Into<PathBuf>) -> Options {
+    Options { site: Some(Site::new(web, pkg)), ..Options::default() }
+}

@@ -1,0 +1,316 @@
+//! The Lambda side of the API: real API Gateway (REST v1, HTTP API v2) and Function URL event
+//! fixtures (`tests/data/*.json`) through `lambda_http`'s own event parsing into the very service
+//! `jobs-api` runs, against real PostgreSQL; and the *built* `jobs-api` binary driven through a
+//! local Lambda Runtime API, reaching Postgres through the RDS Data API driver and the local Data
+//! API server.
+//!
+//! Without `DATABASE_URL` the tests skip with a message, except under `CI=true`, where they fail.
+
+use jobs_lambda::api::auth::{self, Auth, Hs256Key, TokenRequest};
+use jobs_lambda::api::runtime_api::{Outcome, RuntimeApi};
+use jobs_lambda::api::{Api, Options, lambda, router};
+use jobs_lambda::data_api::server::{AppState, Config};
+use jobs_lambda::db::Executor;
+use jobs_lambda::migrate;
+use jobs_lambda::pg::{PgExecutor, PgOptions};
+use jobs_lambda::store::Store;
+use lambda_http::tower::ServiceExt as _;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+const SECRET: &[u8] = b"lambda-tests-secret-0123456789";
+
+fn database_url(case: &str) -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "DATABASE_URL is not set and CI=true");
+            eprintln!(
+                "skipping {case}: DATABASE_URL is not set (./dev services start; eval \"$(./dev services env)\")"
+            );
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn id() -> Uuid {
+    static N: AtomicU32 = AtomicU32::new(1);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    Uuid::from_u64_pair(nanos, u64::from(N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A migrated schema and a direct driver whose connections use it.
+async fn schema(case: &str) -> Option<(String, String, PgExecutor)> {
+    let url = database_url(case)?;
+    let schema = unique("lam");
+    let db = PgExecutor::connect(&PgOptions::new(url.clone()).schema(&schema).max_connections(4)).expect("pool");
+    migrate::migrate(&db, &migrate::Options::schema(&schema)).await.expect("migrate");
+    Some((url, schema, db))
+}
+
+async fn drop_schema(db: &PgExecutor, schema: &str) {
+    let _ = db.execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"), &[]).await;
+}
+
+/// A fixture with its placeholders filled in.
+fn fixture(name: &str, vars: &[(&str, String)]) -> String {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (k, v) in vars {
+        text = text.replace(k, v);
+    }
+    text
+}
+
+struct Caller {
+    sub: Uuid,
+    email: String,
+    ws1: Uuid,
+    ws2: Uuid,
+}
+
+impl Caller {
+    fn new() -> Caller {
+        Caller { sub: id(), email: "dev@example.com".into(), ws1: id(), ws2: id() }
+    }
+    fn vars(&self, job: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("__SUB__", self.sub.to_string()),
+            ("__EMAIL__", self.email.clone()),
+            ("__WS1__", self.ws1.to_string()),
+            ("__WS2__", self.ws2.to_string()),
+        ];
+        if let Some(j) = job {
+            v.push(("__JOB_ID__", j.to_owned()));
+        }
+        let key = Hs256Key::new(SECRET).expect("key");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let req = TokenRequest {
+            user_id: self.sub,
+            email: Some(self.email.clone()),
+            workspaces: vec![self.ws1],
+            issued_at: now,
+            ttl_secs: 600,
+        };
+        v.push(("__TOKEN__", auth::mint(&key, &req).expect("mint")));
+        v
+    }
+}
+
+/// Sends one event through `lambda_http`'s parsing and the `jobs-api` service.
+async fn call(service: &lambda::Service, event: &str) -> (u16, axum::http::HeaderMap, Value) {
+    let req = lambda_http::request::from_str(event).expect("lambda_http reads the event");
+    let resp = service.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn api_gateway_and_function_url_events_through_the_handler() {
+    let Some((_, schema_name, db)) = schema("events").await else { return };
+    let store = Arc::new(Store::new(db.clone()));
+    let api = Arc::new(Api::new(store, Auth { key: Some(Hs256Key::new(SECRET).expect("key")) }, Options::default()));
+    let service = lambda::service(router(api));
+    let me = Caller::new();
+
+    // HTTP API v2 with the JWT authorizer's claims (workspaces flattened to "[a b]")
+    let (status, headers, job) = call(&service, &fixture("apigw-v2-jwt-create.json", &me.vars(None))).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(headers.get("etag").and_then(|v| v.to_str().ok()), Some("\"0\""));
+    assert_eq!(job["user_id"], json!(me.sub));
+    assert_eq!(job["user_email"], json!(me.email));
+    assert_eq!(job["workspace_id"], json!(me.ws1));
+    let job_id = job["id"].as_str().expect("id").to_owned();
+
+    // a named stage ("/prod" in the path) and a query string
+    let (status, _, page) = call(&service, &fixture("apigw-v2-jwt-stage-search.json", &me.vars(None))).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["id"], json!(job_id));
+    assert_eq!(page["source"], json!("database"));
+
+    // REST API v1 with a Cognito user pool authorizer ("custom:workspaces" as "a,b")
+    let (status, _, got) = call(&service, &fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id)))).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, job);
+    let (status, headers, patched) =
+        call(&service, &fixture("apigw-v1-cognito-patch.json", &me.vars(Some(&job_id)))).await;
+    assert_eq!((status, patched["status"].clone()), (200, json!("RUNNING")), "{patched}");
+    assert_eq!(headers.get("etag").and_then(|v| v.to_str().ok()), Some("\"1\""));
+    // the same If-Match again: the version moved on
+    let (status, _, err) = call(&service, &fixture("apigw-v1-cognito-patch.json", &me.vars(Some(&job_id)))).await;
+    assert_eq!(
+        (status, err["code"].clone(), err["current"]["version"].clone()),
+        (412, json!("precondition_failed"), json!(1))
+    );
+
+    // someone else's claims see nothing of it
+    let other = Caller::new();
+    let (status, _, _) = call(&service, &fixture("apigw-v1-cognito-get.json", &other.vars(Some(&job_id)))).await;
+    assert_eq!(status, 404);
+
+    // a Function URL (no authorizer): a bearer token, or 401
+    let (status, _, err) = call(&service, &fixture("function-url-no-auth.json", &me.vars(None))).await;
+    assert_eq!((status, err["code"].clone()), (401, json!("unauthorized")));
+    let (status, _, body) = call(&service, &fixture("function-url-delete.json", &me.vars(Some(&job_id)))).await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, _, _) = call(&service, &fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id)))).await;
+    assert_eq!(status, 404);
+
+    // health needs no identity
+    let (status, _, health) = call(&service, &fixture("apigw-v2-health.json", &[])).await;
+    assert_eq!((status, health["database"]["status"].clone()), (200, json!("up")));
+    drop_schema(&db, &schema_name).await;
+}
+
+/// Claims that are present but unusable are a 401, not a 500.
+#[tokio::test]
+async fn unusable_claims_are_401() {
+    let Some((_, schema_name, db)) = schema("claims").await else { return };
+    let api = Arc::new(Api::new(Arc::new(Store::new(db.clone())), Auth::default(), Options::default()));
+    let service = lambda::service(router(api));
+    let me = Caller::new();
+    for (from, to) in
+        [(me.sub.to_string(), "not-a-uuid".to_owned()), (format!("[{} {}]", me.ws1, me.ws2), "[nope]".to_owned())]
+    {
+        let event = fixture("apigw-v2-jwt-create.json", &me.vars(None)).replace(&from, &to);
+        let (status, _, body) = call(&service, &event).await;
+        assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")), "{to}: {body}");
+    }
+    // no key configured: a bearer token alone is not an identity
+    let (status, _, _) = call(&service, &fixture("function-url-delete.json", &me.vars(Some(&id().to_string())))).await;
+    assert_eq!(status, 401);
+    drop_schema(&db, &schema_name).await;
+}
+
+/// The local Data API server over `url`, its statements in `schema`.
+async fn data_api_server(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = jobs_lambda::data_api::server::router(AppState::new(Config::new(url)).expect("state"));
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    format!("http://{addr}")
+}
+
+fn database_name(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().expect("DATABASE_URL parses");
+    config.get_dbname().or(config.get_user()).unwrap_or("postgres").to_owned()
+}
+
+/// A built function binary running against a local Runtime API; killed on drop.
+pub struct Function {
+    pub child: Child,
+    pub runtime: RuntimeApi,
+    pub started: Instant,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary` the way Lambda does: the Runtime API address and function settings in the
+/// environment, plus `env`; nothing else of ours is inherited.
+pub async fn start_function(binary: &str, name: &str, env: &[(&str, String)]) -> Function {
+    let runtime = RuntimeApi::start().await.expect("runtime api");
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {binary}: {e}"));
+    Function { child, runtime, started }
+}
+
+/// The API Gateway response document a function returned.
+fn http_response(outcome: Outcome) -> (u16, Value) {
+    let Outcome::Response(bytes) = outcome else { panic!("expected a response, got {outcome:?}") };
+    let doc: Value = serde_json::from_slice(&bytes).expect("response document");
+    let status = doc["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = match doc["body"].as_str() {
+        Some(b) if !b.is_empty() => serde_json::from_str(b).expect("JSON body"),
+        _ => Value::Null,
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn built_jobs_api_binary_through_the_runtime_api_and_the_data_api() {
+    let Some((url, schema_name, db)) = schema("runtime_api").await else { return };
+    let endpoint = data_api_server(&url, &schema_name).await;
+    let f = start_function(
+        env!("CARGO_BIN_EXE_jobs-api"),
+        "jobs-api",
+        &[
+            ("JOBS_DB_CLUSTER_ARN", "arn:aws:rds:us-east-1:123456789012:cluster:local".into()),
+            ("JOBS_DB_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:local".into()),
+            ("JOBS_DB_NAME", database_name(&url)),
+            ("AWS_ENDPOINT_URL_RDS_DATA", endpoint),
+        ],
+    )
+    .await;
+    let me = Caller::new();
+    let timeout = Duration::from_secs(20);
+
+    let (status, job) = http_response(
+        f.runtime.invoke(fixture("apigw-v2-jwt-create.json", &me.vars(None)), timeout).await.expect("invoke"),
+    );
+    let first = f.started.elapsed();
+    assert_eq!(status, 201, "{job}");
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    eprintln!(
+        "jobs-api: first poll {:?} after start, first response {first:?}",
+        f.runtime.first_poll().map(|t| t.duration_since(f.started))
+    );
+
+    // an event that is no HTTP event at all: reported to the Runtime API as an error, and the
+    // function keeps serving
+    let outcome = f.runtime.invoke(r#"{"detail-type": "Scheduled Event"}"#, timeout).await.expect("invoke");
+    assert!(matches!(outcome, Outcome::Error { .. }), "{outcome:?}");
+
+    let (status, got) = http_response(
+        f.runtime.invoke(fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id))), timeout).await.expect("invoke"),
+    );
+    assert_eq!((status, got), (200, job.clone()));
+    let (status, _) =
+        http_response(f.runtime.invoke(fixture("apigw-v2-health.json", &[]), timeout).await.expect("invoke"));
+    assert_eq!(status, 200);
+    // the row is in Postgres, written through the Data API
+    let rows = db
+        .query("SELECT project_name FROM job WHERE id = $1::uuid", &[jobs_core::sql::Param::Text(job_id)])
+        .await
+        .expect("query");
+    assert_eq!(rows, vec![vec![jobs_lambda::db::Cell::Text("lambda-v2".into())]]);
+    drop(f);
+    drop_schema(&db, &schema_name).await;
+}
