@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds the npm package into wasm/pkg (`./dev wasm`): jobs-wasm for wasm32-unknown-unknown,
+# wasm-bindgen (ESM, --target web), wasm-opt -Oz, then the package files from wasm/npm/.
+# Nothing is downloaded at build time beyond the pinned tools, installed once (only if missing)
+# under $JOBS_CACHE/tools: wasm-bindgen-cli from crates.io (exactly the crate's version; no
+# wasm-pack, which fetches its own) and binaryen from npm (Debian's 108 produced a module that
+# failed to load).
+#
+#   scripts/wasm.sh            build wasm/pkg
+#   scripts/wasm.sh tools      only install the tools (also puts wasm-bindgen-test-runner in place)
+#
+# Environment: JOBS_CACHE (default ~/.cache/jobs), CARGO_TARGET_DIR (default $JOBS_CACHE/target).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export JOBS_CACHE="${JOBS_CACHE:-$HOME/.cache/jobs}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$JOBS_CACHE/target}"
+export npm_config_cache="${npm_config_cache:-$JOBS_CACHE/npm}"
+TOOLS="$JOBS_CACHE/tools"
+BINARYEN_VERSION=132.0.0
+# The wasm-bindgen CLI must be exactly the crate's version: read the pin from the manifest.
+WASM_BINDGEN_VERSION="$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' "$ROOT/wasm/Cargo.toml")"
+[[ -n $WASM_BINDGEN_VERSION ]] || { echo "wasm.sh: no exact wasm-bindgen pin in wasm/Cargo.toml" >&2; exit 1; }
+PKG="$ROOT/wasm/pkg"
+NAME=jobs_wasm
+# Features rustc enables for wasm32-unknown-unknown (1.82+ / 1.87+); wasm-opt must accept them.
+WASM_FEATURES=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue)
+
+log() { printf 'wasm: %s\n' "$*" >&2; }
+
+ensure_tools() {
+  if [[ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+    log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into $TOOLS (a few minutes, once)"
+    # Not --locked: its lockfile pins a dependency version that is no longer on crates.io.
+    # Own target dir: the shared one may be locked by a workspace build.
+    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" \
+      --root "$TOOLS" --target-dir "$JOBS_CACHE/tools-build" >&2
+  fi
+  if [[ "$("$TOOLS/npm/node_modules/.bin/wasm-opt" --version 2>/dev/null)" != *"version ${BINARYEN_VERSION%%.*}"* ]]; then
+    log "installing binaryen $BINARYEN_VERSION from npm into $TOOLS/npm"
+    mkdir -p "$TOOLS/npm"
+    npm install --prefix "$TOOLS/npm" --no-audit --no-fund --no-save "binaryen@$BINARYEN_VERSION" >&2
+  fi
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown >&2
+  fi
+}
+
+build() {
+  local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/$NAME.wasm" version
+  log "cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm"
+  cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm --locked
+  out="$(mktemp -d "$ROOT/wasm/.pkg.XXXXXX")"
+  trap 'rm -rf "$out"' EXIT
+  chmod 755 "$out"
+  "$TOOLS/bin/wasm-bindgen" --target web --out-dir "$out" --out-name "$NAME" "$wasm"
+  "$TOOLS/npm/node_modules/.bin/wasm-opt" -Oz "${WASM_FEATURES[@]}" --strip-debug --strip-producers \
+    -o "$out/${NAME}_bg.opt.wasm" "$out/${NAME}_bg.wasm"
+  mv "$out/${NAME}_bg.opt.wasm" "$out/${NAME}_bg.wasm"
+  cp "$ROOT"/wasm/npm/* "$out/"
+  version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)"
+  sed -i "s/\"version\": \"0.0.0\"/\"version\": \"$version\"/" "$out/package.json"
+  rm -rf "$PKG"
+  mv "$out" "$PKG"
+  log "built $PKG: $(sizes)"
+}
+
+# Raw and gzipped bytes of what a browser loads: the wasm and the JS glue.
+sizes() {
+  local f raw gz total=0
+  for f in "${NAME}_bg.wasm" "$NAME.js"; do
+    raw=$(wc -c <"$PKG/$f"); gz=$(gzip -9 -c "$PKG/$f" | wc -c); total=$((total + gz))
+    printf '%s %s B (gzip -9 %s B); ' "$f" "$raw" "$gz"
+  done
+  printf 'wasm+glue gzipped %s B\n' "$total"
+}
+
+case "${1:-build}" in
+  tools) ensure_tools ;;
+  build) ensure_tools; build ;;
+  sizes) sizes ;;
+  *) echo "usage: scripts/wasm.sh [build|tools|sizes]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,2 @@
+// Ready-to-use exports (the module is instantiated on import).
+export * from "./jobs_wasm.js";

@@ -1,0 +1,223 @@
+//! jobs-wasm: jobs-core's rules for browsers and Node. Each export reads its input, calls the
+//! core and hands the answer back as plain JS objects; nothing here decides anything.
+//!
+//! Inputs cross the boundary as JSON text, encoded straight into linear memory (walking a JS
+//! object field by field measured about 2x slower); results come back as plain JS objects
+//! (never `Map`s) through [`tape`], which measured about 4x faster than serde-wasm-bindgen for
+//! a job (BENCHMARKS.md "## WASM").
+
+mod tape;
+
+use jobs_core::issue::{Code, Issue, Issues};
+use jobs_core::model::{JobStatus, JobType};
+use jobs_core::validate::{self, Kind, Validated};
+use jobs_core::{Timestamp, metadata, search, status, text};
+use js_sys::JsString;
+use serde::Serialize;
+use serde_json::Value;
+use tape::to_js;
+use wasm_bindgen::prelude::*;
+
+/// The hand-written TypeScript (results, codes, overloads), appended to the generated `.d.ts`.
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = include_str!("types.d.ts");
+
+#[wasm_bindgen]
+extern "C" {
+    /// Web Crypto: in every browser and in Node >= 19 as `globalThis.crypto`.
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
+}
+
+#[derive(Serialize)]
+struct Valid<'a, T> {
+    ok: bool,
+    job: &'a T,
+}
+
+#[derive(Serialize)]
+struct Invalid<'a> {
+    ok: bool,
+    errors: &'a [Issue],
+}
+
+#[derive(Serialize)]
+struct ValidMetadata<'a> {
+    ok: bool,
+    metadata: &'a serde_json::Map<String, Value>,
+}
+
+fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
+    match result {
+        Ok(job) => to_js(&Valid { ok: true, job: &job }),
+        Err(errors) => to_js(&Invalid { ok: false, errors: &errors }),
+    }
+}
+
+fn kind(kind: &str) -> Result<Kind, JsValue> {
+    Kind::parse(kind).ok_or_else(|| {
+        js_sys::TypeError::new(&format!("kind must be \"record\", \"create\" or \"patch\", not {kind:?}")).into()
+    })
+}
+
+/// The caller's clock, or the page's; only a patch reads it.
+fn clock(kind: Kind, now: Option<f64>) -> Timestamp {
+    if kind != Kind::Patch {
+        return Timestamp::MIN;
+    }
+    // `as` saturates (and maps NaN to 0); from_millis clamps into years 0001-9999.
+    Timestamp::from_millis(now.unwrap_or_else(js_sys::Date::now) as i64)
+}
+
+/// `JSON.stringify(value)`; what JSON cannot hold (a cycle, a BigInt) is an `invalid_json` issue.
+fn json_text(value: &JsValue) -> Result<JsString, Issue> {
+    match js_sys::JSON::stringify(value) {
+        // `undefined` and functions stringify to `undefined`: as absent as `null`.
+        Ok(text) if text.is_string() => Ok(text),
+        Ok(_) => Ok(JsString::from("null")),
+        Err(e) => {
+            let why =
+                e.dyn_ref::<js_sys::Error>().map_or_else(|| "not representable".to_owned(), |e| e.message().into());
+            Err(Issue::new("", Code::InvalidJson, format!("not representable as JSON: {why}")))
+        }
+    }
+}
+
+/// Validates JSON text as `kind` ("record", "create" or "patch"); see the TypeScript overloads.
+#[wasm_bindgen(js_name = validateJob, skip_typescript)]
+pub fn validate_job(json: &JsString, kind_name: &str, now: Option<f64>) -> Result<JsValue, JsValue> {
+    let kind = kind(kind_name)?;
+    let now = clock(kind, now);
+    outcome(tape::with_utf8(json, |bytes| validate::validate_any(kind, bytes, now)))
+}
+
+/// `validateJob(JSON.stringify(input), kind, now)`.
+#[wasm_bindgen(js_name = validateJobObject, skip_typescript)]
+pub fn validate_job_object(input: &JsValue, kind_name: &str, now: Option<f64>) -> Result<JsValue, JsValue> {
+    let kind = kind(kind_name)?;
+    let now = clock(kind, now);
+    match json_text(input) {
+        Ok(text) => outcome(tape::with_utf8(&text, |bytes| validate::validate_any(kind, bytes, now))),
+        Err(issue) => outcome(Err(vec![issue])),
+    }
+}
+
+/// Shapes a metadata object on its own: known keys typed and normalised, size and depth
+/// bounded. Problems carry the same paths (`metadata.cpuCores`) and codes as `validateJob`.
+#[wasm_bindgen(js_name = shapeMetadata, unchecked_return_type = "MetadataValidation")]
+pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &JsValue) -> Result<JsValue, JsValue> {
+    let parsed = json_text(input).and_then(|text| {
+        tape::with_utf8(&text, |b| serde_json::from_slice::<Value>(b))
+            .map_err(|e| Issue::new("", Code::InvalidJson, e.to_string()))
+    });
+    let value = match parsed {
+        Ok(v) => v,
+        Err(issue) => return to_js(&Invalid { ok: false, errors: &[issue] }),
+    };
+    let mut issues = Issues::default();
+    let shaped = metadata::shape(value, "metadata", &mut issues);
+    if issues.is_empty() {
+        to_js(&ValidMetadata { ok: true, metadata: &shaped })
+    } else {
+        to_js(&Invalid { ok: false, errors: &issues.into_vec() })
+    }
+}
+
+/// Whether a job may move from `from` to `to` (false for an unknown status). Staying in the
+/// same status is not a transition.
+#[wasm_bindgen(js_name = canTransition)]
+pub fn can_transition(
+    #[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &str,
+    #[wasm_bindgen(unchecked_param_type = "JobStatus")] to: &str,
+) -> bool {
+    match (JobStatus::parse(from), JobStatus::parse(to)) {
+        (Some(from), Some(to)) => status::can_transition(from, to),
+        _ => false,
+    }
+}
+
+/// The statuses a job in `from` may move to (none for a terminal or unknown status).
+#[wasm_bindgen(js_name = nextStates, unchecked_return_type = "JobStatus[]")]
+pub fn next_states(#[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &str) -> Vec<String> {
+    JobStatus::parse(from).map_or_else(Vec::new, |s| status::next_states(s).iter().map(|s| s.to_string()).collect())
+}
+
+/// The search engine's document for a valid job record. Throws an `InvalidJobError` (an
+/// `Error` with `errors`) when the value is not one.
+#[wasm_bindgen(js_name = toSearchDocument, unchecked_return_type = "SearchDocument")]
+pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &JsValue) -> Result<JsValue, JsValue> {
+    let checked =
+        json_text(job).map_err(|issue| vec![issue]).and_then(|t| tape::with_utf8(&t, validate::record_from_json));
+    match checked {
+        Ok(valid) => to_js(&search::document(valid.job())),
+        Err(issues) => {
+            let summary: Vec<String> = issues.iter().map(Issue::to_string).collect();
+            let error = js_sys::Error::new(&format!("not a valid job: {}", summary.join("; ")));
+            js_sys::Reflect::set(&error, &JsValue::from_str("errors"), &to_js(&issues)?)?;
+            Err(error.into())
+        }
+    }
+}
+
+/// A new time-ordered job id (UUIDv7) from `crypto.getRandomValues` and `Date.now()`.
+#[wasm_bindgen(js_name = newJobId)]
+pub fn new_job_id() -> Result<String, JsValue> {
+    let mut random = [0u8; 10];
+    get_random_values(&mut random)?;
+    let millis = js_sys::Date::now();
+    // A clock before 1970 (or NaN) saturates to 0: still a valid, if early, v7 id.
+    Ok(text::new_uuid_v7(millis as u64, random).to_string())
+}
+
+/// Every job status, in the order of the state machine.
+#[wasm_bindgen(js_name = jobStatuses, unchecked_return_type = "JobStatus[]")]
+pub fn job_statuses() -> Vec<String> {
+    JobStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
+/// Every job type.
+#[wasm_bindgen(js_name = jobTypes, unchecked_return_type = "JobType[]")]
+pub fn job_types() -> Vec<String> {
+    JobType::ALL.iter().map(|t| t.as_str().to_owned()).collect()
+}
+
+/// Every problem code the rules can report.
+#[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
+pub fn error_codes() -> Vec<String> {
+    Code::ALL.iter().map(|c| c.as_str().to_owned()).collect()
+}
+
+/// The canonical architecture names (aliases such as `amd64` normalise to these; any other
+/// lowercase token is kept as given).
+#[wasm_bindgen(js_name = canonicalArches)]
+pub fn canonical_arches() -> Vec<String> {
+    text::ARCHES.iter().map(|a| (*a).to_owned()).collect()
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    //! Native checks of what does not need a JS engine: the TypeScript unions match the core.
+
+    use super::*;
+
+    const TYPES: &str = include_str!("types.d.ts");
+
+    /// The quoted members of `export type NAME = "a" | "b" ...;` in the TypeScript section.
+    fn union(name: &str) -> Vec<String> {
+        let start = TYPES.find(&format!("export type {name} =")).unwrap_or_else(|| panic!("no type {name}"));
+        let rest = &TYPES[start..];
+        let body = &rest[..rest.find(';').unwrap_or(rest.len())];
+        body.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn typescript_unions_match_the_core() {
+        let codes: Vec<String> = Code::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+        assert_eq!(union("ErrorCode"), codes);
+        let statuses: Vec<String> = JobStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+        assert_eq!(union("JobStatus"), statuses);
+        let types: Vec<String> = JobType::ALL.iter().map(|t| t.as_str().to_owned()).collect();
+        assert_eq!(union("JobType"), types);
+        assert_eq!(union("Kind"), ["record", "create", "patch"]);
+    }
+}

@@ -1,0 +1,79 @@
+// The JS half of src/tape.rs: strings into linear memory in one call, and tapes back into plain
+// objects with one UTF-8 decode per value. Kept tiny and free of logic: the rules are in Rust.
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+let known = [];
+
+/** Bytes written, or -1 when `dest` is too small for the whole string. */
+export function encodeInto(text, dest) {
+  const r = encoder.encodeInto(text, dest);
+  return r.read === text.length ? r.written : -1;
+}
+
+export function stringLength(text) {
+  return text.length;
+}
+
+export function setKnownStrings(strings) {
+  known = strings;
+}
+
+// The tape being read (module state: decoding never re-enters).
+let ops, nums, text, at, num, cut;
+
+export function decodeTape(o, n, bytes) {
+  ops = o;
+  nums = n;
+  text = bytes.length === 0 ? "" : decoder.decode(bytes);
+  at = 0;
+  num = 0;
+  cut = 0;
+  const v = value();
+  ops = nums = text = undefined;
+  return v;
+}
+
+function string(op) {
+  const end = op >>> 3;
+  const s = text.slice(cut, end);
+  cut = end;
+  return s;
+}
+
+function value() {
+  const op = ops[at++];
+  switch (op & 7) {
+    case 0:
+      return null;
+    case 1:
+      return true;
+    case 2:
+      return false;
+    case 3:
+      return nums[num++];
+    case 4:
+      return string(op);
+    case 5:
+      return known[op >>> 3];
+    case 6: {
+      const o = {};
+      for (let n = op >>> 3; n > 0; n--) {
+        const k = ops[at++];
+        const key = (k & 7) === 5 ? known[k >>> 3] : string(k);
+        if (key === "__proto__") {
+          // An own property, as JSON.parse makes it (assignment would set the prototype).
+          Object.defineProperty(o, key, { value: value(), enumerable: true, writable: true, configurable: true });
+        } else {
+          o[key] = value();
+        }
+      }
+      return o;
+    }
+    default: {
+      const a = [];
+      for (let n = op >>> 3; n > 0; n--) a.push(value());
+      return a;
+    }
+  }
+}
