@@ -38,4 +38,7 @@ echo "DATABASE_URL=$DATABASE_URL SEARCH_URL=${SEARCH_URL:-} OPENSEARCH_URL=${OPE
 step "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast
 
+step "WASM package: Node, tsc, Chromium (wasm_bindgen_test), demo page (Playwright)"
+"$ROOT/scripts/test-wasm.sh"
+
 step "done"
