@@ -42,7 +42,8 @@ const INSERT_HISTORY: &str = "INSERT INTO jobs_schema_history \
      VALUES ($1::text, $2::text, $3::text, $4::integer, $5::bigint)";
 
 /// Serialises runs on the same schema (the second key is the schema's hash).
-const LOCK: &str = "SELECT pg_advisory_xact_lock(1785684577, hashtext($1::text))";
+// `SELECT 1 FROM ...`: the function returns void, which the RDS Data API refuses as a result type.
+const LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(1785684577, hashtext($1::text))";
 
 /// A migration this run applied.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,3 +2,4 @@
 
 mod api;
 mod store;
+mod store_data_api;
