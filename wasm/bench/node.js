@@ -1,0 +1,23 @@
+// Benchmark in one Node process on one corpus: validateJob(string) from the built package vs
+// ajv (allErrors, JSON.parse + validate), valibot and zod on the same strings, and JSON.parse
+// alone as the floor. `node bench/node.js [--pkg DIR] [--n 10000] [--rounds 7] [--json]`
+import { parseArgs } from "node:util";
+import { cpus } from "node:os";
+import { generate } from "./jobs.js";
+import { ajvValidator, valibotValidator, zodValidator } from "./schemas.js";
+import { contenders, measure, report } from "./run.js";
+
+const { values: args } = parseArgs({
+  options: {
+    pkg: { type: "string", default: new URL("../pkg/", import.meta.url).pathname },
+    n: { type: "string", default: "10000" },
+    rounds: { type: "string", default: "7" },
+    json: { type: "boolean", default: false },
+  },
+});
+const { validateJob } = await import(new URL("node.js", `file://${args.pkg.replace(/\/?$/, "/")}`).href);
+const corpus = generate(Number(args.n));
+const libs = { ajv: ajvValidator(), valibot: valibotValidator(), zod: zodValidator() };
+const result = measure(contenders(validateJob, libs), corpus, Number(args.rounds));
+result.where = `node ${process.version}, ${cpus().length} cpus (${cpus()[0]?.model})`;
+console.log(args.json ? JSON.stringify(result) : report(result, result.where));

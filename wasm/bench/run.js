@@ -1,0 +1,53 @@
+// The measuring loop shared by the Node and the Chromium benchmark: every contender runs over the
+// same corpus of strings, rounds interleaved (a noisy machine hurts all alike), median reported.
+
+/** Runs `contenders` ({name: (text) => result}) over `corpus`; returns ops/s and acceptance. */
+export function measure(contenders, corpus, rounds = 7, warmup = 3) {
+  const valid = {};
+  for (const [name, f] of Object.entries(contenders)) {
+    if (!name.startsWith("JSON")) valid[name] = corpus.filter((s) => f(s).ok).length;
+  }
+  const pass = (f) => {
+    let sink = 0;
+    const t = performance.now();
+    for (let i = 0; i < corpus.length; i++) if (f(corpus[i])) sink++;
+    const ms = performance.now() - t;
+    if (sink !== corpus.length) throw new Error("a contender returned nothing");
+    return corpus.length / (ms / 1000);
+  };
+  for (const f of Object.values(contenders)) for (let w = 0; w < warmup; w++) pass(f);
+  const samples = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, f] of Object.entries(contenders)) samples[name].push(pass(f));
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const ops = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.round(median(xs))]));
+  return {
+    corpus: { jobs: corpus.length, avg_bytes: Math.round(corpus.reduce((a, s) => a + s.length, 0) / corpus.length) },
+    rounds,
+    ops_per_sec: ops,
+    valid,
+    ratio_vs_ajv: +(ops["jobs-wasm validateJob"] / ops["ajv (allErrors)"]).toFixed(2),
+  };
+}
+
+/** The contenders, given the package's validateJob and the three libraries' validators. */
+export function contenders(validateJob, { ajv, valibot, zod }) {
+  return {
+    "JSON.parse (floor)": (s) => JSON.parse(s),
+    "jobs-wasm validateJob": (s) => validateJob(s, "record"),
+    "ajv (allErrors)": ajv,
+    valibot,
+    zod,
+  };
+}
+
+export function report(result, where) {
+  const lines = [`${where}; corpus ${result.corpus.jobs} jobs, ${result.corpus.avg_bytes} bytes avg; median of ${result.rounds} interleaved rounds:`];
+  for (const [k, v] of Object.entries(result.ops_per_sec)) {
+    const acc = result.valid[k] === undefined ? "" : `  (accepts ${result.valid[k]})`;
+    lines.push(`  ${k.padEnd(24)} ${String(v).padStart(9)} ops/s${acc}`);
+  }
+  lines.push(`jobs-wasm / ajv = ${result.ratio_vs_ajv}x`);
+  return lines.join("\n");
+}
