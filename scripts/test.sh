@@ -41,4 +41,19 @@ cargo test --workspace --locked --no-fail-fast
 step "WASM package: Node, tsc, Chromium (wasm_bindgen_test), demo page (Playwright)"
 "$ROOT/scripts/test-wasm.sh"
 
+step "python tools: cfn-lint, schemathesis (venv in \$JOBS_CACHE)"
+VENV="$JOBS_CACHE/venv"
+if ! "$VENV/bin/cfn-lint" --version 2>/dev/null | grep -q '1\.58\.0' ||
+   ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q '4\.32\.5'; then
+  python3 -m venv "$VENV" 2>/dev/null || { apt-get install -y -q python3-venv >/dev/null && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q 'cfn-lint==1.58.0' 'schemathesis==4.32.5'
+fi
+
+step "SAM template: cfn-lint"
+"$VENV/bin/cfn-lint" template.yaml
+
+step "API contract: schemathesis against jobsctl serve (no 5xx, every response as the OpenAPI says)"
+cargo build --locked -p jobs-lambda --bin jobsctl
+"$ROOT/scripts/api-contract.sh" "$CARGO_TARGET_DIR/debug/jobsctl" "$VENV/bin/schemathesis"
+
 step "done"

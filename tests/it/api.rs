@@ -322,6 +322,14 @@ async fn api_error_statuses_write_nothing() {
         assert_eq!(r.body["current"], job, "{stale}");
         assert_eq!(r.header("etag"), Some("\"0\""));
     }
+    // a stale If-Match with a patch that is malformed whatever the state: 400, not 412; with
+    // one that is only wrong for the current state: 412 (the caller must refetch first)
+    let r = s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"5\"")], Some(&json!({"status": 7}))).await;
+    assert_eq!((r.status, r.issue_codes()), (StatusCode::BAD_REQUEST, vec!["invalid_type"]));
+    let r = s
+        .send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"5\"")], Some(&json!({"status": "SUCCEEDED"})))
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
     // 409: an id that exists already
     let dup = json!({"id": job["id"], "type": "TEST", "project_name": "dup"});
     let r = s.send(Method::POST, "/v1/jobs", Some(&alice), &[], Some(&dup)).await;

@@ -15,6 +15,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, Stat
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jobs_core::issue::Code;
 use jobs_core::model::Job;
 use jobs_core::query::SearchRequest;
 use jobs_core::validate;
@@ -203,6 +204,15 @@ pub async fn get_job<E: Executor + 'static>(
     Ok(job_response(StatusCode::OK, &job))
 }
 
+/// Patch problems that depend on the job's current state rather than on the patch alone.
+const STATE_CODES: &[Code] = &[
+    Code::BadTransition,
+    Code::CompletedAtRequired,
+    Code::CompletedAtNotAllowed,
+    Code::CompletedBeforeCreated,
+    Code::ErrorMessageNotAllowed,
+];
+
 /// `PATCH /v1/jobs/{id}` with `If-Match`: 200, 412 with the current job when the version moved
 /// on, 400 for a patch the core refuses (bad transition, ...).
 pub async fn patch_job<E: Executor + 'static>(
@@ -213,10 +223,19 @@ pub async fn patch_job<E: Executor + 'static>(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let current = api.store.get(&caller.scope, id).await?;
+    let checked = validate::patch_from_json(&current, &body, clock::now());
     if !if_match.matches(current.version) {
-        return Err(ApiError::PreconditionFailed(Box::new(current)));
+        // A stale caller gets 412 (and the job as it is now) unless the patch is malformed
+        // whatever the job's state: rules that depend on the state are judged against the
+        // state the caller had in mind, after they refetch.
+        match checked {
+            Err(issues) if !issues.iter().all(|i| STATE_CODES.contains(&i.code)) => {
+                return Err(ApiError::from_issues(issues));
+            }
+            _ => return Err(ApiError::PreconditionFailed(Box::new(current))),
+        }
     }
-    let patch = validate::patch_from_json(&current, &body, clock::now()).map_err(ApiError::from_issues)?;
+    let patch = checked.map_err(ApiError::from_issues)?;
     // The update is conditional on the version the patch was checked against: a concurrent
     // writer that got there first makes this a 412, never a lost update.
     let job = api.store.update(&caller.scope, &patch).await?;
