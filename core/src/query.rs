@@ -6,9 +6,10 @@
 //! Semantics, defined once:
 //! - list filters (status, type, arch) match any listed value; other filters must all hold;
 //! - time ranges are `[after, before)`; sorting by `completed_at` lists completed jobs only;
-//! - `q` matches jobs whose project_name, or error_message of at most 2,048 characters,
-//!   contains the text, ignoring ASCII case (engine: case-insensitive wildcard on the keyword
-//!   sub-fields; SQL: ILIKE). Case folding beyond ASCII may differ between the two;
+//! - `q` matches jobs whose project_name, or error_message of at most 2,048 UTF-16 code units
+//!   (the unit the engines' `ignore_above` counts: an emoji is two), contains the text,
+//!   ignoring ASCII case (engine: case-insensitive wildcard on the keyword sub-fields; SQL:
+//!   ILIKE). Case folding beyond ASCII may differ between the two;
 //! - ordering is by the sort field, then id, in the same direction; pages are keyset cursors.
 
 use crate::issue::{Code, Issue, Issues};
@@ -535,8 +536,12 @@ impl SearchRequest {
         }
         if let Some(q) = &self.text {
             let p = w.bind(Param::Text(format!("%{}%", like_escape(q))));
+            // The length in UTF-16 code units: characters beyond U+FFFF count twice. At most as
+            // many as bytes, so short messages skip the regular expression.
+            let n = ERROR_KEYWORD_IGNORE_ABOVE;
             w.clause(format!(
-                "(project_name ILIKE {p} OR (char_length(error_message) <= {ERROR_KEYWORD_IGNORE_ABOVE} AND error_message ILIKE {p}))"
+                "(project_name ILIKE {p} OR ((octet_length(error_message) <= {n} OR char_length(regexp_replace(\
+                 error_message, '[\\U00010000-\\U0010FFFF]', 'xx', 'g')) <= {n}) AND error_message ILIKE {p}))"
             ));
         }
         let col = self.sort.column();
@@ -679,7 +684,7 @@ fn text_matches(q: &str, job: &Job) -> bool {
         || job
             .error_message
             .as_deref()
-            .is_some_and(|e| !text::char_len_exceeds(e, ERROR_KEYWORD_IGNORE_ABOVE) && hit(e))
+            .is_some_and(|e| e.encode_utf16().nth(ERROR_KEYWORD_IGNORE_ABOVE).is_none() && hit(e))
 }
 
 /// Escapes `*`, `?` and `\` for a wildcard query.
@@ -787,7 +792,8 @@ mod tests {
             sql,
             "SELECT id FROM job WHERE (user_id = $1 OR workspace_id IN ($2, $3)) AND status IN ($4) AND created_at >= $5 \
              AND (CASE WHEN jsonb_typeof(metadata->'cpuCores') = 'number' THEN (metadata->>'cpuCores')::numeric END) >= $6 \
-             AND (project_name ILIKE $7 OR (char_length(error_message) <= 2048 AND error_message ILIKE $7)) \
+             AND (project_name ILIKE $7 OR ((octet_length(error_message) <= 2048 OR char_length(regexp_replace(\
+             error_message, '[\\U00010000-\\U0010FFFF]', 'xx', 'g')) <= 2048) AND error_message ILIKE $7)) \
              ORDER BY created_at ASC, id ASC LIMIT 51"
         );
         assert_eq!(params.len(), 7);

@@ -13,10 +13,14 @@ use uuid::Uuid;
 /// The alias readers and writers use; it points at exactly one `jobs-v{N}` index.
 pub const ALIAS: &str = "jobs";
 
-/// `project_name` is at most 255 characters, so its keyword always exists.
-pub const PROJECT_KEYWORD_IGNORE_ABOVE: usize = 256;
-/// Error messages up to this many characters get a keyword (used by free-text matching); the
-/// SQL fallback applies the same bound so both paths match the same jobs.
+/// The engines measure `ignore_above` in UTF-16 code units (two for a character outside the
+/// Basic Multilingual Plane, e.g. an emoji), and `project_name` is at most 255 characters: twice
+/// that keeps every name's keyword (found by the differential test: 255 emoji were not
+/// searchable by project with 256).
+pub const PROJECT_KEYWORD_IGNORE_ABOVE: usize = 2 * crate::spec::PROJECT_NAME_MAX;
+/// Error messages up to this many UTF-16 code units (the engines' unit for `ignore_above`) get
+/// a keyword, used by free-text matching; the SQL fallback and the reference apply the same
+/// bound in the same unit, so all paths match the same jobs.
 pub const ERROR_KEYWORD_IGNORE_ABOVE: usize = 2048;
 
 /// The name of version `n` of the index.
