@@ -7,4 +7,6 @@ pub mod data_api;
 pub mod db;
 pub mod migrate;
 pub mod pg;
+pub mod search;
 pub mod store;
+pub mod sync_run;

@@ -1,0 +1,273 @@
+//! Search for the HTTP API: the engine first, within a deadline; the store's SQL (the core's
+//! `to_sql`) when the engine is down, erroring or slow, or when none is configured. A circuit
+//! breaker keeps a dead engine from being asked on every request: after `failure_threshold`
+//! consecutive failures it is skipped for `cool_down`, then one trial request is let through
+//! (half-open) and its result closes or reopens the breaker. Every page says which source
+//! answered.
+
+use super::{SearchClient, SearchError};
+use crate::db::Executor;
+use crate::store::{Store, StoreError};
+use jobs_core::model::Job;
+use jobs_core::query::{Scope, SearchRequest};
+use jobs_core::sql;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which source answered a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Search,
+    Database,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<Job>,
+    /// Pass back as `cursor` for the next page; absent on the last page. Cursors are the
+    /// core's, so a page from one source continues on the other.
+    pub next_cursor: Option<String>,
+    pub source: Source,
+    /// Why the database answered when an engine is configured (`engine skipped: breaker
+    /// open`, the engine's error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearcherOptions {
+    /// How long the engine may take before the database answers instead.
+    pub deadline: Duration,
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker skips the engine before letting one trial through.
+    pub cool_down: Duration,
+}
+
+impl Default for SearcherOptions {
+    fn default() -> Self {
+        SearcherOptions {
+            deadline: Duration::from_millis(1_500),
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The breaker's state, for logs, metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// Engine-then-database search. Cheap to clone; clones share the breaker.
+#[derive(Debug, Clone)]
+pub struct Searcher {
+    client: Option<SearchClient>,
+    opts: SearcherOptions,
+    breaker: Arc<Breaker>,
+}
+
+impl Searcher {
+    /// `client: None` searches the database only.
+    pub fn new(client: Option<SearchClient>, opts: SearcherOptions) -> Searcher {
+        Searcher { client, opts, breaker: Arc::new(Breaker::new(opts)) }
+    }
+
+    pub fn database_only() -> Searcher {
+        Searcher::new(None, SearcherOptions::default())
+    }
+
+    pub fn client(&self) -> Option<&SearchClient> {
+        self.client.as_ref()
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// One page of `req` for `scope`. Fails only if the database fails too (or is the only
+    /// source).
+    pub async fn search<E: Executor>(
+        &self,
+        store: &Store<E>,
+        scope: &Scope,
+        req: &SearchRequest,
+    ) -> Result<Page, StoreError> {
+        let reason = match &self.client {
+            None => None,
+            Some(client) => match self.breaker.admit() {
+                Admit::Skip => Some("engine skipped: circuit breaker open".to_owned()),
+                Admit::Ask => {
+                    let started = Instant::now();
+                    let res =
+                        tokio::time::timeout(self.opts.deadline, client.search(scope, req, Some(self.opts.deadline)))
+                            .await;
+                    match res {
+                        Ok(Ok(page)) => {
+                            self.breaker.record(true);
+                            return Ok(Page {
+                                items: page.items,
+                                next_cursor: page.next_cursor,
+                                source: Source::Search,
+                                fallback_reason: None,
+                            });
+                        }
+                        Ok(Err(SearchError::Timeout(_))) | Err(_) => {
+                            self.breaker.record(false);
+                            tracing::warn!(
+                                deadline_ms = self.opts.deadline.as_millis() as u64,
+                                "search engine too slow: answering from the database"
+                            );
+                            Some(format!("engine slower than {} ms", self.opts.deadline.as_millis()))
+                        }
+                        Ok(Err(e)) => {
+                            self.breaker.record(false);
+                            tracing::warn!(error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "search engine failed: answering from the database");
+                            Some(e.to_string())
+                        }
+                    }
+                }
+            },
+        };
+        let (items, next_cursor) = database_page(store, scope, req).await?;
+        Ok(Page { items, next_cursor, source: Source::Database, fallback_reason: reason })
+    }
+}
+
+/// One page from Postgres by the core's SQL rendering.
+pub(crate) async fn database_page<E: Executor>(
+    store: &Store<E>,
+    scope: &Scope,
+    req: &SearchRequest,
+) -> Result<(Vec<Job>, Option<String>), StoreError> {
+    let (text, params) = req.to_sql(scope, sql::JOB_SELECT);
+    let mut items = store.list(&text, &params).await?;
+    let limit = req.limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| req.cursor_after(last))
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+enum Admit {
+    Ask,
+    Skip,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    opts: SearcherOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One trial request is in flight since `since`; the others keep using the database.
+    HalfOpen {
+        since: Instant,
+    },
+}
+
+impl Breaker {
+    fn new(opts: SearcherOptions) -> Breaker {
+        Breaker { opts, state: Mutex::new(State::Closed { failures: 0 }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent (plain copies).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn state(&self) -> BreakerState {
+        match *self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until } if Instant::now() >= until => BreakerState::HalfOpen,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    fn admit(&self) -> Admit {
+        let mut s = self.lock();
+        let now = Instant::now();
+        match *s {
+            State::Closed { .. } => Admit::Ask,
+            State::Open { until } if now >= until => {
+                *s = State::HalfOpen { since: now };
+                Admit::Ask
+            }
+            State::Open { .. } => Admit::Skip,
+            // A trial that never reported back (its request was dropped) gives way to another.
+            State::HalfOpen { since } if now.duration_since(since) > self.opts.deadline * 2 => {
+                *s = State::HalfOpen { since: now };
+                Admit::Ask
+            }
+            State::HalfOpen { .. } => Admit::Skip,
+        }
+    }
+
+    fn record(&self, ok: bool) {
+        let mut s = self.lock();
+        *s = match (*s, ok) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.opts.failure_threshold => {
+                State::Closed { failures: failures + 1 }
+            }
+            (_, false) => {
+                tracing::warn!(cool_down_ms = self.opts.cool_down.as_millis() as u64, "search circuit breaker open");
+                State::Open { until: Instant::now() + self.opts.cool_down }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_cools_down_and_half_opens() {
+        let opts = SearcherOptions {
+            deadline: Duration::from_millis(20),
+            failure_threshold: 2,
+            cool_down: Duration::from_millis(40),
+        };
+        let b = Breaker::new(opts);
+        assert!(matches!(b.admit(), Admit::Ask));
+        b.record(false);
+        assert_eq!(b.state(), BreakerState::Closed, "one failure is not enough");
+        b.record(true);
+        b.record(false);
+        assert_eq!(b.state(), BreakerState::Closed, "a success resets the count");
+        b.record(false);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(matches!(b.admit(), Admit::Skip));
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(matches!(b.admit(), Admit::Ask), "after the cool-down one trial goes through");
+        assert!(matches!(b.admit(), Admit::Skip), "only one");
+        b.record(false);
+        assert_eq!(b.state(), BreakerState::Open, "a failed trial reopens");
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(matches!(b.admit(), Admit::Ask));
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(matches!(b.admit(), Admit::Ask), "a trial that never reported gives way");
+        b.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}
