@@ -33,6 +33,12 @@ enum Command {
     Migrate(cli::migrate::Args),
     /// Run the local RDS Data API server over DATABASE_URL
     DataApi(cli::data_api::Args),
+    /// Bring search up to date with Postgres (DATABASE_URL, SEARCH_URL); --once or poll
+    Sync(cli::sync::Args),
+    /// Rebuild search into a new index from Postgres and swap the alias to it
+    Reindex(cli::reindex::Args),
+    /// Compare Postgres and search (JSON lines); --repair queues fixes; exit 1 on drift
+    Verify(cli::verify::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,6 +61,9 @@ fn main() -> ExitCode {
         Command::Token(a) => cli::token::run(&a),
         Command::Migrate(a) => cli::migrate::run(&a),
         Command::DataApi(a) => cli::data_api::run(&a),
+        Command::Sync(a) => cli::sync::run(&a),
+        Command::Reindex(a) => cli::reindex::run(&a),
+        Command::Verify(a) => cli::verify::run(&a),
         Command::Validate { kind, file } => {
             let kind = match kind {
                 KindArg::Record => Kind::Record,

@@ -2,6 +2,9 @@
 
 pub mod data_api;
 pub mod migrate;
+pub mod reindex;
 pub mod serve;
+pub mod sync;
 pub mod token;
 pub mod validate;
+pub mod verify;

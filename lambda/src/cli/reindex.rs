@@ -1,0 +1,382 @@
+//! `jobsctl reindex`: rebuilds search from Postgres into a new index and swaps the alias to it,
+//! while the API and the sync keep running. Readers never see an empty or partial index: they
+//! read the old one until the swap, which is one atomic alias update.
+//!
+//! 1. Create `{alias}-v{N+1}` from the current mapping with 0 replicas and refresh off, carrying
+//!    the alias `{alias}-reindex`. From then on every sync batch and write-through also goes to
+//!    the new index (they resolve their targets after reading what they send).
+//! 2. Backfill from Postgres by keyset on id (never OFFSET), a few bulks in flight, external
+//!    versions: a row changed after the backfill read it reaches the new index through the
+//!    sync, and whichever arrives second loses to the higher version.
+//! 3. Catch up: run the sync (writing to both indexes) until nothing is due, within a budget.
+//! 4. Restore replicas and refresh interval (the old index's), refresh, wait for yellow.
+//! 5. Swap: remove the alias from the old index (which must still hold it), add it to the new
+//!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
+//!    kept for rollback.
+//!
+//! On failure before the swap the new index is deleted and the alias is untouched.
+
+use super::sync::{block_on, connect, init_tracing};
+use crate::db::Executor;
+use crate::search::{SearchClient, SearchError};
+use crate::store::{Store, StoreError};
+use crate::sync_run::{self, Deadline, SyncConfig, SyncSummary};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use indicatif::{ProgressBar, ProgressStyle};
+use jobs_core::model::Job;
+use jobs_core::search::{Change, Outcome};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs per bulk request
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_size: usize,
+    /// Bulk requests in flight
+    #[arg(long, default_value_t = 3)]
+    pub parallel: usize,
+    /// Seconds the catch-up sync may take before the swap
+    #[arg(long, default_value_t = 120.0)]
+    pub catch_up: f64,
+    /// Take over from a reindex that died (deletes its unfinished index)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A point in the reindex, for [`ReindexOptions::hook`] (tests write concurrently here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReindexStep {
+    /// The new index exists and receives the sync's writes.
+    Created,
+    /// A page of the backfill was read (jobs read so far).
+    BackfillPage(u64),
+    /// Every job was read and sent.
+    Backfilled,
+    /// The catch-up sync ended.
+    CaughtUp,
+}
+
+pub type ReindexHook = Arc<dyn Fn(ReindexStep) -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ReindexOptions {
+    pub batch_size: usize,
+    pub parallel: usize,
+    pub catch_up: Duration,
+    pub force: bool,
+    /// Show a progress bar on stderr (drawn only on a terminal).
+    pub progress: bool,
+    /// The catch-up sync's configuration.
+    pub sync: SyncConfig,
+    pub hook: Option<ReindexHook>,
+}
+
+impl Default for ReindexOptions {
+    fn default() -> Self {
+        ReindexOptions {
+            batch_size: 1_000,
+            parallel: 3,
+            catch_up: Duration::from_secs(120),
+            force: false,
+            progress: false,
+            sync: SyncConfig::default(),
+            hook: None,
+        }
+    }
+}
+
+/// What a reindex did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReindexReport {
+    /// The index the alias pointed at before (kept).
+    pub old: String,
+    /// The index it points at now.
+    pub new: String,
+    /// Jobs read from Postgres and sent.
+    pub backfilled: u64,
+    /// Jobs the new index refused (their ids and errors, the first 100).
+    pub rejected: u64,
+    pub rejected_examples: Vec<(Uuid, String)>,
+    pub bulk_requests: u64,
+    pub backfill_ms: u64,
+    pub docs_per_sec: f64,
+    pub catch_up: SyncSummary,
+    /// Documents in the new index and jobs in Postgres right after the swap (writers may
+    /// still be running, so these need not be equal).
+    pub search_count: u64,
+    pub postgres_count: i64,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReindexError {
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a reindex into {0} is in progress (or died): run with --force to take over")]
+    InProgress(String),
+    #[error("backfill: {0}")]
+    Backfill(String),
+    #[error("catch-up sync failed: {0}")]
+    CatchUp(String),
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    block_on(async {
+        init_tracing();
+        let (store, client) = match connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("jobsctl reindex: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let opts = ReindexOptions {
+            batch_size: args.batch_size.max(1),
+            parallel: args.parallel.max(1),
+            catch_up: Duration::try_from_secs_f64(args.catch_up.max(0.0)).unwrap_or(Duration::MAX),
+            force: args.force,
+            progress: true,
+            ..ReindexOptions::default()
+        };
+        match reindex(&store, &client, &opts).await {
+            Ok(report) => {
+                match serde_json::to_string(&report) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("jobsctl reindex: {e}"),
+                }
+                eprintln!(
+                    "jobsctl reindex: {} now points at {} ({} jobs, {:.0} docs/s); {} is kept: roll back with \
+                     POST /_aliases {{\"actions\":[{{\"remove\":{{\"index\":\"{}\",\"alias\":\"{}\"}}}},{{\"add\":{{\"index\":\"{}\",\"alias\":\"{}\",\"is_write_index\":true}}}}]}}",
+                    client.alias(),
+                    report.new,
+                    report.backfilled,
+                    report.docs_per_sec,
+                    report.old,
+                    report.new,
+                    client.alias(),
+                    report.old,
+                    client.alias()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("jobsctl reindex: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn step(opts: &ReindexOptions, s: ReindexStep) {
+    if let Some(h) = &opts.hook {
+        h(s).await;
+    }
+}
+
+/// Reindexes (see the module docs). Drivable from tests: explicit options, any store.
+pub async fn reindex<E: Executor>(
+    store: &Store<E>,
+    client: &SearchClient,
+    opts: &ReindexOptions,
+) -> Result<ReindexReport, ReindexError> {
+    let started = Instant::now();
+    let old = client.ensure_index().await?;
+    let marker = client.reindex_alias();
+    if let Some(stale) = client.alias_target(&marker).await? {
+        if !opts.force {
+            return Err(ReindexError::InProgress(stale));
+        }
+        tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
+        client.delete_index(&stale).await?;
+    }
+    client.put_template().await?;
+    let next = client.versions().await?.last().map_or(1, |(n, _)| n + 1);
+    let new = client.index_name(next);
+    let old_settings = client.index_settings(&old).await?;
+    let mut body = client.index_body();
+    body["settings"]["index"]["number_of_replicas"] = json!(0);
+    body["settings"]["index"]["refresh_interval"] = json!("-1");
+    body["aliases"] = json!({ marker.clone(): {} });
+    client.create_index(&new, &body).await?;
+    tracing::info!(old = %old, new = %new, "reindex: created the new index; writes now go to both");
+
+    match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            tracing::error!(error = %e, index = %new, "reindex failed: deleting the new index; the alias is unchanged");
+            if let Err(d) = client.delete_index(&new).await {
+                tracing::error!(error = %d, index = %new, "could not delete the unfinished index (rerun with --force)");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn fill_and_swap<E: Executor>(
+    store: &Store<E>,
+    client: &SearchClient,
+    opts: &ReindexOptions,
+    old: &str,
+    new: &str,
+    old_settings: &Value,
+    started: Instant,
+) -> Result<ReindexReport, ReindexError> {
+    step(opts, ReindexStep::Created).await;
+    let total = store.count_jobs().await?;
+    let bar = if opts.progress { ProgressBar::new(u64::try_from(total).unwrap_or(0)) } else { ProgressBar::hidden() };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} jobs  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let fill_started = Instant::now();
+    let backfill = backfill(store, client, opts, new, &bar).await;
+    bar.finish_and_clear();
+    let backfill = backfill?;
+    let backfill_ms = u64::try_from(fill_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let docs_per_sec = backfill.sent as f64 / fill_started.elapsed().as_secs_f64().max(1e-9);
+    tracing::info!(
+        jobs = backfill.sent,
+        rejected = backfill.rejected,
+        ms = backfill_ms,
+        docs_per_sec = docs_per_sec as u64,
+        "reindex: backfilled"
+    );
+    step(opts, ReindexStep::Backfilled).await;
+
+    let catch_up = sync_run::run(store, client, &opts.sync, Deadline::after(opts.catch_up)).await;
+    if catch_up.failed() {
+        return Err(ReindexError::CatchUp(catch_up.error.clone().unwrap_or_else(|| format!("{:?}", catch_up.stopped))));
+    }
+    step(opts, ReindexStep::CaughtUp).await;
+
+    let setting = |k: &str| old_settings.get(k).cloned().filter(|v| !v.is_null());
+    let restore = json!({"index": {
+        "number_of_replicas": setting("index.number_of_replicas").unwrap_or(json!(client.config().replicas)),
+        "refresh_interval": setting("index.refresh_interval").unwrap_or(json!("1s")),
+    }});
+    client.put_settings(new, &restore).await?;
+    client.refresh(new).await?;
+    client.wait_for_yellow(new, Duration::from_secs(60)).await?;
+
+    let alias = client.alias();
+    let swap = json!({"actions": [
+        {"remove": {"index": old, "alias": alias, "must_exist": true}},
+        {"add": {"index": new, "alias": alias, "is_write_index": true}},
+        {"remove": {"index": new, "alias": client.reindex_alias()}}
+    ]});
+    client.update_aliases(&swap).await?;
+    tracing::info!(alias, old, new, "reindex: alias swapped; the old index is kept");
+
+    let search_count = client.count(new).await.unwrap_or(0);
+    let postgres_count = store.count_jobs().await.unwrap_or(-1);
+    Ok(ReindexReport {
+        old: old.to_owned(),
+        new: new.to_owned(),
+        backfilled: backfill.sent,
+        rejected: backfill.rejected,
+        rejected_examples: backfill.examples,
+        bulk_requests: backfill.requests,
+        backfill_ms,
+        docs_per_sec,
+        catch_up,
+        search_count,
+        postgres_count,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+#[derive(Default)]
+struct Filled {
+    sent: u64,
+    rejected: u64,
+    examples: Vec<(Uuid, String)>,
+    requests: u64,
+}
+
+/// Reads every job by keyset and sends it to `index`, `opts.parallel` bulks in flight.
+async fn backfill<E: Executor>(
+    store: &Store<E>,
+    client: &SearchClient,
+    opts: &ReindexOptions,
+    index: &str,
+    bar: &ProgressBar,
+) -> Result<Filled, ReindexError> {
+    let mut filled = Filled::default();
+    let mut inflight = FuturesUnordered::new();
+    let mut after: Option<Uuid> = None;
+    let mut read = 0u64;
+    let batch = opts.batch_size.max(1);
+    loop {
+        let jobs = store.scan_jobs(after, batch).await?;
+        let last_page = jobs.len() < batch;
+        after = jobs.last().map(|j| j.id).or(after);
+        read += jobs.len() as u64;
+        if !jobs.is_empty() {
+            inflight.push(send_page(client.clone(), index.to_owned(), jobs));
+        }
+        step(opts, ReindexStep::BackfillPage(read)).await;
+        while inflight.len() >= opts.parallel.max(1) || (last_page && !inflight.is_empty()) {
+            let Some(page) = inflight.next().await else { break };
+            let page = page?;
+            bar.inc(page.sent);
+            filled.sent += page.sent;
+            filled.rejected += page.rejected;
+            filled.requests += page.requests;
+            for ex in page.examples {
+                if filled.examples.len() < 100 {
+                    filled.examples.push(ex);
+                }
+            }
+        }
+        if last_page {
+            return Ok(filled);
+        }
+    }
+}
+
+/// Sends one page, retrying what the engine asks to retry (whole requests and single items)
+/// with backoff; what it rejects is counted, not retried.
+async fn send_page(client: SearchClient, index: String, jobs: Vec<Job>) -> Result<Filled, ReindexError> {
+    const ATTEMPTS: u32 = 8;
+    let mut out = Filled { sent: jobs.len() as u64, ..Filled::default() };
+    let mut todo: Vec<&Job> = jobs.iter().collect();
+    let targets = [index];
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let ms = (200u64 << attempt.min(6)) + crate::clock::random_u64() % 200;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let changes: Vec<Change<'_>> = todo.iter().map(|j| Change::Upsert(j)).collect();
+        let report = client.bulk(&targets, &changes, None).await;
+        out.requests += report.requests as u64;
+        let mut again = Vec::new();
+        for (job, o) in todo.iter().zip(report.outcomes) {
+            match o {
+                Some(Outcome::Indexed | Outcome::Stale) => {}
+                Some(Outcome::Rejected { status, reason }) => {
+                    out.rejected += 1;
+                    out.examples.push((job.id, format!("{status}: {reason}")));
+                }
+                Some(Outcome::Retry { .. }) | None => again.push(*job),
+            }
+        }
+        if again.is_empty() {
+            return Ok(out);
+        }
+        if let Some(e) = &report.error {
+            tracing::warn!(error = %e, attempt, "reindex: bulk failed; retrying");
+        }
+        todo = again;
+    }
+    Err(ReindexError::Backfill(format!("{} jobs still not taken after {ATTEMPTS} attempts", todo.len())))
+}
