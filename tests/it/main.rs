@@ -1,5 +1,7 @@
 //! The one integration-test binary; a module per area.
 
 mod api;
+mod search;
 mod store;
 mod store_data_api;
+mod sync;

@@ -1,3 +1,4 @@
 //! Shared harness for the end-to-end tests: service discovery, fresh schemas and indexes.
 
+pub mod search_env;
 pub mod store_suite;

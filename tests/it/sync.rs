@@ -1,0 +1,640 @@
+//! The sync against real Postgres and real engines (each test once per engine): end to end,
+//! concurrent runs, a poison row, the engine down, a run killed between bulk and mark, the API's
+//! write-through, reindex under concurrent writes, and verify with --repair.
+
+use jobs_core::model::{Job, JobStatus};
+use jobs_core::search::Change;
+use jobs_core::sql::Param;
+use jobs_core::sync::Policy;
+use jobs_lambda::cli::reindex::{self, ReindexOptions, ReindexStep};
+use jobs_lambda::cli::verify::{self, Drift, DriftKind, VerifyOptions, VerifyReport};
+use jobs_lambda::db::Executor;
+use jobs_lambda::pg::PgExecutor;
+use jobs_lambda::search::SearchClient;
+use jobs_lambda::store::{Scope, Store};
+use jobs_lambda::sync_run::{self, Control, Deadline, PushOutcome, Step, Stop, SyncConfig, SyncSummary};
+use jobs_tests::search_env::{Gate, SearchFixture, dead_url};
+use jobs_tests::store_suite::{new_id, patch};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+jobs_tests::per_engine!(
+    sync_end_to_end,
+    concurrent_sync_runs_and_writers_converge,
+    rejected_document_dead_letters_without_blocking_others,
+    engine_down_releases_the_batch,
+    run_killed_between_bulk_and_mark_loses_nothing,
+    write_through_pushes_one_job,
+    reindex_with_concurrent_writes_then_swap,
+    verify_detects_and_repair_fixes_drift,
+);
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn run(f: &SearchFixture, cfg: &SyncConfig) -> SyncSummary {
+    sync_run::run(f.store(), &f.client, cfg, Deadline::after(MINUTE)).await
+}
+
+/// Runs the sync until nothing is waiting (retries included), for at most `budget`.
+async fn drain(f: &SearchFixture, cfg: &SyncConfig, budget: Duration) -> SyncSummary {
+    let until = Instant::now() + budget;
+    loop {
+        let s = run(f, cfg).await;
+        let dirty = s.lag.as_ref().map_or(1, |l| l.dirty);
+        if dirty == 0 || Instant::now() > until {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn verify_quiet(f: &SearchFixture, repair: bool) -> (VerifyReport, Vec<Drift>) {
+    let mut drifts = Vec::new();
+    let report =
+        verify::verify(f.store(), &f.client, &VerifyOptions { repair, page_size: 97 }, |d| drifts.push(d.clone()))
+            .await
+            .expect("verify");
+    (report, drifts)
+}
+
+/// Every document of the alias: id -> (version, project).
+async fn search_side(client: &SearchClient) -> BTreeMap<Uuid, i64> {
+    let index = client.alias_target(client.alias()).await.expect("alias").expect("an index");
+    let mut scanner = client.scanner(&index, 500).await.expect("scanner");
+    let mut out = BTreeMap::new();
+    while let Some(page) = scanner.next_page().await.expect("page") {
+        for d in page {
+            out.insert(Uuid::parse_str(&d.id).expect("uuid id"), d.version);
+        }
+    }
+    scanner.close().await;
+    out
+}
+
+async fn postgres_side(store: &Store<PgExecutor>) -> BTreeMap<Uuid, i64> {
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.scan_versions(after, 1000).await.expect("scan");
+        after = page.last().map(|(id, _)| *id);
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+async fn create_many(f: &SearchFixture, scope: &Scope, n: usize, prefix: &str) -> Vec<Job> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"type": "BUILD", "project_name": format!("{prefix}-{}", i % 7), "metadata": {"cpuCores": i % 16 + 1}});
+        out.push(f.pg.create(scope, body).await);
+    }
+    out
+}
+
+async fn sync_end_to_end(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_e2e").await else { return };
+    let mut me = f.pg.user("me@example.com").await;
+    let ws = f.pg.workspace(&mut [&mut me]).await;
+    let jobs = create_many(&f, &me, 120, "svc").await;
+    // Updates and deletes before the first sync: the sync sends the latest state only.
+    for j in &jobs[..30] {
+        let next = patch(j, json!({"status": "RUNNING"}));
+        f.store().update(&me, &next).await.expect("update");
+    }
+    for j in &jobs[30..40] {
+        f.store().delete(&me, j.id, None).await.expect("delete");
+    }
+    let s = run(&f, &SyncConfig { batch_size: 25, ..SyncConfig::default() }).await;
+    assert_eq!(s.stopped, Stop::Clean, "{s:?}");
+    assert_eq!(s.claimed, 120, "110 jobs and 10 tombstones");
+    assert_eq!((s.counts.indexed, s.counts.retried, s.counts.rejected), (120, 0, 0));
+    assert_eq!(s.marked, 120);
+    assert!(s.batches >= 5);
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 0)));
+    f.refresh().await;
+    assert_eq!(search_side(&f.client).await, postgres_side(f.store()).await, "search equals Postgres");
+
+    // More changes after the first sync: updates (twice), deletes, creates in a workspace.
+    for j in &jobs[40..60] {
+        let cur = f.store().get(&me, j.id).await.expect("get");
+        let next = f.store().update(&me, &patch(&cur, json!({"status": "RUNNING"}))).await.expect("update");
+        f.store().update(&me, &patch(&next, json!({"status": "SUCCEEDED"}))).await.expect("update");
+    }
+    for j in &jobs[60..70] {
+        f.store().delete(&me, j.id, Some(j.version)).await.expect("delete");
+    }
+    for i in 0..15 {
+        f.pg.create(&me, json!({"type": "DEPLOY", "project_name": format!("new-{i}"), "workspace_id": ws})).await;
+    }
+    // Nothing searchable changes until the sync runs (the sync, not the write, feeds search).
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!((s.claimed, s.counts.indexed, s.marked), (45, 45, 45), "{s:?}");
+    f.refresh().await;
+    let (es, pg) = (search_side(&f.client).await, postgres_side(f.store()).await);
+    assert_eq!(es, pg);
+    assert_eq!(pg.len(), 120 - 20 + 15);
+    // The documents are the jobs: spot-check content through the engine.
+    let any = &jobs[45];
+    let (doc, v) = f.client.get(any.id, None).await.expect("get").expect("found");
+    assert_eq!((doc.status, v), (JobStatus::Succeeded, any.version + 2));
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!((report.drift(), report.pending, report.matched), (0, 0, 115), "{drifts:?}");
+    // Nothing to do: a clean run does nothing.
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!((s.stopped, s.claimed, s.batches), (Stop::Clean, 0, 0));
+    f.cleanup().await;
+}
+
+async fn concurrent_sync_runs_and_writers_converge(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_concurrent").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let jobs = create_many(&f, &me, 400, "c").await;
+    f.client.ensure_index().await.expect("index");
+    let cfg = SyncConfig { batch_size: 20, workers: 2, ..SyncConfig::default() };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    // A writer updating and deleting while four runs sync.
+    let writer = {
+        let store = f.store().clone();
+        let me = me.clone();
+        let jobs = jobs.clone();
+        let stop = stop.clone();
+        let writes = writes.clone();
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(Ordering::SeqCst) && i < 300 {
+                let j = &jobs[(i * 7) % jobs.len()];
+                if i % 10 == 9 {
+                    let _ = store.delete(&me, j.id, None).await;
+                } else if let Ok(cur) = store.get(&me, j.id).await {
+                    let status = if cur.status == JobStatus::Queued { "RUNNING" } else { "SUCCEEDED" };
+                    if cur.status.is_terminal() {
+                        i += 1;
+                        continue;
+                    }
+                    let _ = store.update(&me, &patch(&cur, json!({"status": status}))).await;
+                }
+                writes.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        })
+    };
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = f.store().clone();
+            let client = f.client.clone();
+            let cfg = cfg.clone();
+            tokio::spawn(async move { sync_run::run(&store, &client, &cfg, Deadline::after(MINUTE)).await })
+        })
+        .collect();
+    let mut claimed = 0;
+    for r in runs {
+        let s = r.await.expect("run");
+        assert!(!s.failed(), "{s:?}");
+        claimed += s.claimed;
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("writer");
+    // Leases keep runs off each other's rows: at least every job once, and little redone.
+    assert!(claimed >= 400, "{claimed}");
+    let s = drain(&f, &cfg, MINUTE).await;
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0));
+    f.refresh().await;
+    assert_eq!(
+        search_side(&f.client).await,
+        postgres_side(f.store()).await,
+        "after {} writes",
+        writes.load(Ordering::SeqCst)
+    );
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!(report.drift() + report.pending, 0, "{drifts:?}");
+    f.cleanup().await;
+}
+
+async fn rejected_document_dead_letters_without_blocking_others(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_poison").await else { return };
+    // An index whose mapping refuses some documents: hostname as an IP address.
+    let mut body = f.client.index_body();
+    body["mappings"]["properties"]["hostname"] = json!({"type": "ip"});
+    body["aliases"] = json!({ f.client.alias(): {"is_write_index": true} });
+    f.client.create_index(&f.client.index_name(1), &body).await.expect("strict index");
+    let me = f.pg.user("me@example.com").await;
+    let good = create_many(&f, &me, 30, "ok").await;
+    let mut bad = Vec::new();
+    for i in 0..3 {
+        bad.push(
+            f.pg.create(
+                &me,
+                json!({"type": "SCAN", "project_name": format!("bad-{i}"), "hostname": "build-host.example.com"}),
+            )
+            .await,
+        );
+    }
+    let ok_ip = f.pg.create(&me, json!({"type": "SCAN", "project_name": "ip", "hostname": "10.0.0.7"})).await;
+    let policy = Policy { max_rejected_attempts: 3, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
+    let cfg = SyncConfig { batch_size: 8, policy, ..SyncConfig::default() };
+    let first = run(&f, &cfg).await;
+    assert_eq!(first.stopped, Stop::Clean);
+    assert_eq!(first.counts.indexed, 31, "the poison rows do not hold up the others: {first:?}");
+    assert!(first.counts.rejected >= 3, "{first:?}");
+    let s = drain(&f, &cfg, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 3)), "{s:?}");
+    for b in &bad {
+        let q = f.store().queue_entry(b.id).await.expect("queue").expect("still queued");
+        assert!(q.dead_lettered_at.is_some());
+        assert_eq!(q.attempts, 3);
+        let err = q.last_error.unwrap_or_default();
+        assert!(err.starts_with("400: ") && err.contains("parse"), "the error is kept: {err}");
+    }
+    f.refresh().await;
+    let es = search_side(&f.client).await;
+    assert_eq!(es.len(), 31);
+    assert!(good.iter().chain([&ok_ip]).all(|j| es.contains_key(&j.id)));
+    // verify calls them drift (dead-lettered), not pending.
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!(report.missing, 3);
+    assert!(drifts.iter().all(|d| d.kind == DriftKind::Missing && d.dead_lettered), "{drifts:?}");
+    // A new version of a dead-lettered row is tried again (and fixed, here).
+    let fixed = f.store().update(&me, &patch(&bad[0], json!({"hostname": "10.0.0.8"}))).await.expect("update");
+    let s = drain(&f, &cfg, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| l.dead_lettered), Some(2));
+    assert_eq!(f.client.get(fixed.id, None).await.expect("get").map(|(_, v)| v), Some(fixed.version));
+    f.cleanup().await;
+}
+
+async fn engine_down_releases_the_batch(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_down").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    let jobs = create_many(&f, &me, 10, "down").await;
+    // Nothing listening: the run does not even claim (the index check fails first).
+    let dead = f.client_via(&dead_url().await).await;
+    let s = sync_run::run(f.store(), &dead, &SyncConfig::default(), Deadline::after(MINUTE)).await;
+    assert_eq!(s.stopped, Stop::EngineUnavailable, "{s:?}");
+    assert!(s.error.as_deref().is_some_and(|e| e.contains("unreachable")), "{s:?}");
+    assert_eq!((s.claimed, s.marked), (0, 0));
+    assert!(s.failed());
+    // The engine goes down after the batch is claimed: the batch is released, not retried.
+    let gate = Arc::new(Gate::start(&f.url).await);
+    let through = f.client_via(&gate.url()).await;
+    let g = gate.clone();
+    let cfg = SyncConfig {
+        hook: Some(Arc::new(move |step, _| {
+            if step == Step::Claimed {
+                g.set_open(false);
+            }
+            Control::Continue
+        })),
+        workers: 1,
+        ..SyncConfig::default()
+    };
+    let s = sync_run::run(f.store(), &through, &cfg, Deadline::after(MINUTE)).await;
+    assert_eq!(s.stopped, Stop::EngineUnavailable, "{s:?}");
+    assert_eq!((s.claimed, s.released, s.marked, s.counts.retried), (10, 10, 0, 0), "{s:?}");
+    for j in &jobs {
+        let q = f.store().queue_entry(j.id).await.expect("queue").expect("still dirty");
+        assert_eq!((q.attempts, q.claimed_until, q.dead_lettered_at), (0, None, None), "not the document's fault");
+    }
+    // The engine answers the target lookup but the bulk request dies: released too.
+    gate.set_open(true);
+    let g = gate.clone();
+    let cfg = SyncConfig {
+        hook: Some(Arc::new(move |step, _| {
+            if step == Step::Claimed {
+                g.cut_after(1);
+            }
+            Control::Continue
+        })),
+        workers: 1,
+        ..SyncConfig::default()
+    };
+    let s = sync_run::run(f.store(), &through, &cfg, Deadline::after(MINUTE)).await;
+    assert_eq!((s.stopped, s.claimed, s.released, s.marked), (Stop::EngineUnavailable, 10, 10, 0), "{s:?}");
+    assert_eq!(s.bulk_requests, 1, "the bulk was sent: {s:?}");
+    // A request timing out is the same: nothing marked, batch released.
+    let slow = SearchClient::new(
+        SearchFixture::config(&gate.url(), f.client.alias()).request_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("client");
+    let g = gate.clone();
+    let cfg = SyncConfig {
+        hook: Some(Arc::new(move |step, _| {
+            if step == Step::Claimed {
+                g.set_delay(Duration::from_millis(1_000));
+            }
+            Control::Continue
+        })),
+        workers: 1,
+        ..SyncConfig::default()
+    };
+    gate.set_open(true);
+    let s = sync_run::run(f.store(), &slow, &cfg, Deadline::after(MINUTE)).await;
+    assert_eq!((s.stopped, s.marked, s.released), (Stop::EngineUnavailable, 0, 10), "{s:?}");
+    assert!(s.error.as_deref().is_some_and(|e| e.contains("did not answer")), "{s:?}");
+    // The engine back: everything goes through.
+    let s = run(&f, &SyncConfig::default()).await;
+    assert!(s.counts.indexed + s.counts.stale == 10 && s.marked == 10, "{s:?}");
+    f.cleanup().await;
+}
+
+async fn run_killed_between_bulk_and_mark_loses_nothing(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_killed").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 50, "k").await;
+    let lease = Duration::from_millis(1_500);
+    let killer = SyncConfig {
+        lease,
+        batch_size: 50,
+        workers: 1,
+        hook: Some(Arc::new(|step, _| if step == Step::Bulked { Control::Abort } else { Control::Continue })),
+        ..SyncConfig::default()
+    };
+    let s = run(&f, &killer).await;
+    assert_eq!((s.stopped, s.claimed, s.marked), (Stop::Aborted, 50, 0), "{s:?}");
+    // Indexed but not marked, and leased: another run leaves the rows alone until the lease ends.
+    let cfg = SyncConfig { lease, ..SyncConfig::default() };
+    let s = run(&f, &cfg).await;
+    assert_eq!((s.stopped, s.claimed), (Stop::Clean, 0));
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(50));
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let s = run(&f, &cfg).await;
+    assert_eq!((s.claimed, s.counts.stale, s.marked), (50, 50, 50), "already in search: 409, marked: {s:?}");
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0));
+    // Killed after claiming, before sending: same story.
+    let rows = create_many(&f, &me, 5, "k2").await;
+    let killer = SyncConfig {
+        lease,
+        hook: Some(Arc::new(|step, _| if step == Step::Claimed { Control::Abort } else { Control::Continue })),
+        ..SyncConfig::default()
+    };
+    assert_eq!(run(&f, &killer).await.stopped, Stop::Aborted);
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let s = run(&f, &cfg).await;
+    assert_eq!((s.counts.indexed, s.marked), (5, 5));
+    f.refresh().await;
+    let es = search_side(&f.client).await;
+    assert!(rows.iter().all(|j| es.contains_key(&j.id)));
+    assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
+    f.cleanup().await;
+}
+
+async fn write_through_pushes_one_job(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "push_one").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    let t = Duration::from_secs(5);
+    let job = f.pg.create(&me, json!({"type": "BUILD", "project_name": "wt"})).await;
+    assert_eq!(sync_run::push_one(f.store(), &f.client, job.id, t).await, PushOutcome::Synced { version: 0 });
+    assert_eq!(f.client.get(job.id, None).await.expect("get").map(|(_, v)| v), Some(0));
+    let cols = f.store().sync_columns(job.id).await.expect("cols").expect("row");
+    assert!(cols.es_synced_at.is_some() && cols.es_sync_version == 0);
+    assert!(f.store().queue_entry(job.id).await.expect("queue").is_none(), "clean: nothing for the sync");
+    let next = f.store().update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
+    assert_eq!(sync_run::push_one(f.store(), &f.client, job.id, t).await, PushOutcome::Synced { version: 1 });
+    // Pushing an old state again is harmless (the engine keeps the newer version).
+    assert_eq!(f.client.get(job.id, None).await.expect("get").map(|(j, v)| (j.status, v)), Some((next.status, 1)));
+    f.store().delete(&me, job.id, None).await.expect("delete");
+    assert_eq!(sync_run::push_one(f.store(), &f.client, job.id, t).await, PushOutcome::Synced { version: 1 });
+    assert!(f.client.get(job.id, None).await.expect("get").is_none());
+    assert!(f.store().tombstone(job.id).await.expect("tombstone").is_some_and(|t| t.es_synced_at.is_some()));
+    assert_eq!(sync_run::push_one(f.store(), &f.client, new_id(), t).await, PushOutcome::NotFound);
+    // Engine down: the push fails quickly, the row stays dirty, the sync delivers it later.
+    let other = f.pg.create(&me, json!({"type": "BUILD", "project_name": "later"})).await;
+    let dead = f.client_via(&dead_url().await).await;
+    let started = Instant::now();
+    let out = sync_run::push_one(f.store(), &dead, other.id, Duration::from_millis(300)).await;
+    assert!(matches!(out, PushOutcome::Failed { .. }), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(f.store().queue_entry(other.id).await.expect("queue").is_some());
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!(s.counts.indexed, 1);
+    f.cleanup().await;
+}
+
+async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let jobs = create_many(&f, &me, 1_500, "r").await;
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!(s.counts.indexed, 1_500);
+    f.refresh().await;
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("index");
+    let before = f.client.count(f.client.alias()).await.expect("count");
+
+    // While the reindex runs: a writer (through the store) and a sync loop, as in production,
+    // and a reader checking that the alias never shows an empty or partial index.
+    let stop = Arc::new(AtomicBool::new(false));
+    let deleted = Arc::new(AtomicU64::new(0));
+    let sync_loop = {
+        let (store, client, stop) = (f.store().clone(), f.client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let cfg = SyncConfig { batch_size: 50, ..SyncConfig::default() };
+            while !stop.load(Ordering::SeqCst) {
+                sync_run::run(&store, &client, &cfg, Deadline::after(MINUTE)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let reader = {
+        let (client, stop, deleted) = (f.client.clone(), stop.clone(), deleted.clone());
+        tokio::spawn(async move {
+            let mut min_seen = u64::MAX;
+            while !stop.load(Ordering::SeqCst) {
+                let _ = client.refresh(client.alias()).await;
+                if let Ok(n) = client.count(client.alias()).await {
+                    // Creates only add; deletes are counted before they are made.
+                    assert!(n + deleted.load(Ordering::SeqCst) >= before, "readers saw {n} documents");
+                    min_seen = min_seen.min(n);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            min_seen
+        })
+    };
+    let pages = Arc::new(AtomicU64::new(0));
+    let hook: reindex::ReindexHook = {
+        let (store, me, jobs, pages, deleted) =
+            (f.store().clone(), me.clone(), jobs.clone(), pages.clone(), deleted.clone());
+        Arc::new(move |step| {
+            let (store, me, jobs, pages, deleted) =
+                (store.clone(), me.clone(), jobs.clone(), pages.clone(), deleted.clone());
+            Box::pin(async move {
+                let ReindexStep::BackfillPage(_) = step else { return };
+                let p = pages.fetch_add(1, Ordering::SeqCst) as usize;
+                // Each page: update two jobs the backfill has read and two it has not, delete
+                // one, create one.
+                for k in [p * 3, p * 3 + 1, 1_499 - p * 3, 1_498 - p * 3] {
+                    if let Ok(cur) = store.get(&me, jobs[k % 1_500].id).await
+                        && !cur.status.is_terminal()
+                    {
+                        let next = if cur.status == JobStatus::Queued { "RUNNING" } else { "FAILED" };
+                        let _ = store.update(&me, &patch(&cur, json!({"status": next, "error_message": if next == "FAILED" { Some("boom") } else { None }}))).await;
+                    }
+                }
+                deleted.fetch_add(1, Ordering::SeqCst);
+                let _ = store.delete(&me, jobs[(p * 11 + 5) % 1_500].id, None).await;
+                let new =
+                    jobs_tests::store_suite::new_job(json!({"type": "TEST", "project_name": format!("during-{p}")}));
+                let _ = store.create(&me, &new, new_id()).await;
+            })
+        })
+    };
+    let opts = ReindexOptions {
+        batch_size: 100,
+        parallel: 3,
+        catch_up: MINUTE,
+        hook: Some(hook),
+        ..ReindexOptions::default()
+    };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("reindex");
+    assert!(pages.load(Ordering::SeqCst) >= 15, "writes happened during the backfill");
+    assert_eq!(report.old, old);
+    assert_eq!(report.new, f.client.index_name(2));
+    assert!(report.backfilled >= 1_500, "{report:?}");
+    assert_eq!(report.rejected, 0);
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()), "swapped");
+    assert_eq!(f.client.alias_target(&f.client.reindex_alias()).await.expect("marker"), None);
+    let kept = f.client.versions().await.expect("versions");
+    assert_eq!(
+        kept.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
+        vec![old.as_str(), report.new.as_str()],
+        "old kept"
+    );
+    let settings = f.client.index_settings(&report.new).await.expect("settings");
+    assert_eq!(
+        (settings["index.number_of_replicas"].as_str(), settings["index.refresh_interval"].as_str()),
+        (Some("0"), Some("1s"))
+    );
+    // Writes after the swap land in the new index only.
+    let after = f.pg.create(&me, json!({"type": "DEPLOY", "project_name": "after-swap"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    sync_loop.await.expect("sync loop");
+    let min_seen = reader.await.expect("reader");
+    assert!(min_seen >= before - deleted.load(Ordering::SeqCst), "{min_seen}");
+    let s = drain(&f, &SyncConfig::default(), MINUTE).await;
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0));
+    f.refresh().await;
+    let (es, pg) = (search_side(&f.client).await, postgres_side(f.store()).await);
+    assert_eq!(es.len(), pg.len());
+    assert_eq!(es, pg, "search sees every job at its version");
+    assert!(es.contains_key(&after.id));
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!(report.drift(), 0, "{drifts:?}");
+    // A reindex that died leaves its marker: the next one refuses, unless told to take over.
+    let mut body = f.client.index_body();
+    body["aliases"] = json!({ f.client.reindex_alias(): {} });
+    f.client.create_index(&f.client.index_name(7), &body).await.expect("a dead reindex's index");
+    let err = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.map(|r| r.new);
+    assert!(matches!(err, Err(reindex::ReindexError::InProgress(ref i)) if i == &f.client.index_name(7)), "{err:?}");
+    let forced = ReindexOptions { force: true, ..ReindexOptions::default() };
+    let r = reindex::reindex(f.store().as_ref(), &f.client, &forced).await.expect("forced reindex");
+    assert_eq!(r.new, f.client.index_name(3), "the dead one's index is gone");
+    assert_eq!(f.client.versions().await.expect("versions").len(), 3);
+    assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
+    f.cleanup().await;
+}
+
+async fn verify_detects_and_repair_fixes_drift(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "verify").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let jobs = create_many(&f, &me, 200, "v").await;
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!(s.marked, 200);
+    f.refresh().await;
+    assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
+    let index = f.client.alias_target(f.client.alias()).await.expect("alias").expect("index");
+    let db = f.pg.db();
+
+    // missing: rows that say "synced" but search never got (a lost write).
+    let mut lost = Vec::new();
+    for i in 0..3 {
+        let id = new_id();
+        db.execute(
+            "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', $3::text, now())",
+            &[Param::Uuid(id), Param::Uuid(me.user_id), Param::Text(format!("lost-{i}"))],
+        )
+        .await
+        .expect("insert");
+        lost.push(id);
+    }
+    // stale: a newer version marked synced without reaching search (a buggy marker).
+    for j in &jobs[10..12] {
+        db.execute(
+            "UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid",
+            &[Param::Uuid(j.id)],
+        )
+        .await
+        .expect("update");
+        db.execute(
+            "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
+            &[Param::Uuid(j.id)],
+        )
+        .await
+        .expect("mark");
+    }
+    // extra: documents for jobs Postgres does not have.
+    let ghosts: Vec<Job> = (0..2)
+        .map(|i| {
+            let mut g = jobs[0].clone();
+            g.id = new_id();
+            g.version = 4;
+            g.project_name = format!("ghost-{i}");
+            g
+        })
+        .collect();
+    let changes: Vec<Change<'_>> = ghosts.iter().map(Change::Upsert).collect();
+    let r = f.client.bulk(std::slice::from_ref(&index), &changes, None).await;
+    assert!(r.outcomes.iter().all(|o| o.as_ref().is_some_and(jobs_core::search::Outcome::is_done)));
+    // ahead: Postgres went back in time (a restore): search holds a newer version.
+    let mut newer = jobs[21].clone();
+    newer.version = 3;
+    let r = f.client.bulk(std::slice::from_ref(&index), &[Change::Upsert(&newer)], None).await;
+    assert!(r.outcomes[0].as_ref().is_some_and(jobs_core::search::Outcome::is_done));
+    let bump = &jobs[21];
+    // pending: a change the sync has not delivered yet is not drift.
+    let pending = f.store().update(&me, &patch(&jobs[30], json!({"status": "RUNNING"}))).await.expect("update");
+    f.refresh().await;
+
+    let (report, drifts) = verify_quiet(&f, false).await;
+    let kinds = |k: DriftKind| drifts.iter().filter(|d| d.kind == k).map(|d| d.id.clone()).collect::<Vec<_>>();
+    let mut want_missing: Vec<String> = lost.iter().map(Uuid::to_string).collect();
+    want_missing.sort();
+    assert_eq!(kinds(DriftKind::Missing), want_missing, "{drifts:?}");
+    assert_eq!(kinds(DriftKind::Stale).len(), 2, "{drifts:?}");
+    let mut want_extra: Vec<String> = ghosts.iter().map(|g| g.id.to_string()).collect();
+    want_extra.sort();
+    assert_eq!(kinds(DriftKind::Extra), want_extra);
+    assert_eq!(kinds(DriftKind::Ahead), vec![bump.id.to_string()]);
+    assert_eq!(kinds(DriftKind::Pending), vec![pending.id.to_string()]);
+    assert_eq!((report.missing, report.stale, report.extra, report.ahead, report.pending), (3, 2, 2, 1, 1));
+    assert_eq!(report.drift(), 8);
+    assert!(drifts.iter().all(|d| !d.repaired));
+    assert_eq!(report.postgres, 203);
+
+    // --repair queues missing, stale and extra; the next sync fixes them.
+    let (report, drifts) = verify_quiet(&f, true).await;
+    assert_eq!(report.repaired, 7, "{drifts:?}");
+    assert!(drifts.iter().filter(|d| d.kind != DriftKind::Ahead && d.kind != DriftKind::Pending).all(|d| d.repaired));
+    let s = drain(&f, &SyncConfig::default(), MINUTE).await;
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0), "{s:?}");
+    f.refresh().await;
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!((report.drift(), report.ahead), (1, 1), "only 'ahead' is left (a reindex fixes it): {drifts:?}");
+    // A reindex rebuilds from Postgres, the truth: no drift at all.
+    let r = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect("reindex");
+    assert_eq!(r.backfilled, 203);
+    let (report, drifts) = verify_quiet(&f, false).await;
+    assert_eq!(report.drift() + report.pending, 0, "{drifts:?}");
+    assert_eq!(report.matched, 203);
+    f.cleanup().await;
+}
