@@ -65,10 +65,10 @@ build() {
   log "built $PKG: $(sizes)"
 }
 
-# Raw and gzipped bytes of what a browser loads: the wasm and the JS glue.
+# Raw and gzipped bytes of what a browser loads: the wasm and the JS glue (with its snippet).
 sizes() {
   local f raw gz total=0
-  for f in "${NAME}_bg.wasm" "$NAME.js"; do
+  for f in "${NAME}_bg.wasm" "$NAME.js" $(cd "$PKG" && ls snippets/*/src/*.js); do
     raw=$(wc -c <"$PKG/$f"); gz=$(gzip -9 -c "$PKG/$f" | wc -c); total=$((total + gz))
     printf '%s %s B (gzip -9 %s B); ' "$f" "$raw" "$gz"
   done

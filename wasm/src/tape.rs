@@ -199,14 +199,17 @@ const fn longest() -> usize {
 const LONGEST: usize = longest();
 
 const fn hash(b: &[u8]) -> usize {
-    // FNV-1a; the strings are short (longer ones are rejected before hashing).
-    let mut h: u32 = 0x811c_9dc5;
-    let mut i = 0;
-    while i < b.len() {
-        h = (h ^ b[i] as u32).wrapping_mul(0x0100_0193);
-        i += 1;
+    // Length and three bytes: cheap for every string written, and spread enough for KNOWN
+    // (the probe below settles collisions; `tests::known_covers_the_core_lists_once`).
+    if b.is_empty() {
+        return 0;
     }
-    h as usize % SLOTS
+    let n = b.len();
+    let h = (n as u32).wrapping_mul(0x9e37_79b1)
+        ^ (b[0] as u32).wrapping_mul(0x85eb_ca77)
+        ^ (b[n - 1] as u32).wrapping_mul(0xc2b2_ae3d)
+        ^ (b[n / 2] as u32).wrapping_mul(0x27d4_eb2f);
+    (h ^ (h >> 15)) as usize % SLOTS
 }
 
 /// Open addressing: slot -> index + 1 into KNOWN (0 = empty). Built at compile time.
@@ -419,6 +422,26 @@ impl<'a> ser::Serializer for &'a mut Tape {
     }
     fn serialize_str(self, v: &str) -> Result {
         self.str(v)
+    }
+    /// Display output (timestamps) straight into the text, without a String per value.
+    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result {
+        struct Text<'t>(&'t mut Vec<u8>);
+        impl fmt::Write for Text<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.extend_from_slice(s.as_bytes());
+                Ok(())
+            }
+        }
+        let start = self.text.len();
+        fmt::write(&mut Text(&mut self.text), format_args!("{value}"))
+            .map_err(|_| Error("formatting failed".into()))?;
+        let added = &self.text[start..];
+        self.utf16 += if added.is_ascii() {
+            added.len()
+        } else {
+            std::str::from_utf8(added).map_or(added.len(), |s| s.encode_utf16().count())
+        };
+        self.op(STR, self.utf16)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result {
         let mut seq = self.open(ARR);
