@@ -7,14 +7,19 @@
 //! Without `DATABASE_URL` the tests skip with a message, except under `CI=true`, where they fail.
 
 use jobs_lambda::api::auth::{self, Auth, Hs256Key, TokenRequest};
+use jobs_lambda::api::config::Db;
 use jobs_lambda::api::runtime_api::{Outcome, RuntimeApi};
+use jobs_lambda::api::sync_fn::{SyncDeps, handle};
 use jobs_lambda::api::{Api, Options, lambda, router};
 use jobs_lambda::data_api::server::{AppState, Config};
 use jobs_lambda::db::Executor;
 use jobs_lambda::migrate;
 use jobs_lambda::pg::{PgExecutor, PgOptions};
+use jobs_lambda::search::{SearchClient, SearchConfig};
 use jobs_lambda::store::Store;
+use jobs_lambda::sync_run::SyncConfig;
 use lambda_http::tower::ServiceExt as _;
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -312,5 +317,152 @@ async fn built_jobs_api_binary_through_the_runtime_api_and_the_data_api() {
         .expect("query");
     assert_eq!(rows, vec![vec![jobs_lambda::db::Cell::Text("lambda-v2".into())]]);
     drop(f);
+    drop_schema(&db, &schema_name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// jobs-sync
+
+/// The engine for the sync tests: `SEARCH_URL` (what `./dev test` exports), else skip (fail
+/// under `CI=true`).
+fn search_url(case: &str) -> Option<String> {
+    match std::env::var("SEARCH_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "SEARCH_URL is not set and CI=true");
+            eprintln!("skipping {case}: SEARCH_URL is not set (./dev services start; eval \"$(./dev services env)\")");
+            None
+        }
+    }
+}
+
+async fn search_client(url: &str, alias: &str) -> SearchClient {
+    let cfg = SearchConfig::new(url).expect("search url").alias(alias).replicas(0);
+    SearchClient::new(cfg).await.expect("search client")
+}
+
+async fn drop_indexes(client: &SearchClient) {
+    if let Ok(versions) = client.versions().await {
+        for (_, index) in versions {
+            let _ = client.delete_index(&index).await;
+        }
+    }
+    let _ = client.delete_template().await;
+}
+
+/// Three dirty jobs of one user.
+async fn dirty_jobs(db: &PgExecutor) -> Vec<Uuid> {
+    let store = Store::new(db.clone());
+    let user = id();
+    store.ensure_user(user, None).await.expect("user");
+    let scope = jobs_lambda::store::Scope { user_id: user, workspace_ids: vec![] };
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let new =
+            jobs_core::validate::create(&json!({"type": "TEST", "project_name": format!("sync-{i}")})).expect("valid");
+        ids.push(store.create(&scope, &new, id()).await.expect("create").id);
+    }
+    ids
+}
+
+fn context(deadline_in: Duration) -> lambda_runtime::Context {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.request_id = "test".into();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    ctx.deadline = now + deadline_in.as_millis() as u64;
+    ctx
+}
+
+#[tokio::test]
+async fn sync_events_through_the_handler() {
+    let Some(url) = search_url("sync_events") else { return };
+    let Some((_, schema_name, db)) = schema("sync_events").await else { return };
+    let ids = dirty_jobs(&db).await;
+    let client = search_client(&url, &schema_name).await;
+    let deps =
+        SyncDeps { store: Store::new(Db::Pg(db.clone())), client: Some(client.clone()), config: SyncConfig::default() };
+    let scheduled: Value = serde_json::from_str(&fixture("eventbridge-scheduled.json", &[])).expect("fixture");
+
+    let doc = handle(&deps, LambdaEvent::new(scheduled.clone(), context(Duration::from_secs(30)))).await.expect("run");
+    assert_eq!(doc["trigger"]["kind"], json!("event_bridge"));
+    assert_eq!(doc["trigger"]["detail_type"], json!("Scheduled Event"));
+    assert_eq!(
+        (doc["summary"]["stopped"].clone(), doc["summary"]["marked"].clone()),
+        (json!("clean"), json!(3)),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["lag"]["dirty"], json!(0));
+    for id in &ids {
+        assert!(client.get(*id, None).await.expect("get").is_some(), "{id} indexed");
+    }
+    // EventBridge Scheduler's free-form input, nothing left to do
+    let input: Value = serde_json::from_str(&fixture("scheduler-input.json", &[])).expect("fixture");
+    let doc = handle(&deps, LambdaEvent::new(input, context(Duration::from_secs(30)))).await.expect("run");
+    assert_eq!((doc["trigger"]["kind"].clone(), doc["summary"]["claimed"].clone()), (json!("input"), json!(0)));
+    // the remaining time is respected: a deadline inside the margin leaves no budget
+    let doc =
+        handle(&deps, LambdaEvent::new(scheduled.clone(), context(Duration::from_millis(500)))).await.expect("run");
+    assert_eq!(doc["budget_ms"], json!(0));
+
+    // failures: a bad event is not retryable, an engine that cannot be reached is
+    let err =
+        handle(&deps, LambdaEvent::new(json!("go"), context(Duration::from_secs(5)))).await.expect_err("bad event");
+    assert_eq!(lambda_runtime::Diagnostic::from(err).error_type, "NonRetryable.InvalidEvent");
+    dirty_jobs(&db).await;
+    let dead = SyncDeps {
+        store: Store::new(Db::Pg(db.clone())),
+        client: Some(search_client("http://127.0.0.1:1", &schema_name).await),
+        config: SyncConfig::default(),
+    };
+    let err =
+        handle(&dead, LambdaEvent::new(scheduled, context(Duration::from_secs(10)))).await.expect_err("engine down");
+    assert!(err.retryable());
+    assert_eq!(lambda_runtime::Diagnostic::from(err).error_type, "Retryable.Unavailable");
+    drop_indexes(&client).await;
+    drop_schema(&db, &schema_name).await;
+}
+
+#[tokio::test]
+async fn built_jobs_sync_binary_through_the_runtime_api() {
+    let Some(url) = search_url("runtime_api_sync") else { return };
+    let Some((db_url, schema_name, db)) = schema("runtime_api_sync").await else { return };
+    let ids = dirty_jobs(&db).await;
+    let sep = if db_url.contains('?') { '&' } else { '?' };
+    let f = start_function(
+        env!("CARGO_BIN_EXE_jobs-sync"),
+        "jobs-sync",
+        &[
+            ("DATABASE_URL", format!("{db_url}{sep}options=-c%20search_path%3D{schema_name}")),
+            ("SEARCH_URL", url.clone()),
+            ("SEARCH_ALIAS", schema_name.clone()),
+            ("SEARCH_REPLICAS", "0".into()),
+        ],
+    )
+    .await;
+    let timeout = Duration::from_secs(30);
+    let outcome = f.runtime.invoke(fixture("eventbridge-scheduled.json", &[]), timeout).await.expect("invoke");
+    eprintln!("jobs-sync: first answer {:?} after start", f.started.elapsed());
+    let Outcome::Response(bytes) = outcome else { panic!("expected a response, got {outcome:?}") };
+    let doc: Value = serde_json::from_slice(&bytes).expect("summary");
+    assert_eq!(
+        (doc["summary"]["stopped"].clone(), doc["summary"]["marked"].clone()),
+        (json!("clean"), json!(3)),
+        "{doc}"
+    );
+    let client = search_client(&url, &schema_name).await;
+    for id in &ids {
+        assert!(client.get(*id, None).await.expect("get").is_some(), "{id} indexed");
+    }
+    let outcome = f.runtime.invoke(r#"["not", "an", "event"]"#, timeout).await.expect("invoke");
+    match outcome {
+        Outcome::Error { body, .. } => {
+            // the runtime reports the function's error type in the error document
+            let doc: Value = serde_json::from_slice(&body).expect("error document");
+            assert_eq!(doc["errorType"], json!("NonRetryable.InvalidEvent"), "{doc}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    drop(f);
+    drop_indexes(&client).await;
     drop_schema(&db, &schema_name).await;
 }

@@ -7,6 +7,9 @@ use jobs_lambda::api::auth::{self, Auth, Hs256Key, TokenRequest};
 use jobs_lambda::api::{Api, Options, router};
 use jobs_lambda::db::{Cell, Executor};
 use jobs_lambda::pg::{PgExecutor, PgOptions};
+use jobs_lambda::search::{Searcher, SearcherOptions};
+use jobs_lambda::store::Store;
+use jobs_tests::search_env::{SearchFixture, dead_url};
 use jobs_tests::store_suite::{Fixture, database_url, new_id, unique_schema};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -30,11 +33,12 @@ impl User {
     }
 }
 
-/// The API served on a free port over a migrated schema.
+/// The API served on a free port over a migrated schema (and a fresh index, on the engine path).
 pub struct Served {
     pub base: String,
     pub http: reqwest::Client,
-    pub fixture: Fixture<PgExecutor>,
+    pub fixture: Option<Fixture<PgExecutor>>,
+    pub search: Option<SearchFixture>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -62,7 +66,26 @@ pub async fn serve(case: &str, options: Options) -> Option<Served> {
     let schema = unique_schema(case);
     let db = PgExecutor::connect(&PgOptions::new(url).schema(&schema).max_connections(16)).expect("pool");
     let fixture = Fixture::new(db, &schema).await;
-    let api = Arc::new(Api::new(fixture.store.clone(), Auth { key: Some(key()) }, options));
+    let store = fixture.store.clone();
+    Some(start(store, options, Some(fixture), None).await)
+}
+
+/// The API over a search fixture: the engine answers searches, writes go through to it.
+pub async fn serve_engine(engine: &'static str, case: &str, options: Options) -> Option<Served> {
+    let sf = SearchFixture::new(engine, case).await?;
+    sf.client.ensure_index().await.expect("index");
+    let searcher = Searcher::new(Some(sf.client.clone()), SearcherOptions::default());
+    let store = sf.pg.store.clone();
+    Some(start(store, Options { searcher, ..options }, None, Some(sf)).await)
+}
+
+async fn start(
+    store: Arc<Store<PgExecutor>>,
+    options: Options,
+    fixture: Option<Fixture<PgExecutor>>,
+    search: Option<SearchFixture>,
+) -> Served {
+    let api = Arc::new(Api::new(store, Auth { key: Some(key()) }, options));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = router(api);
@@ -70,7 +93,7 @@ pub async fn serve(case: &str, options: Options) -> Option<Served> {
         let _ = axum::serve(listener, app).await;
     });
     let http = reqwest::Client::builder().pool_max_idle_per_host(32).build().expect("client");
-    Some(Served { base: format!("http://{addr}"), http, fixture, server })
+    Served { base: format!("http://{addr}"), http, fixture, search, server }
 }
 
 /// A response, read.
@@ -135,9 +158,29 @@ impl Served {
         r.body
     }
 
+    pub fn db(&self) -> &PgExecutor {
+        match (&self.fixture, &self.search) {
+            (Some(f), _) => f.db(),
+            (None, Some(s)) => s.pg.db(),
+            (None, None) => unreachable!("a served API has a database"),
+        }
+    }
+
+    pub fn store(&self) -> &Store<PgExecutor> {
+        self.db_fixture().store.as_ref()
+    }
+
+    fn db_fixture(&self) -> &Fixture<PgExecutor> {
+        match (&self.fixture, &self.search) {
+            (Some(f), _) => f,
+            (None, Some(s)) => &s.pg,
+            (None, None) => unreachable!("a served API has a database"),
+        }
+    }
+
     /// Every job row in the schema (to prove a rejected request wrote nothing).
     pub async fn job_count(&self) -> i64 {
-        let rows = self.fixture.db().query("SELECT count(*)::bigint FROM job", &[]).await.expect("count");
+        let rows = self.db().query("SELECT count(*)::bigint FROM job", &[]).await.expect("count");
         match rows.first().and_then(|r| r.first()) {
             Some(Cell::Int(n)) => *n,
             other => panic!("count: {other:?}"),
@@ -146,7 +189,12 @@ impl Served {
 
     pub async fn finish(self) {
         self.server.abort();
-        self.fixture.cleanup().await;
+        if let Some(f) = self.fixture {
+            f.cleanup().await;
+        }
+        if let Some(s) = self.search {
+            s.cleanup().await;
+        }
     }
 }
 
@@ -494,7 +542,6 @@ pub async fn tenancy_matrix(s: &Served, expect_source: &str) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // the first request of each user created their users row; membership was recorded
     let rows = s
-        .fixture
         .db()
         .query(
             "SELECT count(*)::bigint FROM workspace_member WHERE workspace_id = $1::uuid",
@@ -505,7 +552,6 @@ pub async fn tenancy_matrix(s: &Served, expect_source: &str) {
     assert_eq!(rows, vec![vec![Cell::Int(2)]]);
     for u in [&alice, &bob, &eve] {
         let rows = s
-            .fixture
             .db()
             .query("SELECT email FROM users WHERE id = $1::uuid", &[jobs_core::sql::Param::Uuid(u.id)])
             .await
@@ -544,7 +590,74 @@ impl Served {
     }
 
     /// Makes what was written searchable (no-op on the database path).
-    pub async fn refresh_search(&self) {}
+    pub async fn refresh_search(&self) {
+        if let Some(s) = &self.search {
+            s.refresh().await;
+        }
+    }
+}
+
+jobs_tests::per_engine!(api_tenancy_matrix_engine_search, api_write_through_keeps_search_current);
+
+/// The matrix on the engine path: every page must come from the engine.
+async fn api_tenancy_matrix_engine_search(engine: &'static str) {
+    let Some(s) = serve_engine(engine, "api_tenancy_engine", Options::default()).await else { return };
+    tenancy_matrix(&s, "search").await;
+    s.finish().await;
+}
+
+/// Creates, updates and deletes reach the engine with the request (no sync run) and mark the
+/// row synced; with the engine unreachable the request still succeeds, within the timeout, and
+/// the row stays dirty for the sync.
+async fn api_write_through_keeps_search_current(engine: &'static str) {
+    let Some(s) = serve_engine(engine, "api_write_through", Options::default()).await else { return };
+    let sf = s.search.as_ref().expect("engine");
+    let alice = User::new("alice", &[]);
+    let job = s.create(&alice, job_body("wt")).await;
+    let id: Uuid = job["id"].as_str().and_then(|i| i.parse().ok()).expect("id");
+    let indexed = sf.client.get(id, None).await.expect("get").map(|(j, v)| (j.version, v));
+    assert_eq!(indexed, Some((0, 0)), "created: in search at version 0");
+    let cols = s.store().sync_columns(id).await.expect("sync columns").expect("row");
+    assert_eq!((cols.version, cols.es_sync_version, cols.es_synced_at.is_some()), (0, 0, true));
+    let path = format!("/v1/jobs/{id}");
+    let p =
+        s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"0\"")], Some(&json!({"status": "RUNNING"}))).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let indexed = sf.client.get(id, None).await.expect("get").map(|(j, v)| (j.status, v));
+    assert_eq!(indexed, Some((JobStatus::Running, 1)));
+    assert_eq!(s.store().sync_lag().await.expect("lag").dirty, 0);
+    let d = s.send(Method::DELETE, &path, Some(&alice), &[], None).await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    assert_eq!(sf.client.get(id, None).await.expect("get"), None, "deleted: gone from search");
+    assert_eq!(s.store().sync_lag().await.expect("lag").dirty, 0, "the tombstone is synced too");
+    s.finish().await;
+
+    // An engine that cannot be reached: the write succeeds within the timeout, stays dirty.
+    let timeout = std::time::Duration::from_millis(300);
+    let Some(sf) = SearchFixture::new(engine, "api_write_through_down").await else { return };
+    let dead = SearchFixture::config(&dead_url().await, sf.client.alias());
+    let searcher = Searcher::new(
+        Some(jobs_lambda::search::SearchClient::new(dead).await.expect("client")),
+        SearcherOptions::default(),
+    );
+    let store = sf.pg.store.clone();
+    let s =
+        start(store, Options { searcher, write_through_timeout: timeout, ..Options::default() }, None, Some(sf)).await;
+    let started = std::time::Instant::now();
+    let job = s.create(&alice, job_body("down")).await;
+    assert!(started.elapsed() < timeout + std::time::Duration::from_millis(700), "{:?}", started.elapsed());
+    let lag = s.store().sync_lag().await.expect("lag");
+    assert_eq!(lag.dirty, 1, "left for the sync: {job}");
+    // ... and searches fall back to Postgres, saying so
+    let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
+    assert_eq!((r.status, r.body["source"].clone()), (StatusCode::OK, json!("database")));
+    assert!(r.body["fallback_reason"].is_string());
+    let h = s.send(Method::GET, "/v1/health", None, &[], None).await;
+    assert_eq!(
+        (h.status, h.body["search"]["status"].clone(), h.body["sync"]["dirty"].clone()),
+        (StatusCode::OK, json!("down"), json!(1))
+    );
+    s.finish().await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 use crate::data_api::client::{DataApiConfig, RdsDataExecutor, RdsDataTx};
 use crate::db::{DbError, Executor, Row, Transaction};
 use crate::pg::{PgExecutor, PgOptions, PgTransaction};
+use crate::search::{SearchClient, Searcher, SearcherOptions};
 use async_trait::async_trait;
 use jobs_core::sql::Param;
 use std::time::Duration;
@@ -114,9 +115,22 @@ pub async fn db_from_env() -> Result<Db, ConfigError> {
     PgExecutor::connect(&PgOptions::new(url).max_connections(pool)).map(Db::Pg).map_err(|e| ConfigError(e.to_string()))
 }
 
-/// The API's options from `JOBS_WRITE_THROUGH_TIMEOUT_MS` (default 500).
-pub fn api_options_from_env() -> Result<super::Options, ConfigError> {
+/// The search engine the environment names (`SEARCH_URL` and friends, see
+/// `search::SearchConfig::from_env`), if any. The client is built once per process.
+pub async fn search_client_from_env() -> Result<Option<SearchClient>, ConfigError> {
+    SearchClient::from_env().await.map_err(|e| ConfigError(e.to_string()))
+}
+
+/// The API's options: the searcher over [`search_client_from_env`] (the engine may take
+/// `JOBS_SEARCH_DEADLINE_MS`, default 1500, before Postgres answers instead) and the
+/// write-through timeout `JOBS_WRITE_THROUGH_TIMEOUT_MS` (default 500).
+pub async fn api_options_from_env() -> Result<super::Options, ConfigError> {
     let mut options = super::Options::default();
+    let mut searcher = SearcherOptions::default();
+    if let Some(ms) = parse_var::<u64>("JOBS_SEARCH_DEADLINE_MS")? {
+        searcher.deadline = Duration::from_millis(ms);
+    }
+    options.searcher = Searcher::new(search_client_from_env().await?, searcher);
     if let Some(ms) = parse_var::<u64>("JOBS_WRITE_THROUGH_TIMEOUT_MS")? {
         options.write_through_timeout = Duration::from_millis(ms);
     }

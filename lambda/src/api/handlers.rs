@@ -6,7 +6,7 @@
 //! Rejected requests write nothing: every check happens before the one store call that writes,
 //! and that call is itself conditional (scope, version).
 
-use super::{Api, ApiError, etag};
+use super::{Api, ApiError, Written, etag};
 use crate::clock;
 use crate::db::Executor;
 use crate::store::Scope;
@@ -190,7 +190,7 @@ pub async fn create_job<E: Executor + 'static>(
 ) -> Result<Response> {
     let new = validate::create_from_json(&body).map_err(ApiError::from_issues)?;
     let job = api.store.create(&caller.scope, &new, clock::new_job_id()).await?;
-    api.write_through(job.id).await;
+    api.write_through(Written::Job(&job)).await;
     Ok(job_response(StatusCode::CREATED, &job))
 }
 
@@ -239,7 +239,7 @@ pub async fn patch_job<E: Executor + 'static>(
     // The update is conditional on the version the patch was checked against: a concurrent
     // writer that got there first makes this a 412, never a lost update.
     let job = api.store.update(&caller.scope, &patch).await?;
-    api.write_through(job.id).await;
+    api.write_through(Written::Job(&job)).await;
     Ok(job_response(StatusCode::OK, &job))
 }
 
@@ -262,7 +262,7 @@ pub async fn delete_job<E: Executor + 'static>(
         }
     };
     api.store.delete(&caller.scope, id, expected).await?;
-    api.write_through(id).await;
+    api.write_through(Written::Deleted(id)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -284,9 +284,11 @@ pub async fn list_jobs<E: Executor + 'static>(
 /// the database cannot be reached.
 pub async fn health<E: Executor + 'static>(State(api): State<Arc<Api<E>>>) -> Response {
     let started = std::time::Instant::now();
-    let lag = api.store.sync_lag().await;
-    let db_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let search = json!({"status": "disabled"});
+    let timed_lag = async {
+        let lag = api.store.sync_lag().await;
+        (lag, u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    };
+    let ((lag, db_ms), search) = tokio::join!(timed_lag, api.search_health());
     match lag {
         Ok(lag) => json_response(
             StatusCode::OK,

@@ -31,7 +31,7 @@ pub fn service(router: Router) -> Service {
 pub async fn api_from_env() -> Result<Arc<Api<Db>>, ConfigError> {
     let db = config::db_from_env().await?;
     let auth = Auth { key: Hs256Key::from_env().map_err(ConfigError)? };
-    let options = config::api_options_from_env()?;
+    let options = config::api_options_from_env().await?;
     Ok(Arc::new(Api::new(Arc::new(Store::new(db)), auth, options)))
 }
 

@@ -21,15 +21,17 @@ pub mod sync_fn;
 pub mod web;
 
 use crate::db::Executor;
+pub use crate::search::{Page, Searcher, Source};
+use crate::store::Item;
 use crate::store::{Scope, Store};
+use crate::sync_run::{self, PushOutcome};
 use auth::{Auth, Identity};
 use axum::Router;
 use axum::routing::get;
 pub use error::ApiError;
 use jobs_core::model::Job;
 use jobs_core::query::SearchRequest;
-use jobs_core::sql;
-use serde::Serialize;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +50,9 @@ pub fn etag(version: i64) -> String {
 /// How the API runs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Search: the engine first (when one is configured), Postgres when it is down or slow.
+    /// Its client also carries the write-through.
+    pub searcher: Searcher,
     /// The longest a write waits for its write-through to search.
     pub write_through_timeout: Duration,
     /// The demo page's files (`jobsctl serve`); `None` in Lambda.
@@ -56,25 +61,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { write_through_timeout: Duration::from_millis(500), site: None }
+        Options { searcher: Searcher::database_only(), write_through_timeout: Duration::from_millis(500), site: None }
     }
 }
 
-/// Which path answered a search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Search,
-    Database,
-}
-
-/// One page of a search.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Page {
-    pub items: Vec<Job>,
-    pub next_cursor: Option<String>,
-    pub source: Source,
-}
+/// How long `GET /v1/health` waits for the search engine.
+const HEALTH_SEARCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything a request needs: the store, how to identify callers, and the options. Built once
 /// per process (per Lambda instance) and shared.
@@ -126,23 +118,51 @@ impl<E: Executor + 'static> Api<E> {
         Ok(())
     }
 
-    /// One page of jobs matching `req` within `scope`.
+    /// One page of jobs matching `req` within `scope`: from the engine, or from Postgres when
+    /// the engine is down, slow or not configured (the page says which).
     pub async fn search(&self, scope: &Scope, req: &SearchRequest) -> Result<Page, ApiError> {
-        let (sql, params) = req.to_sql(scope, sql::JOB_SELECT);
-        let mut items = self.store.list(&sql, &params).await?;
-        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| req.cursor_after(last))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor, source: Source::Database })
+        Ok(self.options.searcher.search(&self.store, scope, req).await?)
     }
 
-    /// Pushes a committed change of one job to search, within the write-through timeout. Never
-    /// fails the request: what it misses, the scheduled sync repairs.
-    pub async fn write_through(&self, _job_id: Uuid) {}
+    /// Pushes a committed write to search right away (externally versioned, marked synced with
+    /// the sync's version guard), within the write-through timeout. Never fails the request:
+    /// what it misses stays dirty and the scheduled sync delivers it.
+    pub async fn write_through(&self, written: Written<'_>) {
+        let Some(client) = self.options.searcher.client() else { return };
+        let timeout = self.options.write_through_timeout;
+        let outcome = match written {
+            Written::Job(job) => {
+                let item = Item::Job(job.clone());
+                tokio::time::timeout(timeout, sync_run::push_item(&self.store, client, &item, timeout))
+                    .await
+                    .unwrap_or_else(|_| PushOutcome::Failed { reason: format!("no answer within {timeout:?}") })
+            }
+            Written::Deleted(id) => sync_run::push_one(&self.store, client, id, timeout).await,
+        };
+        if let PushOutcome::Failed { reason } = outcome {
+            tracing::info!(%reason, "write-through missed; the sync will deliver it");
+        }
+    }
+
+    /// The search engine's state for `/v1/health`.
+    pub async fn search_health(&self) -> serde_json::Value {
+        let Some(client) = self.options.searcher.client() else { return json!({"status": "disabled"}) };
+        let breaker = self.options.searcher.breaker_state();
+        match tokio::time::timeout(HEALTH_SEARCH_TIMEOUT, client.health()).await {
+            Ok(Ok(h)) => json!({"status": "up", "cluster": h.status, "engine": h.flavor, "breaker": breaker}),
+            Ok(Err(e)) => json!({"status": "down", "error": e.to_string(), "breaker": breaker}),
+            Err(_) => {
+                json!({"status": "down", "error": format!("no answer within {HEALTH_SEARCH_TIMEOUT:?}"), "breaker": breaker})
+            }
+        }
+    }
+}
+
+/// A committed write, for [`Api::write_through`].
+#[derive(Debug, Clone, Copy)]
+pub enum Written<'a> {
+    Job(&'a Job),
+    Deleted(Uuid),
 }
 
 /// The whole API (and, when [`Options::site`] is set, the demo page) over `api`.

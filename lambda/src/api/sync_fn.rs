@@ -5,11 +5,18 @@
 //! Free-form input (Scheduler, or a manual `aws lambda invoke`) is `null`, `{}` or an object
 //! with any of `batch_size` (1..=1000), `max_batches` (>= 1) and `margin_ms`; other keys are
 //! ignored, a known key with a wrong value is a non-retryable error.
+//!
+//! The run itself is the sync's ([`crate::sync_run::run`]): claim, bulk with external
+//! versioning, mark, until nothing is due or the budget is spent.
 
+use super::config::{self, Db};
+use crate::search::SearchClient;
+use crate::store::Store;
+use crate::sync_run::{self, Deadline, Stop, SyncConfig};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The least time kept back from the deadline to finish a batch and answer.
@@ -107,6 +114,53 @@ fn options(v: &Value) -> Result<RunOptions, SyncFnError> {
         return Err(SyncFnError::InvalidEvent("max_batches is at least 1".into()));
     }
     Ok(o)
+}
+
+/// What the function keeps between invocations: the store over the configured driver and the
+/// search client, built once per instance.
+pub struct SyncDeps {
+    pub store: Store<Db>,
+    /// `None` without `SEARCH_URL`: every invocation answers that there is nothing to do.
+    pub client: Option<SearchClient>,
+    pub config: SyncConfig,
+}
+
+impl SyncDeps {
+    /// From the environment (see [`super::config`]).
+    pub async fn from_env() -> Result<SyncDeps, config::ConfigError> {
+        let store = Store::new(config::db_from_env().await?);
+        let client = config::search_client_from_env().await?;
+        Ok(SyncDeps { store, client, config: SyncConfig::default() })
+    }
+}
+
+/// Handles one invocation: runs the sync until clean, out of batches, or `margin` before the
+/// invocation's deadline, and returns the summary. A run stopped by the engine or the database
+/// is a retryable error (its summary in the message); a bad event is not retryable.
+pub async fn handle(deps: &SyncDeps, event: LambdaEvent<Value>) -> Result<Value, SyncFnError> {
+    let (trigger, options) = parse_event(&event.payload)?;
+    let Some(client) = &deps.client else {
+        return Ok(
+            json!({"trigger": trigger, "stopped": "no_search_engine", "message": "SEARCH_URL is not set: nothing to sync"}),
+        );
+    };
+    let margin = options.margin_ms.map_or(DEFAULT_MARGIN, Duration::from_millis);
+    let budget = budget(event.context.deadline, margin, Duration::from_secs(60));
+    let mut cfg = deps.config.clone();
+    if let Some(n) = options.batch_size {
+        cfg.batch_size = n;
+    }
+    if let Some(n) = options.max_batches {
+        cfg.max_batches = Some(u64::from(n));
+    }
+    let summary = sync_run::run(&deps.store, client, &cfg, Deadline::after(budget)).await;
+    let doc = json!({"trigger": trigger, "budget_ms": u64::try_from(budget.as_millis()).unwrap_or(u64::MAX), "summary": summary});
+    tracing::info!(summary = %doc, "sync run");
+    match summary.stopped {
+        Stop::EngineUnavailable => Err(SyncFnError::Unavailable(format!("search engine: {doc}"))),
+        Stop::DatabaseError => Err(SyncFnError::Unavailable(format!("database: {doc}"))),
+        _ => Ok(doc),
+    }
 }
 
 /// The time left before `deadline_ms` (ms since the epoch, from the invocation) minus `margin`.

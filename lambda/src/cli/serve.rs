@@ -5,13 +5,16 @@
 use crate::api::auth::{Auth, Hs256Key};
 use crate::api::config::{self, Db};
 use crate::api::web::Site;
-use crate::api::{Api, Options, router};
+use crate::api::{Api, router};
+use crate::search::SearchClient;
 use crate::store::Store;
+use crate::sync_run::{self, Deadline, SyncConfig};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +30,12 @@ pub struct Args {
     /// Database connections
     #[arg(long, default_value_t = 16)]
     pub pool: usize,
+    /// Milliseconds between sync runs (when a search engine is configured)
+    #[arg(long, default_value_t = 1_000)]
+    pub sync_interval_ms: u64,
+    /// No sync loop (write-through only; run `jobsctl sync` separately)
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// Runs `fut` on a fresh multi-threaded runtime (the async subcommands).
@@ -60,15 +69,54 @@ async fn serve(args: &Args) -> Result<(), String> {
     let pg = crate::pg::PgExecutor::connect(&crate::pg::PgOptions::new(url).max_connections(args.pool))
         .map_err(|e| e.to_string())?;
     let store = Arc::new(Store::new(Db::Pg(pg)));
-    let mut options = config::api_options_from_env().map_err(|e| e.to_string())?;
+    let mut options = config::api_options_from_env().await.map_err(|e| e.to_string())?;
     options.site = Some(Site::new(&args.web_dir, &args.pkg_dir));
+    let sync = match (options.searcher.client().cloned(), args.no_sync) {
+        (Some(client), false) => {
+            let (store, interval) = (store.clone(), Duration::from_millis(args.sync_interval_ms.max(10)));
+            Some(tokio::spawn(async move { sync_loop(&store, &client, interval).await }))
+        }
+        _ => None,
+    };
     let api = Arc::new(Api::new(store, Auth { key: Some(key) }, options));
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("jobsctl serve: listening on http://{addr}");
     println!("  API      http://{addr}/v1/ (OpenAPI at /v1/openapi.json, health at /v1/health)");
     println!("  page     http://{addr}/ (from {})", args.web_dir.display());
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
+    match (&sync, std::env::var("SEARCH_URL")) {
+        (Some(_), Ok(url)) => {
+            println!("  search   {url} (write-through, and the sync every {} ms)", args.sync_interval_ms)
+        }
+        (None, Ok(url)) if !url.trim().is_empty() => println!("  search   {url} (write-through only: --no-sync)"),
+        _ => println!("  search   none: PostgreSQL answers searches (set SEARCH_URL for an engine)"),
+    }
+    let served = axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await;
+    if let Some(task) = sync {
+        task.abort();
+    }
+    served.map_err(|e| e.to_string())
+}
+
+/// The scheduled sync's local stand-in: runs to clean every `interval` (backing off up to 30 s
+/// while the engine or the database fails), so whatever a write-through missed gets indexed.
+async fn sync_loop(store: &Store<Db>, client: &SearchClient, interval: Duration) {
+    let cfg = SyncConfig::default();
+    let mut failures = 0u32;
+    loop {
+        let summary = sync_run::run(store, client, &cfg, Deadline::after(Duration::from_secs(60))).await;
+        if summary.failed() {
+            failures = failures.saturating_add(1);
+            tracing::warn!(stopped = ?summary.stopped, error = ?summary.error, "sync run failed");
+        } else {
+            if failures > 0 || summary.claimed > 0 {
+                tracing::info!(claimed = summary.claimed, marked = summary.marked, "sync run");
+            }
+            failures = 0;
+        }
+        let backoff = interval.saturating_mul(2u32.saturating_pow(failures.min(10))).min(Duration::from_secs(30));
+        tokio::time::sleep(if failures == 0 { interval } else { backoff }).await;
+    }
 }
 
 async fn shutdown() {
@@ -80,9 +128,4 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
-/// Options for tests that serve the API the way `jobsctl serve` does.
-pub fn options_with_site(web: impl Into<PathBuf>, pkg: impl Into<PathBuf>) -> Options {
-    Options { site: Some(Site::new(web, pkg)), ..Options::default() }
 }
