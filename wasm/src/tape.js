@@ -15,19 +15,31 @@ export function stringLength(text) {
   return text.length;
 }
 
-export function setKnownStrings(strings) {
+let memory;
+let buffer, u8, u32, f64;
+
+export function setup(strings, mem) {
   known = strings;
+  memory = mem;
 }
 
 // The tape being read (module state: decoding never re-enters).
 let ops, nums, text, at, num, cut;
 
-export function decodeTape(o, n, bytes) {
-  ops = o;
-  nums = n;
-  text = bytes.length === 0 ? "" : decoder.decode(bytes);
-  at = 0;
-  num = 0;
+/** Addresses and lengths (in elements) of the tape's three parts in linear memory. */
+export function decodeTape(opsPtr, opsLen, numsPtr, numsLen, textPtr, textLen) {
+  if (buffer !== memory.buffer) {
+    // First call, or the memory grew (which detaches the old buffer).
+    buffer = memory.buffer;
+    u8 = new Uint8Array(buffer);
+    u32 = new Uint32Array(buffer);
+    f64 = new Float64Array(buffer);
+  }
+  ops = u32;
+  at = opsPtr >>> 2;
+  nums = f64;
+  num = numsPtr >>> 3;
+  text = textLen === 0 ? "" : decoder.decode(u8.subarray(textPtr, textPtr + textLen));
   cut = 0;
   const v = value();
   ops = nums = text = undefined;

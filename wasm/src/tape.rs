@@ -21,10 +21,13 @@ extern "C" {
     /// The UTF-16 length of `text`.
     #[wasm_bindgen(js_name = stringLength)]
     fn string_length(text: &JsString) -> u32;
-    #[wasm_bindgen(js_name = setKnownStrings)]
-    fn set_known_strings(strings: Vec<JsValue>);
+    /// Once: the known strings, and the memory the tapes live in.
+    #[wasm_bindgen(js_name = setup)]
+    fn setup(strings: Vec<JsValue>, memory: JsValue);
+    /// Reads a tape at these addresses in linear memory (views made once per memory buffer,
+    /// not three per call as slice arguments would).
     #[wasm_bindgen(js_name = decodeTape)]
-    fn decode_tape(ops: &[u32], nums: &[f64], text: &[u8]) -> JsValue;
+    fn decode_tape(ops: usize, ops_len: usize, nums: usize, nums_len: usize, text: usize, text_len: usize) -> JsValue;
 }
 
 use js_sys::JsString;
@@ -73,7 +76,7 @@ fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
 /// A value as a plain JS object (or array, string, number, boolean, null).
 pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult {
     if !KNOWN_SENT.with(Cell::get) {
-        set_known_strings(KNOWN.iter().map(|s| JsValue::from_str(s)).collect());
+        setup(KNOWN.iter().map(|s| JsValue::from_str(s)).collect(), wasm_bindgen::memory());
         KNOWN_SENT.with(|k| k.set(true));
     }
     TAPE.with(|cell| match cell.try_borrow_mut() {
@@ -91,7 +94,15 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult {
 
 fn write<T: Serialize + ?Sized>(tape: &mut Tape, value: &T) -> JsResult {
     value.serialize(&mut *tape).map_err(|e| JsValue::from(js_sys::Error::new(&e.0)))?;
-    Ok(decode_tape(&tape.ops, &tape.nums, &tape.text))
+    // Addresses only: nothing is read through them on this side.
+    Ok(decode_tape(
+        tape.ops.as_ptr() as usize,
+        tape.ops.len(),
+        tape.nums.as_ptr() as usize,
+        tape.nums.len(),
+        tape.text.as_ptr() as usize,
+        tape.text.len(),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
