@@ -1,10 +1,10 @@
 //! jobs-wasm: jobs-core's rules for browsers and Node. Each export reads its input, calls the
 //! core and hands the answer back as plain JS objects; nothing here decides anything.
 //!
-//! Inputs cross the boundary as JSON text, encoded straight into linear memory (walking a JS
-//! object field by field measured about 2x slower); results come back as plain JS objects
-//! (never `Map`s) through [`tape`], which measured about 4x faster than serde-wasm-bindgen for
-//! a job (BENCHMARKS.md "## WASM").
+//! Inputs cross the boundary as JSON text, encoded straight into linear memory (reading a JS
+//! object field by field measured about 2x slower, shared/NOTES.md); results come back as plain
+//! JS objects (never `Map`s) through [`tape`]: the whole `validateJob` ran about 2x faster than
+//! with serde-wasm-bindgen's JSON-compatible serializer (BENCHMARKS.md "## WASM").
 
 mod tape;
 

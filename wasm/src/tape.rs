@@ -3,10 +3,10 @@
 //! `Serialize` is written to a tape (ops, numbers, and all string bytes in one run) that
 //! `tape.js` turns into plain JS objects with one UTF-8 decode for the whole value.
 //!
-//! Why not serde-wasm-bindgen: it builds the object one `Reflect.set` and one string decode per
-//! field, a boundary crossing each; for a job that was about 4x the cost of validating it
-//! (BENCHMARKS.md "## WASM"). The output is the same: plain objects, arrays, strings, numbers,
-//! booleans and null, as `JSON.parse` of serde_json's text would give.
+//! Why not serde-wasm-bindgen: it builds the object with one `Reflect.set` and one string
+//! decode per field, a boundary crossing each; with it the whole `validateJob` ran at about half
+//! the speed (BENCHMARKS.md "## WASM"). The output is the same: plain objects, arrays, strings,
+//! numbers, booleans and null, as `JSON.parse` of serde_json's text would give.
 
 use serde::ser::{self, Serialize};
 use std::cell::{Cell, RefCell};
