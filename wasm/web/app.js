@@ -169,7 +169,8 @@ async function search() {
   }
   status.dataset.source = body.source ?? "";
   const more = body.next_cursor ? " (more available)" : "";
-  status.textContent = `${body.items.length} job(s) from ${body.source ?? "?"}${more}.`;
+  const why = body.fallback_reason ? ` (${body.fallback_reason})` : "";
+  status.textContent = `${body.items.length} job(s) from ${body.source ?? "?"}${why}${more}.`;
 }
 
 $("search-form").addEventListener("submit", (ev) => {
