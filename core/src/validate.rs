@@ -12,11 +12,9 @@ use crate::spec::{EMAIL_MAX, ERROR_MESSAGE_MAX, PROJECT_NAME_MAX};
 use crate::status;
 use crate::text::{self, UuidError};
 use crate::time::Timestamp;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::fmt;
 use uuid::Uuid;
 
 /// Which input a text is.
@@ -178,16 +176,10 @@ impl ValidPatch {
 // ---------------------------------------------------------------------------------------------
 // Reading the top level of a JSON object with borrowed strings.
 
-/// A top-level field's value; containers are kept as `serde_json` values (only metadata has any).
-#[derive(Debug, Clone)]
-enum Loose<'a> {
-    Null,
-    Bool(bool),
-    Num(Number),
-    Str(Cow<'a, str>),
-    Arr(Vec<Value>),
-    Obj(Map<String, Value>),
-}
+#[path = "json.rs"]
+pub mod json;
+
+use json::{Loose, Top};
 
 impl Loose<'_> {
     fn type_name(&self) -> &'static str {
@@ -224,135 +216,8 @@ impl Loose<'_> {
     }
 }
 
-struct LooseVisitor;
-
-impl<'de> Visitor<'de> for LooseVisitor {
-    type Value = Loose<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Loose::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Loose::Num(v.into()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Loose::Num(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Number::from_f64(v).map(Loose::Num).ok_or_else(|| E::custom("number out of range"))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Vec::<Value>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Loose::Arr)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Map::<String, Value>::deserialize(de::value::MapAccessDeserializer::new(map)).map(Loose::Obj)
-    }
-}
-
-impl<'de> Deserialize<'de> for Loose<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LooseVisitor)
-    }
-}
-
-/// The top level of an input: an object's fields in order, or what it was instead.
-enum Top<'a> {
-    Object(Vec<(Cow<'a, str>, Loose<'a>)>),
-    Other(&'static str),
-}
-
-struct TopVisitor;
-
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Top<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Vec::with_capacity(16);
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let value = map.next_value::<Loose<'de>>()?;
-            fields.push((key, value));
-        }
-        Ok(Top::Object(fields))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Top::Other("an array"))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Top::Other("null"))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Top::Other("a boolean"))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Top::Other("a string"))
-    }
-}
-
-/// A map key borrowed from the input when it has no escapes (serde's own `Cow<str>` always
-/// allocates).
-struct Key<'a>(Cow<'a, str>);
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Owned(v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TopVisitor)
-    }
-}
-
 fn parse_top(bytes: &[u8]) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>> {
-    match serde_json::from_slice::<Top<'_>>(bytes) {
+    match json::parse_top(bytes) {
         Ok(Top::Object(fields)) => Ok(fields),
         Ok(Top::Other(what)) => Err(vec![not_object(what)]),
         Err(e) => Err(vec![Issue::new("", Code::InvalidJson, format!("malformed JSON: {e}"))]),
@@ -978,12 +843,37 @@ fn patch_fields(
     }
 }
 
-/// One input line of `jobsctl validate --kind patch` and of the WASM `patch` kind.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchEnvelope {
-    current: Value,
-    patch: Value,
+/// One input line of `jobsctl validate --kind patch` and of the WASM `patch` kind:
+/// `{"current": <job>, "patch": <patch>}`, each field exactly once and no other, or the two as
+/// an array (what serde's derived `Deserialize` with `deny_unknown_fields` accepted).
+fn patch_envelope(bytes: &[u8]) -> Result<(Value, Value), String> {
+    let fields = match json::parse_fields(bytes).map_err(|e| e.to_string())? {
+        json::Fields::Array(items) => {
+            let mut items = items.into_iter();
+            return match (items.next(), items.next(), items.next()) {
+                (Some(current), Some(patch), None) => Ok((current, patch)),
+                _ => Err("an array of exactly two values".to_owned()),
+            };
+        }
+        json::Fields::Other => return Err("not an object".to_owned()),
+        json::Fields::Object(fields) => fields,
+    };
+    let (mut current, mut patch) = (None, None);
+    for (key, value) in fields {
+        let slot = match &*key {
+            "current" => &mut current,
+            "patch" => &mut patch,
+            _ => return Err(format!("unknown field {key:?}")),
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("duplicate field {key:?}"));
+        }
+    }
+    match (current, patch) {
+        (Some(current), Some(patch)) => Ok((current, patch)),
+        (None, _) => Err("missing field \"current\"".to_owned()),
+        (_, None) => Err("missing field \"patch\"".to_owned()),
+    }
 }
 
 /// What [`validate_any`] accepted, typed; it serialises exactly as [`validate_json`]'s value.
@@ -1003,15 +893,15 @@ pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validate
         Kind::Record => record_from_json(bytes).map(Validated::Record),
         Kind::Create => create_from_json(bytes).map(Validated::Create),
         Kind::Patch => {
-            let env: PatchEnvelope = serde_json::from_slice(bytes).map_err(|e| {
+            let (current, patch_value) = patch_envelope(bytes).map_err(|e| {
                 vec![Issue::new(
                     "",
                     Code::InvalidJson,
                     format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"),
                 )]
             })?;
-            let current = record(&env.current).map_err(|issues| prefix("current", issues))?;
-            let p = patch(current.job(), &env.patch, now).map_err(|issues| prefix("patch", issues))?;
+            let current = record(&current).map_err(|issues| prefix("current", issues))?;
+            let p = patch(current.job(), &patch_value, now).map_err(|issues| prefix("patch", issues))?;
             Ok(Validated::Patched(p.apply(current.job(), now)))
         }
     }

@@ -107,7 +107,7 @@ pub fn validate_job_object(input: &JsValue, kind_name: &str, now: Option<f64>) -
 #[wasm_bindgen(js_name = shapeMetadata, unchecked_return_type = "MetadataValidation")]
 pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &JsValue) -> Result<JsValue, JsValue> {
     let parsed = json_text(input).and_then(|text| {
-        tape::with_utf8(&text, |b| serde_json::from_slice::<Value>(b))
+        tape::with_utf8(&text, validate::json::parse_value)
             .map_err(|e| Issue::new("", Code::InvalidJson, e.to_string()))
     });
     let value = match parsed {

@@ -1,0 +1,618 @@
+//! A strict RFC 8259 JSON reader for the validate path: the top level of an object read into
+//! borrowed fields (only containers become `serde_json` values), or a whole `Value`.
+//!
+//! It accepts and rejects exactly what `serde_json::from_slice::<Value>` does, with the same
+//! values: numbers converted by serde_json's own rules (u64, then i64, then its `f64` without
+//! `float_roundtrip`; overflow to infinity is an error), 128 nested containers rejected,
+//! duplicate keys in a map keeping the last, lone surrogates rejected, trailing text rejected.
+//! Differential tests (`core/tests/json.rs`) and a fuzz target (`fuzz/fuzz_targets/json.rs`)
+//! hold it to that. Why not serde_json itself: on the WASM path its reader was ~20% of
+//! `validateJob` and pulled in float formatting for error messages (BENCHMARKS.md "## WASM").
+
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+/// serde_json's recursion limit: this many open containers is an error.
+const MAX_NESTING: u32 = 128;
+
+/// Where and why the text is not JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.offset)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A top-level field's value; containers are `serde_json` values (only metadata has any).
+#[derive(Debug, Clone)]
+pub(crate) enum Loose<'a> {
+    Null,
+    Bool(bool),
+    Num(Number),
+    Str(Cow<'a, str>),
+    Arr(Vec<Value>),
+    Obj(Map<String, Value>),
+}
+
+/// The top level of an input: an object's fields in order (duplicates kept), or what it was.
+pub(crate) enum Top<'a> {
+    Object(Vec<(Cow<'a, str>, Loose<'a>)>),
+    Other(&'static str),
+}
+
+/// Parses a whole JSON text into a `Value`, as `serde_json::from_slice::<Value>` would.
+pub fn parse_value(bytes: &[u8]) -> Result<Value, Error> {
+    let mut r = Reader::new(bytes)?;
+    let v = r.value()?;
+    r.end()?;
+    Ok(v)
+}
+
+/// Reads a JSON text whose top level should be an object, keeping every field in order.
+pub(crate) fn parse_top(bytes: &[u8]) -> Result<Top<'_>, Error> {
+    let mut r = Reader::new(bytes)?;
+    r.ws();
+    let top = if r.peek() == Some(b'{') {
+        let mut fields = Vec::with_capacity(16);
+        r.members(|r, key| {
+            let v = r.loose()?;
+            fields.push((key, v));
+            Ok(())
+        })?;
+        Top::Object(fields)
+    } else {
+        Top::Other(type_name(&r.value()?))
+    };
+    r.end()?;
+    Ok(top)
+}
+
+/// A JSON text whose top level is an object read as its fields in order (duplicates kept), or
+/// an array read as its items; for inputs shaped like a struct (serde accepts both forms).
+pub(crate) enum Fields<'a> {
+    Object(Vec<(Cow<'a, str>, Value)>),
+    Array(Vec<Value>),
+    Other,
+}
+
+pub(crate) fn parse_fields(bytes: &[u8]) -> Result<Fields<'_>, Error> {
+    let mut r = Reader::new(bytes)?;
+    r.ws();
+    let out = match r.peek() {
+        Some(b'{') => {
+            let mut fields = Vec::new();
+            r.members(|r, key| {
+                let v = r.value()?;
+                fields.push((key, v));
+                Ok(())
+            })?;
+            Fields::Object(fields)
+        }
+        Some(b'[') => match r.value()? {
+            Value::Array(items) => Fields::Array(items),
+            _ => Fields::Other,
+        },
+        _ => {
+            r.value()?;
+            Fields::Other
+        }
+    };
+    r.end()?;
+    Ok(out)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+type R<T> = Result<T, Error>;
+
+impl<'a> Reader<'a> {
+    /// UTF-8 is checked once for the whole text: invalid bytes are an error wherever they are
+    /// (serde_json rejects them inside strings, and anywhere else they are not JSON).
+    fn new(bytes: &'a [u8]) -> R<Self> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(Reader { text, b: bytes, i: 0, depth: 0 }),
+            Err(e) => Err(Error { offset: e.valid_up_to(), what: "invalid UTF-8" }),
+        }
+    }
+
+    fn err<T>(&self, what: &'static str) -> R<T> {
+        Err(Error { offset: self.i, what })
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> R<u8> {
+        match self.b.get(self.i) {
+            Some(&c) => {
+                self.i += 1;
+                Ok(c)
+            }
+            None => self.err("unexpected end of input"),
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn end(&mut self) -> R<()> {
+        self.ws();
+        if self.i < self.b.len() { self.err("trailing characters") } else { Ok(()) }
+    }
+
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth >= MAX_NESTING { self.err("nested too deeply") } else { Ok(()) }
+    }
+
+    fn ident(&mut self, rest: &[u8]) -> R<()> {
+        self.i += 1;
+        for &c in rest {
+            if self.next()? != c {
+                return self.err("expected a value");
+            }
+        }
+        Ok(())
+    }
+
+    /// Any value, as serde_json's `Value`.
+    fn value(&mut self) -> R<Value> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => Ok(Value::String(self.string()?.into_owned())),
+            Some(b'{') => {
+                let mut map = Map::new();
+                self.members(|r, key| {
+                    let v = r.value()?;
+                    map.insert(key.into_owned(), v);
+                    Ok(())
+                })?;
+                Ok(Value::Object(map))
+            }
+            Some(b'[') => Ok(Value::Array(self.array()?)),
+            _ => Ok(match self.scalar()? {
+                Loose::Null => Value::Null,
+                Loose::Bool(b) => Value::Bool(b),
+                Loose::Num(n) => Value::Number(n),
+                // scalar() returns only the three above.
+                _ => Value::Null,
+            }),
+        }
+    }
+
+    /// A top-level field's value: strings stay borrowed when they have no escapes.
+    fn loose(&mut self) -> R<Loose<'a>> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => Ok(Loose::Str(self.string()?)),
+            Some(b'{' | b'[') => Ok(match self.value()? {
+                Value::Object(m) => Loose::Obj(m),
+                Value::Array(a) => Loose::Arr(a),
+                _ => Loose::Null,
+            }),
+            _ => self.scalar(),
+        }
+    }
+
+    /// null, true, false or a number.
+    fn scalar(&mut self) -> R<Loose<'a>> {
+        match self.peek() {
+            Some(b'n') => self.ident(b"ull").map(|()| Loose::Null),
+            Some(b't') => self.ident(b"rue").map(|()| Loose::Bool(true)),
+            Some(b'f') => self.ident(b"alse").map(|()| Loose::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number().map(Loose::Num),
+            Some(_) => self.err("expected a value"),
+            None => self.err("unexpected end of input"),
+        }
+    }
+
+    fn array(&mut self) -> R<Vec<Value>> {
+        self.enter()?;
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+        } else {
+            loop {
+                items.push(self.value()?);
+                self.ws();
+                match self.next()? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return self.err("expected ',' or ']'"),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(items)
+    }
+
+    /// An object's members, each handed to `f` with the reader placed before its value.
+    fn members(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> R<()>) -> R<()> {
+        self.enter()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                if self.peek() != Some(b'"') {
+                    return self.err("expected a key");
+                }
+                let key = self.string()?;
+                self.ws();
+                if self.next()? != b':' {
+                    return self.err("expected ':'");
+                }
+                f(self, key)?;
+                self.ws();
+                match self.next()? {
+                    b',' => {}
+                    b'}' => break,
+                    _ => return self.err("expected ',' or '}'"),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// A string (the reader is on its opening quote): borrowed from the text unless escaped.
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        self.i += 1;
+        let start = self.i;
+        loop {
+            match self.b.get(self.i) {
+                Some(b'"') => {
+                    let s = self.slice(start)?;
+                    self.i += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => return self.escaped(start).map(Cow::Owned),
+                Some(c) if *c < 0x20 => return self.err("control character in a string"),
+                Some(_) => self.i += 1,
+                None => return self.err("unexpected end of input in a string"),
+            }
+        }
+    }
+
+    /// Text from `start` to the reader; both ends are at ASCII bytes, so on char boundaries.
+    fn slice(&self, start: usize) -> R<&'a str> {
+        match self.text.get(start..self.i) {
+            Some(s) => Ok(s),
+            None => self.err("invalid UTF-8"),
+        }
+    }
+
+    fn escaped(&mut self, start: usize) -> R<String> {
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(self.slice(start)?);
+        loop {
+            let run = self.i;
+            while let Some(&c) = self.b.get(self.i) {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            out.push_str(self.slice(run)?);
+            match self.next()? {
+                b'"' => return Ok(out),
+                b'\\' => {}
+                _ => {
+                    self.i -= 1;
+                    return self.err("control character in a string");
+                }
+            }
+            let c = match self.next()? {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => self.unicode_escape()?,
+                _ => return self.err("invalid escape"),
+            };
+            out.push(c);
+        }
+    }
+
+    /// After `\u`: a BMP character, or a surrogate pair (a lone surrogate is an error).
+    fn unicode_escape(&mut self) -> R<char> {
+        let n = self.hex4()?;
+        let code = match n {
+            0xDC00..=0xDFFF => return self.err("lone trailing surrogate"),
+            0xD800..=0xDBFF => {
+                if self.next()? != b'\\' || self.next()? != b'u' {
+                    return self.err("lone leading surrogate");
+                }
+                let n2 = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&n2) {
+                    return self.err("lone leading surrogate");
+                }
+                0x10000 + ((u32::from(n) - 0xD800) << 10) + (u32::from(n2) - 0xDC00)
+            }
+            _ => u32::from(n),
+        };
+        match char::from_u32(code) {
+            Some(c) => Ok(c),
+            None => self.err("invalid escape"),
+        }
+    }
+
+    fn hex4(&mut self) -> R<u16> {
+        let mut n = 0u16;
+        for _ in 0..4 {
+            let d = match self.next()? {
+                c @ b'0'..=b'9' => c - b'0',
+                c @ b'a'..=b'f' => c - b'a' + 10,
+                c @ b'A'..=b'F' => c - b'A' + 10,
+                _ => return self.err("invalid escape"),
+            };
+            n = (n << 4) | u16::from(d);
+        }
+        Ok(n)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Numbers, step for step as serde_json 1.x reads them without `float_roundtrip` (de.rs:
+    // parse_integer, parse_number, parse_decimal, parse_exponent, f64_from_parts, ...), so the
+    // values are the same to the bit.
+
+    fn digit(&self) -> Option<u8> {
+        match self.peek() {
+            Some(c @ b'0'..=b'9') => Some(c - b'0'),
+            _ => None,
+        }
+    }
+
+    fn number(&mut self) -> R<Number> {
+        let positive = if self.peek() == Some(b'-') {
+            self.i += 1;
+            false
+        } else {
+            true
+        };
+        let significand = match self.next()? {
+            b'0' => {
+                if self.digit().is_some() {
+                    return self.err("invalid number");
+                }
+                0
+            }
+            c @ b'1'..=b'9' => {
+                let mut s = u64::from(c - b'0');
+                while let Some(d) = self.digit() {
+                    let d = u64::from(d);
+                    if overflows(s, d, u64::MAX) {
+                        let f = self.long_integer(positive, s)?;
+                        return self.float(f);
+                    }
+                    self.i += 1;
+                    s = s * 10 + d;
+                }
+                s
+            }
+            _ => {
+                self.i -= 1;
+                return self.err("invalid number");
+            }
+        };
+        match self.peek() {
+            Some(b'.') => {
+                let f = self.decimal(positive, significand, 0)?;
+                self.float(f)
+            }
+            Some(b'e' | b'E') => {
+                let f = self.exponent(positive, significand, 0)?;
+                self.float(f)
+            }
+            _ if positive => Ok(Number::from(significand)),
+            _ => {
+                // Like serde_json: `-0` and anything below i64::MIN become floats.
+                let neg = (significand as i64).wrapping_neg();
+                if neg >= 0 { self.float(-(significand as f64)) } else { Ok(Number::from(neg)) }
+            }
+        }
+    }
+
+    fn float(&self, f: f64) -> R<Number> {
+        match Number::from_f64(f) {
+            Some(n) => Ok(n),
+            None => self.err("number out of range"),
+        }
+    }
+
+    fn decimal(&mut self, positive: bool, mut significand: u64, exponent_before: i32) -> R<f64> {
+        self.i += 1;
+        let mut exponent_after = 0i32;
+        while let Some(d) = self.digit() {
+            let d = u64::from(d);
+            if overflows(significand, d, u64::MAX) {
+                // Further digits are ignored, as serde_json does.
+                while self.digit().is_some() {
+                    self.i += 1;
+                }
+                return self.after_digits(positive, significand, exponent_before + exponent_after);
+            }
+            self.i += 1;
+            significand = significand * 10 + d;
+            exponent_after -= 1;
+        }
+        if exponent_after == 0 {
+            return if self.peek().is_some() {
+                self.err("invalid number")
+            } else {
+                self.err("unexpected end of input")
+            };
+        }
+        self.after_digits(positive, significand, exponent_before + exponent_after)
+    }
+
+    fn after_digits(&mut self, positive: bool, significand: u64, exponent: i32) -> R<f64> {
+        match self.peek() {
+            Some(b'e' | b'E') => self.exponent(positive, significand, exponent),
+            _ => self.scaled(positive, significand, exponent),
+        }
+    }
+
+    fn exponent(&mut self, positive: bool, significand: u64, starting: i32) -> R<f64> {
+        self.i += 1;
+        let positive_exp = match self.peek() {
+            Some(b'+') => {
+                self.i += 1;
+                true
+            }
+            Some(b'-') => {
+                self.i += 1;
+                false
+            }
+            _ => true,
+        };
+        let mut exp = match self.next()? {
+            c @ b'0'..=b'9' => i32::from(c - b'0'),
+            _ => {
+                self.i -= 1;
+                return self.err("invalid number");
+            }
+        };
+        while let Some(d) = self.digit() {
+            self.i += 1;
+            let d = i32::from(d);
+            if overflows(exp as u64, d as u64, i32::MAX as u64) {
+                // An exponent beyond i32: infinity is an error, anything else is zero.
+                if significand != 0 && positive_exp {
+                    return self.err("number out of range");
+                }
+                while self.digit().is_some() {
+                    self.i += 1;
+                }
+                return Ok(if positive { 0.0 } else { -0.0 });
+            }
+            exp = exp * 10 + d;
+        }
+        let exponent = if positive_exp { starting.saturating_add(exp) } else { starting.saturating_sub(exp) };
+        self.scaled(positive, significand, exponent)
+    }
+
+    /// An integer part longer than u64: its further digits only scale it.
+    fn long_integer(&mut self, positive: bool, significand: u64) -> R<f64> {
+        let mut exponent = 0i32;
+        while self.digit().is_some() {
+            self.i += 1;
+            exponent = exponent.saturating_add(1);
+        }
+        match self.peek() {
+            Some(b'.') => self.decimal(positive, significand, exponent),
+            Some(b'e' | b'E') => self.exponent(positive, significand, exponent),
+            _ => self.scaled(positive, significand, exponent),
+        }
+    }
+
+    fn scaled(&self, positive: bool, significand: u64, mut exponent: i32) -> R<f64> {
+        let mut f = significand as f64;
+        loop {
+            match POW10.get(exponent.unsigned_abs() as usize) {
+                Some(&pow) => {
+                    if exponent >= 0 {
+                        f *= pow;
+                        if f.is_infinite() {
+                            return self.err("number out of range");
+                        }
+                    } else {
+                        f /= pow;
+                    }
+                    break;
+                }
+                None => {
+                    if f == 0.0 {
+                        break;
+                    }
+                    if exponent >= 0 {
+                        return self.err("number out of range");
+                    }
+                    f /= 1e308;
+                    exponent += 308;
+                }
+            }
+        }
+        Ok(if positive { f } else { -f })
+    }
+}
+
+/// serde_json's `overflow!(a * 10 + b, c)`.
+#[inline]
+fn overflows(a: u64, b: u64, c: u64) -> bool {
+    a >= c / 10 && (a > c / 10 || b > c % 10)
+}
+
+#[rustfmt::skip]
+static POW10: [f64; 309] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29,
+    1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
+    1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49,
+    1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59,
+    1e60, 1e61, 1e62, 1e63, 1e64, 1e65, 1e66, 1e67, 1e68, 1e69,
+    1e70, 1e71, 1e72, 1e73, 1e74, 1e75, 1e76, 1e77, 1e78, 1e79,
+    1e80, 1e81, 1e82, 1e83, 1e84, 1e85, 1e86, 1e87, 1e88, 1e89,
+    1e90, 1e91, 1e92, 1e93, 1e94, 1e95, 1e96, 1e97, 1e98, 1e99,
+    1e100, 1e101, 1e102, 1e103, 1e104, 1e105, 1e106, 1e107, 1e108, 1e109,
+    1e110, 1e111, 1e112, 1e113, 1e114, 1e115, 1e116, 1e117, 1e118, 1e119,
+    1e120, 1e121, 1e122, 1e123, 1e124, 1e125, 1e126, 1e127, 1e128, 1e129,
+    1e130, 1e131, 1e132, 1e133, 1e134, 1e135, 1e136, 1e137, 1e138, 1e139,
+    1e140, 1e141, 1e142, 1e143, 1e144, 1e145, 1e146, 1e147, 1e148, 1e149,
+    1e150, 1e151, 1e152, 1e153, 1e154, 1e155, 1e156, 1e157, 1e158, 1e159,
+    1e160, 1e161, 1e162, 1e163, 1e164, 1e165, 1e166, 1e167, 1e168, 1e169,
+    1e170, 1e171, 1e172, 1e173, 1e174, 1e175, 1e176, 1e177, 1e178, 1e179,
+    1e180, 1e181, 1e182, 1e183, 1e184, 1e185, 1e186, 1e187, 1e188, 1e189,
+    1e190, 1e191, 1e192, 1e193, 1e194, 1e195, 1e196, 1e197, 1e198, 1e199,
+    1e200, 1e201, 1e202, 1e203, 1e204, 1e205, 1e206, 1e207, 1e208, 1e209,
+    1e210, 1e211, 1e212, 1e213, 1e214, 1e215, 1e216, 1e217, 1e218, 1e219,
+    1e220, 1e221, 1e222, 1e223, 1e224, 1e225, 1e226, 1e227, 1e228, 1e229,
+    1e230, 1e231, 1e232, 1e233, 1e234, 1e235, 1e236, 1e237, 1e238, 1e239,
+    1e240, 1e241, 1e242, 1e243, 1e244, 1e245, 1e246, 1e247, 1e248, 1e249,
+    1e250, 1e251, 1e252, 1e253, 1e254, 1e255, 1e256, 1e257, 1e258, 1e259,
+    1e260, 1e261, 1e262, 1e263, 1e264, 1e265, 1e266, 1e267, 1e268, 1e269,
+    1e270, 1e271, 1e272, 1e273, 1e274, 1e275, 1e276, 1e277, 1e278, 1e279,
+    1e280, 1e281, 1e282, 1e283, 1e284, 1e285, 1e286, 1e287, 1e288, 1e289,
+    1e290, 1e291, 1e292, 1e293, 1e294, 1e295, 1e296, 1e297, 1e298, 1e299,
+    1e300, 1e301, 1e302, 1e303, 1e304, 1e305, 1e306, 1e307, 1e308,
+];

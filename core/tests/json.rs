@@ -1,0 +1,259 @@
+//! Differential tests of the core's JSON reader (`validate::json`) against
+//! `serde_json::from_slice::<Value>`: the same texts accepted, the same values to the bit, and
+//! the validators' `invalid_json` verdict exactly where serde_json rejects the text.
+
+use jobs_core::validate::{Kind, json, validate_any};
+use jobs_core::{Code, Timestamp};
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Equal values, numbers compared by kind and bits (`Number`'s `==` says `-0.0 == 0.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_u64() == y.as_u64()
+                && x.as_i64() == y.as_i64()
+                && x.is_f64() == y.is_f64()
+                && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+#[track_caller]
+fn check(text: &[u8]) {
+    let ours = json::parse_value(text);
+    let theirs = serde_json::from_slice::<Value>(text);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => assert!(same(a, b), "{:?}: ours {a:?}, serde_json {b:?}", String::from_utf8_lossy(text)),
+        (Err(_), Err(_)) => {}
+        _ => panic!("{:?}: ours {ours:?}, serde_json {theirs:?}", String::from_utf8_lossy(text)),
+    }
+    // The validators say invalid_json exactly when the text is not JSON.
+    let now = Timestamp::MIN;
+    for kind in [Kind::Record, Kind::Create, Kind::Patch] {
+        let invalid_json = match validate_any(kind, text, now) {
+            Ok(_) => false,
+            Err(issues) => issues.len() == 1 && issues[0].code == Code::InvalidJson && issues[0].path.is_empty(),
+        };
+        if kind != Kind::Patch {
+            assert_eq!(invalid_json, theirs.is_err(), "{kind:?} {:?}", String::from_utf8_lossy(text));
+        } else if theirs.is_err() {
+            assert!(invalid_json, "patch {:?}", String::from_utf8_lossy(text));
+        }
+    }
+}
+
+#[test]
+fn edges() {
+    let cases: &[&str] = &[
+        "0",
+        "-0",
+        "-0.0",
+        "0.0",
+        "1",
+        "-1",
+        "01",
+        "-01",
+        "1.",
+        ".5",
+        "1.e5",
+        "1e",
+        "1e+",
+        "1e-",
+        "-",
+        "--1",
+        "+1",
+        "1e400",
+        "-1e400",
+        "1.0e-400",
+        "1e-400",
+        "-1e-400",
+        "1e308",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "2.2250738585072014e-308",
+        "4.9e-324",
+        "2.4e-324",
+        "1e-330",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "9223372036854775807",
+        "9223372036854775808",
+        "123456789012345678901234567890",
+        "123456789012345678901234567890e-10",
+        "123456789012345678901234567890.123e5",
+        "0.123456789012345678901234567890",
+        "1e2147483647",
+        "1e2147483648",
+        "0e2147483648",
+        "1e-2147483648",
+        "1e-99999999999",
+        "-0e99999999999",
+        "1E5",
+        "1e05",
+        "0.000000000000000000000000000001e330",
+        "100000000000000000000000000000000000e300",
+        "1.5x",
+        "NaN",
+        "Infinity",
+        "true",
+        "tru",
+        "truex",
+        "null",
+        "nul",
+        "false",
+        "\"\"",
+        "\"a\"",
+        "\"\\u0000\"",
+        "\"\\ud83d\\ude00\"",
+        "\"\\ud83d\"",
+        "\"\\ude00\"",
+        "\"\\ud83d\\u0041\"",
+        "\"\\ud83dx\"",
+        "\"\\ud83d\\n\"",
+        "\"\\uD83D\\uDE00\"",
+        "\"\\u00e9\"",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"\\u12g4\"",
+        "\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+        "\"a\tb\"",
+        "\"a\nb\"",
+        "\"\u{7f}\"",
+        "\"é\"",
+        "\"unterminated",
+        "[]",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "[1,2]",
+        " [ 1 , 2 ] ",
+        "{}",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\" 1}",
+        "{\"a\":}",
+        "{1:1}",
+        "{\"a\":1,\"a\":2}",
+        "{\"b\":1,\"a\":{\"c\":[null,true]}}",
+        "{} x",
+        "{}\n",
+        "",
+        " ",
+        "\u{feff}{}",
+        "{\"a\":1}}",
+        "[[]]]",
+        "\"\\u0041\"",
+    ];
+    for c in cases {
+        check(c.as_bytes());
+    }
+    for bytes in [&b"\"\xff\""[..], b"\"\xc3\"", b"\xef\xbb\xbf{}", b"{\"a\xe9\":1}", b"[\"\xed\xa0\x80\"]", b"1\xff"] {
+        check(bytes);
+    }
+}
+
+#[test]
+fn nesting_limit() {
+    for depth in [1, 100, 126, 127, 128, 129, 500] {
+        let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        check(arrays.as_bytes());
+        let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        check(objects.as_bytes());
+        // Under a top-level object, as the validators read it.
+        let inside = format!("{{\"metadata\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        check(inside.as_bytes());
+    }
+}
+
+/// Text that is JSON, almost JSON, or not: values with every spelling of numbers, strings and
+/// whitespace, then sometimes a byte changed, inserted or removed.
+fn arb_text() -> impl Strategy<Value = Vec<u8>> {
+    let number = prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<u64>().prop_map(|i| i.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:e}")),
+        any::<f64>().prop_map(|f| format!("{f}")),
+        "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?",
+        "-?[0-9]{0,3}\\.?[0-9]{0,3}[eE]?[+-]?[0-9]{0,3}",
+        Just("-0".to_owned()),
+        Just("1e400".to_owned()),
+        Just("1.0e-400".to_owned()),
+    ];
+    let string = prop_oneof![
+        "[a-z ]{0,8}",
+        ".{0,6}",
+        "(\\\\[\"\\\\/bfnrtx]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}(\\\\u[dD][c-fC-F][0-9a-f]{2})?|[a\u{e9}\u{1F600}])*",
+    ]
+    .prop_map(|s| format!("\"{s}\""));
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        number,
+        string.clone(),
+    ];
+    let ws = prop_oneof![Just(""), Just(""), Just(" "), Just("\n\t"), Just("\r ")];
+    let value = leaf.prop_recursive(5, 48, 6, move |inner| {
+        let ws = ws.clone();
+        prop_oneof![
+            prop::collection::vec((inner.clone(), ws.clone()), 0..6).prop_map(|items| {
+                let body: Vec<String> = items.into_iter().map(|(v, w)| format!("{w}{v}{w}")).collect();
+                format!("[{}]", body.join(","))
+            }),
+            prop::collection::vec((string.clone(), inner, ws), 0..6).prop_map(|members| {
+                let body: Vec<String> = members.into_iter().map(|(k, v, w)| format!("{w}{k}{w}:{v}")).collect();
+                format!("{{{}}}", body.join(","))
+            }),
+        ]
+    });
+    let edit = prop_oneof![
+        6 => Just(None),
+        1 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Some((i, b, 0u8))),
+        1 => (any::<prop::sample::Index>(), prop::sample::select(b"{}[],:\"\\ -.e0".to_vec())).prop_map(|(i, b)| Some((i, b, 1u8))),
+        1 => any::<prop::sample::Index>().prop_map(|i| Some((i, 0, 2u8))),
+    ];
+    (value, edit).prop_map(|(text, edit)| {
+        let mut bytes = text.into_bytes();
+        if let Some((at, byte, how)) = edit {
+            let i = at.index(bytes.len() + 1);
+            match how {
+                0 if i < bytes.len() => bytes[i] = byte,
+                2 if i < bytes.len() => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i, byte),
+            }
+        }
+        bytes
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn same_as_serde_json(text in arb_text()) {
+        check(&text);
+    }
+
+    #[test]
+    fn same_as_serde_json_on_bytes(bytes in prop::collection::vec(prop::sample::select(b"{}[],:\"\\ 0123456789-+.eEtrufalsn\xff\xc3".to_vec()), 0..24)) {
+        check(&bytes);
+    }
+
+    #[test]
+    fn same_as_serde_json_as_a_job_field(text in arb_text()) {
+        let mut doc = b"{\"metadata\":".to_vec();
+        doc.extend_from_slice(&text);
+        doc.push(b'}');
+        check(&doc);
+    }
+}
