@@ -395,10 +395,12 @@ async fn step<E: Executor>(
     deadline: Deadline,
     shared: &Shared,
 ) -> Result<Batch, StoreError> {
+    let t0 = Instant::now();
     let claimed = store.claim_dirty(cfg.batch_size.max(1), cfg.lease).await?;
     if claimed.is_empty() {
         return Ok(Batch::Empty);
     }
+    let claim_ms = t0.elapsed().as_millis() as u64;
     let n = claimed.len();
     let ids: Vec<Uuid> = claimed.iter().map(|c| c.pending.id).collect();
     if shared.halting() {
@@ -426,7 +428,9 @@ async fn step<E: Executor>(
     };
     let changes: Vec<Change<'_>> = claimed.iter().map(Claimed::change).collect();
     let timeout = cfg.bulk_timeout.min(deadline.remaining()).max(Duration::from_millis(1));
+    let t1 = Instant::now();
     let report = client.write(&targets, &changes, Some(timeout)).await;
+    let bulk_ms = t1.elapsed().as_millis() as u64;
     shared.bulk_requests.fetch_add(report.requests as u64, Ordering::SeqCst);
     shared.bulk_bytes.fetch_add(report.bytes as u64, Ordering::SeqCst);
     if hook(cfg, Step::Bulked, n) == Control::Abort {
@@ -449,6 +453,7 @@ async fn step<E: Executor>(
     if let Some(e) = &report.error {
         shared.stop(stop_for(e, deadline), Some(e.to_string()));
     }
+    let t2 = Instant::now();
     let plan = sync::plan(&rows, &outcomes, clock::now(), clock::random_u64(), &cfg.policy);
     let marked = store.mark_synced(&plan.mark).await?;
     store.record_retries(&plan.retry).await?;
@@ -472,7 +477,10 @@ async fn step<E: Executor>(
         dead_lettered = plan.counts.dead_lettered,
         marked = marked.len(),
         released,
-        targets = ?targets.indices(),
+        claim_ms,
+        bulk_ms,
+        record_ms = t2.elapsed().as_millis() as u64,
+        reindexing = targets.reindexing.is_some(),
         "sync batch"
     );
     if hook(cfg, Step::Recorded, n) == Control::Abort {
