@@ -231,7 +231,7 @@ pub async fn run<E: Executor>(
     let started = Instant::now();
     let shared = Shared::default();
     // The index and alias must exist before anything is sent (one GET when they do).
-    match client.ensure_index().await {
+    match within(deadline, cfg.bulk_timeout, client.ensure_index()).await {
         Ok(_) => {
             let workers = cfg.workers.max(1);
             let loops = (0..workers).map(|w| worker(w, store, client, cfg, deadline, &shared));
@@ -416,7 +416,7 @@ async fn step<E: Executor>(
     }
 
     // Where writes go, resolved after the claim (see the module docs).
-    let targets = match client.targets().await {
+    let targets = match within(deadline, cfg.bulk_timeout, client.targets()).await {
         Ok(t) => t,
         Err(e) => {
             // Stop first, so a claim that picks up these rows once released sees it.
@@ -487,6 +487,16 @@ async fn step<E: Executor>(
         shared.stop(Stop::Aborted, None);
     }
     Ok(Batch::Done)
+}
+
+/// `fut`, given at most `cap` and what is left of the deadline.
+async fn within<T>(
+    deadline: Deadline,
+    cap: Duration,
+    fut: impl std::future::Future<Output = Result<T, SearchError>>,
+) -> Result<T, SearchError> {
+    let limit = cap.min(deadline.remaining()).max(Duration::from_millis(1));
+    tokio::time::timeout(limit, fut).await.unwrap_or(Err(SearchError::Timeout(limit)))
 }
 
 fn stop_for(e: &SearchError, deadline: Deadline) -> Stop {

@@ -28,6 +28,7 @@ jobs_tests::per_engine!(
     rejected_document_dead_letters_without_blocking_others,
     engine_down_releases_the_batch,
     run_killed_between_bulk_and_mark_loses_nothing,
+    deadline_ends_the_run_between_batches,
     write_through_pushes_one_job,
     reindex_with_concurrent_writes_then_swap,
     verify_detects_and_repair_fixes_drift,
@@ -384,6 +385,49 @@ async fn run_killed_between_bulk_and_mark_loses_nothing(engine: &'static str) {
     let es = search_side(&f.client).await;
     assert!(rows.iter().all(|j| es.contains_key(&j.id)));
     assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
+    f.cleanup().await;
+}
+
+async fn deadline_ends_the_run_between_batches(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_deadline").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    let now = jobs_tests::store_suite::now();
+    let jobs: Vec<Job> = (0..2_000)
+        .map(|i| Job {
+            id: new_id(),
+            workspace_id: None,
+            user_id: me.user_id,
+            status: JobStatus::Queued,
+            job_type: jobs_core::model::JobType::Build,
+            project_name: format!("d-{i}"),
+            hostname: None,
+            arch: None,
+            user_email: None,
+            error_message: None,
+            metadata: serde_json::Map::new(),
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: i64::from(i % 3),
+        })
+        .collect();
+    jobs_tests::search_env::insert_jobs(f.pg.db(), &jobs).await;
+    let cfg = SyncConfig { batch_size: 50, workers: 1, ..SyncConfig::default() };
+    let budget = Duration::from_millis(300);
+    let started = Instant::now();
+    let s = sync_run::run(f.store(), &f.client, &cfg, Deadline::after(budget)).await;
+    let took = started.elapsed();
+    assert_eq!(s.stopped, Stop::Deadline, "{s:?}");
+    assert!(s.claimed > 0 && s.claimed < 2_000, "{s:?}");
+    assert_eq!(s.marked, s.claimed, "every batch started is finished: {s:?}");
+    assert!(took < budget + Duration::from_secs(1), "{took:?}");
+    let leased =
+        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
+    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(2_000 - i64::try_from(s.claimed).unwrap_or(0)));
+    let rest = run(&f, &SyncConfig::default()).await;
+    assert_eq!((rest.stopped, rest.claimed + s.claimed), (Stop::Clean, 2_000));
     f.cleanup().await;
 }
 
