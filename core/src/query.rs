@@ -442,7 +442,7 @@ impl SearchRequest {
             filter.push(json!({"exists": {"field": "completed_at_us"}}));
         }
         for f in &self.metadata {
-            let field = format!("metadata.{}", f.key);
+            let field = format!("known_metadata.{}", f.key);
             filter.push(match f.op {
                 Op::Eq => json!({"term": { field: f.value }}),
                 op => json!({"range": { field: { op_name(op): f.value }}}),

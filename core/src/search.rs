@@ -3,7 +3,7 @@
 //! response into per-item outcomes. Works on Elasticsearch 8.x and OpenSearch 2.x with core
 //! field types only (the OpenSearch integ-test zip has no analysis-common or mapper-extras).
 
-use crate::metadata::{self, KnownKey};
+use crate::metadata::KnownKey;
 use crate::model::Job;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -33,9 +33,13 @@ pub fn index_version(name: &str) -> Option<u32> {
     name.strip_prefix(ALIAS)?.strip_prefix("-v")?.parse().ok()
 }
 
-/// The search document for a job (serialise it). Unknown metadata keys ride along in `_source`
-/// (the mapping does not index them); a known key whose value breaks the rules (a row written
-/// by another service) is left out so the document is never rejected for it.
+/// The search document for a job (serialise it). `metadata` is carried exactly as stored and
+/// not indexed (so a hit's `_source` is the job as Postgres has it); `known_metadata` holds the
+/// known keys whose stored values have the type their field is mapped to (numbers for the
+/// numeric keys, a string for `dockerImageId`), as stored, for filtering. A value of another
+/// type (a row written by another service: `"4"`, `true`) is left out of it, so the document
+/// is never rejected for it and filters treat it exactly as the reference and the SQL do (no
+/// match).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Document<'a> {
     id: Uuid,
@@ -49,7 +53,8 @@ pub struct Document<'a> {
     arch: Option<&'a str>,
     user_email: Option<&'a str>,
     error_message: Option<&'a str>,
-    metadata: DocMetadata<'a>,
+    metadata: &'a Map<String, Value>,
+    known_metadata: KnownMetadata<'a>,
     created_at: Timestamp,
     updated_at: Timestamp,
     completed_at: Option<Timestamp>,
@@ -74,7 +79,8 @@ pub fn document(job: &Job) -> Document<'_> {
         arch: job.arch.as_deref(),
         user_email: job.user_email.as_deref(),
         error_message: job.error_message.as_deref(),
-        metadata: DocMetadata(&job.metadata),
+        metadata: &job.metadata,
+        known_metadata: KnownMetadata(&job.metadata),
         created_at: job.created_at,
         updated_at: job.updated_at,
         completed_at: job.completed_at,
@@ -86,17 +92,20 @@ pub fn document(job: &Job) -> Document<'_> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct DocMetadata<'a>(&'a Map<String, Value>);
+struct KnownMetadata<'a>(&'a Map<String, Value>);
 
-impl Serialize for DocMetadata<'_> {
+impl Serialize for KnownMetadata<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
-        for (k, v) in self.0 {
-            match KnownKey::parse(k).map(|key| metadata::normalise_known(key, v)) {
-                None | Some(Ok(None)) => m.serialize_entry(k, v)?,
-                Some(Ok(Some(normalised))) => m.serialize_entry(k, &normalised)?,
-                Some(Err(_)) => {}
+        for key in KnownKey::ALL {
+            let fits = match self.0.get(key.name()) {
+                Some(Value::Number(_)) => key.is_numeric(),
+                Some(Value::String(_)) => !key.is_numeric(),
+                _ => false,
+            };
+            if let (true, Some(v)) = (fits, self.0.get(key.name())) {
+                m.serialize_entry(key.name(), v)?;
             }
         }
         m.end()
@@ -132,14 +141,18 @@ pub fn index_body(shards: u32, replicas: u32) -> Value {
                 "arch": keyword,
                 "user_email": keyword,
                 "error_message": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": ERROR_KEYWORD_IGNORE_ABOVE}}},
-                "metadata": {
+                // Kept in _source as stored, not indexed (any shape, any keys).
+                "metadata": {"type": "object", "enabled": false},
+                // Numbers compare as doubles, as the reference compares them; a string too long
+                // to be a digest is kept but not indexed (it cannot match one).
+                "known_metadata": {
                     "type": "object",
-                    "dynamic": false,
+                    "dynamic": "strict",
                     "properties": {
-                        "dockerImageId": keyword,
-                        "cpuCores": {"type": "integer"},
+                        "dockerImageId": {"type": "keyword", "ignore_above": 256},
+                        "cpuCores": {"type": "double"},
                         "memoryGb": {"type": "double"},
-                        "buildDurationMs": {"type": "long"}
+                        "buildDurationMs": {"type": "double"}
                     }
                 },
                 "created_at": date(),
@@ -346,7 +359,8 @@ mod tests {
             "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "workspace_id": null,
             "user_id": "00000000-0000-0000-0000-000000000001", "status": "RUNNING", "type": "BUILD",
             "project_name": "api \"server\"", "hostname": "h", "arch": null, "user_email": null,
-            "error_message": null, "metadata": {"cpu": {"model": "x"}, "cpuCores": 4},
+            "error_message": null, "metadata": {"cpu": {"model": "x"}, "cpuCores": 4, "memoryGb": "lots"},
+            "known_metadata": {"cpuCores": 4},
             "created_at": "2024-05-01T12:00:00.000000Z", "updated_at": "2024-05-01T12:00:00.123000Z",
             "completed_at": null, "version": 7,
             "created_at_us": 1_714_564_800_000_000i64, "updated_at_us": 1_714_564_800_123_000i64,
@@ -367,7 +381,10 @@ mod tests {
             assert!(props.contains_key(spec.name), "{} not mapped", spec.name);
         }
         assert_eq!(body["mappings"]["dynamic"], "strict");
-        assert_eq!(body["mappings"]["properties"]["metadata"]["dynamic"], false);
+        assert_eq!(body["mappings"]["properties"]["metadata"]["enabled"], false);
+        let known = body["mappings"]["properties"]["known_metadata"]["properties"].as_object().expect("known");
+        assert_eq!(known.len(), KnownKey::ALL.len());
+        assert!(KnownKey::ALL.iter().all(|k| known.contains_key(k.name())));
     }
 
     #[test]
