@@ -294,6 +294,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> R<Cow<'a, str>> {
         self.i += 1;
         let start = self.i;
+        self.skip_plain();
         loop {
             match self.b.get(self.i) {
                 Some(b'"') => {
@@ -306,6 +307,30 @@ impl<'a> Reader<'a> {
                 Some(_) => self.i += 1,
                 None => return self.err("unexpected end of input in a string"),
             }
+        }
+    }
+
+    /// Skips string bytes that need no attention eight at a time (no quote, backslash or
+    /// control character in the word); the byte loop after it finds the exact stop.
+    #[inline]
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let backslash = x ^ (ONES * u64::from(b'\\'));
+            // A zero byte in `quote`/`backslash`, or a byte below 0x20 in `x` (exact when no
+            // byte of `x` has its high bit set; with one set it may stop early, never late).
+            let stop = (quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (x.wrapping_sub(ONES * 0x20) & !x);
+            if stop & HIGH != 0 {
+                return;
+            }
+            self.i += 8;
         }
     }
 
@@ -322,6 +347,7 @@ impl<'a> Reader<'a> {
         out.push_str(self.slice(start)?);
         loop {
             let run = self.i;
+            self.skip_plain();
             while let Some(&c) = self.b.get(self.i) {
                 if c == b'"' || c == b'\\' || c < 0x20 {
                     break;

@@ -188,7 +188,7 @@ fn arb_text() -> impl Strategy<Value = Vec<u8>> {
         Just("1.0e-400".to_owned()),
     ];
     let string = prop_oneof![
-        "[a-z ]{0,8}",
+        "[a-z \u{e9}]{0,40}",
         ".{0,6}",
         "(\\\\[\"\\\\/bfnrtx]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}(\\\\u[dD][c-fC-F][0-9a-f]{2})?|[a\u{e9}\u{1F600}])*",
     ]
@@ -247,6 +247,16 @@ proptest! {
     #[test]
     fn same_as_serde_json_on_bytes(bytes in prop::collection::vec(prop::sample::select(b"{}[],:\"\\ 0123456789-+.eEtrufalsn\xff\xc3".to_vec()), 0..24)) {
         check(&bytes);
+    }
+
+    /// Long strings, so the eight-bytes-at-a-time scan meets every kind of byte at every offset.
+    #[test]
+    fn same_as_serde_json_on_strings(body in prop::collection::vec(prop::sample::select(b"abc \"\\/nu0\x01\x1f\x7f\x80\xc3\xa9\xff".to_vec()), 0..64)) {
+        let mut text = b"[\"".to_vec();
+        text.extend_from_slice(&body);
+        text.extend_from_slice(b"\"]");
+        check(&text);
+        check(&text[1..]);
     }
 
     #[test]
