@@ -96,6 +96,13 @@ pub const JOB_COLUMNS: &str = sql_job_columns!();
 /// WHERE ...`) and read by the store's `list`.
 pub const JOB_SELECT: &str = sql_job_columns!("");
 
+/// `SELECT {JOB_COLUMNS} FROM job j WHERE j.id IN ($1, ..., $n)`: jobs by id, for paging a
+/// result that is too large for one response (the RDS Data API has no array parameters).
+pub fn select_jobs_by_ids(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("${i}::uuid")).collect();
+    format!("SELECT {JOB_COLUMNS} FROM job j WHERE j.id IN ({})", list.join(", "))
+}
+
 /// How many columns [`JOB_COLUMNS`] selects.
 pub const JOB_COLUMN_COUNT: usize = 15;
 

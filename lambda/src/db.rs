@@ -9,6 +9,10 @@
 use async_trait::async_trait;
 use jobs_core::sql::Param;
 
+/// SQLSTATE `54000` (program_limit_exceeded): the driver's answer when a result is too large to
+/// return in one response (the RDS Data API's 1 MiB limit). Callers page and try again.
+pub const RESPONSE_TOO_LARGE: &str = "54000";
+
 /// One column value of a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {

@@ -299,9 +299,52 @@ impl<E: Executor> Store<E> {
 
     /// Runs a query that selects [`sql::JOB_COLUMNS`] first (the core's SQL fallback for
     /// search, already scoped by it) and reads the jobs. Further columns (sort keys) are ignored.
+    ///
+    /// A result too large for one response (the RDS Data API returns at most 1 MiB; a page of
+    /// 500 jobs with long error messages is far more) is read in two steps: the ids in order,
+    /// then the rows by id in chunks that halve until each fits.
     pub async fn list(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
-        let rows = self.query(sql, params).await?;
-        rows.iter().map(|r| read_job(r).map_err(Into::into)).collect()
+        match self.db.query(sql, params).await {
+            Ok(rows) => rows.iter().map(|r| read_job(r).map_err(Into::into)).collect(),
+            Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) => self.list_paged(sql, params).await,
+            Err(e) => Err(StoreError::from_db(e)),
+        }
+    }
+
+    async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
+        // A plain projection over the subquery keeps its order.
+        let ids_sql = format!("SELECT q.id FROM ({sql}) q");
+        let ids: Vec<Uuid> = self
+            .db
+            .query(&ids_sql, params)
+            .await
+            .map_err(StoreError::from_db)?
+            .iter()
+            .map(|r| match r.first() {
+                Some(Cell::Text(t)) => Uuid::parse_str(t).map_err(|e| DbError::Decode(format!("id {t:?}: {e}"))),
+                other => Err(DbError::Decode(format!("expected an id, got {other:?}"))),
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let mut by_id = std::collections::HashMap::with_capacity(ids.len());
+        let mut chunk = 64usize;
+        let mut at = 0;
+        while at < ids.len() {
+            let part = &ids[at..(at + chunk).min(ids.len())];
+            let binds: Vec<Param> = part.iter().map(|id| Param::Uuid(*id)).collect();
+            match self.db.query(&sql::select_jobs_by_ids(part.len()), &binds).await {
+                Ok(rows) => {
+                    for r in &rows {
+                        let job = read_job(r)?;
+                        by_id.insert(job.id, job);
+                    }
+                    at += part.len();
+                }
+                Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) && chunk > 1 => chunk /= 2,
+                Err(e) => return Err(StoreError::from_db(e)),
+            }
+        }
+        // Rows deleted between the two steps are simply not returned.
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
     // -----------------------------------------------------------------------------------------

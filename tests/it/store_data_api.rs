@@ -6,6 +6,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_rdsdata::config::{BehaviorVersion, Region};
 use jobs_lambda::data_api::client::{DataApiConfig, RdsDataExecutor};
 use jobs_lambda::data_api::server::{AppState, Config, router};
+use jobs_lambda::db::Executor;
 use jobs_tests::store_suite::{Fixture, database_url, unique_schema};
 
 /// The database name in a `postgres://user@host:port/db[?...]` URL.
@@ -44,3 +45,33 @@ async fn data_api(case: &str) -> Option<Fixture<RdsDataExecutor>> {
 }
 
 jobs_tests::store_conformance!(data_api);
+
+/// A page far over the Data API's 1 MiB response limit still lists, in order: the store reads
+/// ids first, then rows by id in chunks that fit.
+#[tokio::test]
+async fn large_pages_are_read_under_the_response_limit() {
+    use jobs_core::query::SearchRequest;
+    use jobs_core::validate;
+    let Some(f) = data_api("large_pages_are_read_under_the_response_limit").await else { return };
+    let scope = f.user("big@example.com").await;
+    let message = "é".repeat(60_000); // 120 KB of UTF-8 per job
+    for i in 0..12 {
+        let new = validate::create_from_json(
+            format!(r#"{{"type":"BUILD","project_name":"big-{i}","status":"RUNNING"}}"#).as_bytes(),
+        )
+        .expect("valid create");
+        let job = f.store.create(&scope, &new, jobs_tests::store_suite::new_id()).await.expect("create");
+        let patch = serde_json::json!({"status": "FAILED", "error_message": message});
+        let patch = validate::patch(&job, &patch, jobs_tests::store_suite::now()).expect("valid patch");
+        f.store.update(&scope, &patch).await.expect("update");
+    }
+    let req = SearchRequest::from_params([("limit", "20"), ("sort", "created_at")]).expect("valid");
+    let (sql, params) = req.to_sql(&scope, jobs_core::sql::JOB_SELECT);
+    let err = f.store.executor().query(&sql, &params).await.expect_err("one response cannot hold 1.4 MB");
+    assert_eq!(err.sqlstate(), Some(jobs_lambda::db::RESPONSE_TOO_LARGE), "{err}");
+    let jobs = f.store.list(&sql, &params).await.expect("paged list");
+    let names: Vec<&str> = jobs.iter().map(|j| j.project_name.as_str()).collect();
+    assert_eq!(names, (0..12).map(|i| format!("big-{i}")).collect::<Vec<_>>());
+    assert!(jobs.iter().all(|j| j.error_message.as_deref() == Some(message.as_str())));
+    f.cleanup().await;
+}

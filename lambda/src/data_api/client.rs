@@ -231,6 +231,11 @@ where
                 "StatementTimeoutException" => {
                     Failure::Other(DbError::Database { sqlstate: Some("57014".to_owned()), message })
                 }
+                // The 1 MiB response limit: a code callers can act on (page and retry).
+                "BadRequestException" if message.contains("response size limit") => Failure::Other(DbError::Database {
+                    sqlstate: Some(crate::db::RESPONSE_TOO_LARGE.to_owned()),
+                    message,
+                }),
                 code => {
                     let (sqlstate, text) = split_sqlstate(&message);
                     let text = if sqlstate.is_some() || code.is_empty() { text } else { format!("{code}: {text}") };
