@@ -72,7 +72,10 @@ fn pgbench(url: &str, schema: &str, user: Uuid) -> Result {
         ),
     )
     .expect("script");
-    let bin = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"].into_iter().find(|p| Command::new(p).arg("--version").output().is_ok()).expect("pgbench");
+    let bin = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .expect("pgbench");
     // The triggers name their tables unqualified, as the app's sessions (search_path) expect.
     let out = Command::new(bin)
         .env("PGOPTIONS", format!("-c search_path={schema}"))
@@ -83,8 +86,18 @@ fn pgbench(url: &str, schema: &str, user: Uuid) -> Result {
         .expect("pgbench runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
-    let tps = text.lines().find_map(|l| l.strip_prefix("tps = ")).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let avg = text.lines().find_map(|l| l.strip_prefix("latency average = ")).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let tps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let avg = text
+        .lines()
+        .find_map(|l| l.strip_prefix("latency average = "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     Result { name: "pgbench single-row INSERT (same table, 8 clients)", tps, p50_ms: avg, p99_ms: f64::NAN }
 }
 
@@ -99,7 +112,9 @@ async fn fixture_schema(url: &str, tag: &str) -> (PgExecutor, String) {
 #[tokio::main]
 async fn main() {
     let Ok(url) = std::env::var("DATABASE_URL") else {
-        eprintln!("DATABASE_URL is not set: run `./dev services start --engine none` and `eval \"$(./dev services env)\"`");
+        eprintln!(
+            "DATABASE_URL is not set: run `./dev services start --engine none` and `eval \"$(./dev services env)\"`"
+        );
         std::process::exit(2);
     };
     let user = Uuid::new_v4();
@@ -133,7 +148,12 @@ async fn main() {
     let database = url.split('?').next().unwrap_or(&url).rsplit('/').next().unwrap_or("postgres").to_owned();
     let exec = RdsDataExecutor::new(
         aws_sdk_rdsdata::Client::from_conf(sdk),
-        DataApiConfig { resource_arn: "arn:aws:rds:us-east-1:1:cluster:local".into(), secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:local".into(), database, endpoint_url: None },
+        DataApiConfig {
+            resource_arn: "arn:aws:rds:us-east-1:1:cluster:local".into(),
+            secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:local".into(),
+            database,
+            endpoint_url: None,
+        },
     );
     let store = Arc::new(Store::new(exec));
     store.ensure_user(user, Some("bench@example.com")).await.expect("user");
@@ -144,7 +164,8 @@ async fn main() {
     println!("| {} s each, same server | tps | p50 ms | p99 ms | ratio to pgbench |", seconds());
     println!("|---|---|---|---|---|");
     for r in &results {
-        let p50 = if r.name.starts_with("pgbench") { format!("{:.2} (avg)", r.p50_ms) } else { format!("{:.2}", r.p50_ms) };
+        let p50 =
+            if r.name.starts_with("pgbench") { format!("{:.2} (avg)", r.p50_ms) } else { format!("{:.2}", r.p50_ms) };
         let p99 = if r.p99_ms.is_nan() { "-".to_owned() } else { format!("{:.2}", r.p99_ms) };
         println!("| {} | {:.0} | {p50} | {p99} | {:.2} |", r.name, r.tps, r.tps / ceiling);
     }
