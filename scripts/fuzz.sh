@@ -4,12 +4,12 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_EACH="${1:-60}"
-TARGETS="${FUZZ_TARGETS:-validate query}"
+TARGETS="${FUZZ_TARGETS:-validate query json}"
 export CARGO_TARGET_DIR="${JOBS_CACHE:-$HOME/.cache/jobs}/fuzz-target"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cd "$ROOT/fuzz"
-mkdir -p corpus/validate corpus/query
+mkdir -p corpus/validate corpus/query corpus/json
 python3 - <<'PY'
 import json
 for i, line in enumerate(open("../core/tests/data/corpus.ndjson")):
