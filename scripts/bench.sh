@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export JOBS_CACHE="${JOBS_CACHE:-$HOME/.cache/jobs}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$JOBS_CACHE/target}"
-SECTIONS="${*:-core wasm}"
+SECTIONS="${*:-core wasm api}"
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -m), $(date -u +%F)"
 for s in $SECTIONS; do

@@ -696,6 +696,24 @@ async fn api_search_filters_sorts_and_pages() {
     s.finish().await;
 }
 
+/// The API remembers which identities it recorded; when a workspace is deleted behind its back,
+/// the next create in it records it again instead of failing.
+#[tokio::test]
+async fn api_recovers_when_a_workspace_vanishes() {
+    let Some(s) = serve("api_ws_vanishes", Options::default()).await else { return };
+    let ws = new_id();
+    let alice = User::new("alice", &[ws]);
+    let body = json!({"type": "BUILD", "project_name": "p", "workspace_id": ws});
+    s.create(&alice, body.clone()).await;
+    s.db()
+        .execute("DELETE FROM workspace WHERE id = $1::uuid", &[jobs_core::sql::Param::Uuid(ws)])
+        .await
+        .expect("delete");
+    let job = s.create(&alice, body).await;
+    assert_eq!(job["workspace_id"], json!(ws));
+    s.finish().await;
+}
+
 #[tokio::test]
 async fn api_health_and_openapi() {
     let Some(s) = serve("api_health", Options::default()).await else { return };

@@ -9,7 +9,7 @@
 use super::{Api, ApiError, Written, etag};
 use crate::clock;
 use crate::db::Executor;
-use crate::store::Scope;
+use crate::store::{Scope, StoreError};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
@@ -189,7 +189,17 @@ pub async fn create_job<E: Executor + 'static>(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let new = validate::create_from_json(&body).map_err(ApiError::from_issues)?;
-    let job = api.store.create(&caller.scope, &new, clock::new_job_id()).await?;
+    let id = clock::new_job_id();
+    let job = match api.store.create(&caller.scope, &new, id).await {
+        // The caller's users row or workspace was deleted after this process recorded it:
+        // record it again and retry once.
+        Err(StoreError::UnknownReference(_)) => {
+            api.forget_identity(&caller.identity);
+            api.ensure_identity(&caller.identity).await?;
+            api.store.create(&caller.scope, &new, id).await?
+        }
+        other => other?,
+    };
     api.write_through(Written::Job(&job)).await;
     Ok(job_response(StatusCode::CREATED, &job))
 }

@@ -118,6 +118,14 @@ impl<E: Executor + 'static> Api<E> {
         Ok(())
     }
 
+    /// Forgets that `id` was recorded (its users row or a workspace vanished since), so the
+    /// next [`Api::ensure_identity`] writes it again.
+    pub fn forget_identity(&self, id: &Identity) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&id.user_id);
+        }
+    }
+
     /// One page of jobs matching `req` within `scope`: from the engine, or from Postgres when
     /// the engine is down, slow or not configured (the page says which).
     pub async fn search(&self, scope: &Scope, req: &SearchRequest) -> Result<Page, ApiError> {
