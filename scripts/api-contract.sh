@@ -21,10 +21,21 @@ JOBS_JWT_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export JOBS_JWT_SECRET
 log="$(mktemp)"
 work="$(mktemp -d)" # schemathesis keeps its example database in the current directory
+# Its own index too (the alias names it), dropped at the end.
+alias="${schema//_/-}"
+drop_index() {
+  [[ -n ${SEARCH_URL:-} ]] || return 0
+  local idx
+  for idx in $(curl -fsS "$SEARCH_URL/_alias/$alias*" 2>/dev/null | grep -o '"[^"]*":{"aliases"' | cut -d'"' -f2); do
+    curl -fsS -X DELETE "$SEARCH_URL/$idx" >/dev/null 2>&1 || true
+  done
+  curl -fsS -X DELETE "$SEARCH_URL/_index_template/$alias" >/dev/null 2>&1 || true
+}
 DATABASE_URL="$DATABASE_URL${sep}options=-csearch_path%3D$schema" RUST_LOG="${RUST_LOG:-warn}" \
+  SEARCH_ALIAS="$alias" SEARCH_REPLICAS=0 \
   "$JOBSCTL" serve --addr 127.0.0.1:0 --web-dir /nonexistent --pkg-dir /nonexistent >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$log" "$work"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$log" "$work"; drop_index' EXIT
 base=""
 for _ in $(seq 1 100); do
   base="$(sed -n 's/^jobsctl serve: listening on \(http:[^ ]*\)$/\1/p' "$log")"

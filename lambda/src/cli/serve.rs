@@ -71,6 +71,17 @@ async fn serve(args: &Args) -> Result<(), String> {
     let store = Arc::new(Store::new(Db::Pg(pg)));
     let mut options = config::api_options_from_env().await.map_err(|e| e.to_string())?;
     options.site = Some(Site::new(&args.web_dir, &args.pkg_dir));
+    if let Some(client) = options.searcher.client() {
+        // The index before the first request: searches of a missing index would open the
+        // search breaker, and write-throughs to it would all miss.
+        match tokio::time::timeout(Duration::from_secs(10), client.ensure_index()).await {
+            Ok(Ok(index)) => tracing::debug!(%index, "search index ready"),
+            Ok(Err(e)) => eprintln!("jobsctl serve: search index not ready ({e}); searches use Postgres meanwhile"),
+            Err(_) => {
+                eprintln!("jobsctl serve: the search engine did not answer in 10 s; searches use Postgres meanwhile")
+            }
+        }
+    }
     let sync = match (options.searcher.client().cloned(), args.no_sync) {
         (Some(client), false) => {
             let (store, interval) = (store.clone(), Duration::from_millis(args.sync_interval_ms.max(10)));
