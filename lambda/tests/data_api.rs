@@ -522,7 +522,8 @@ async fn responses_over_one_mib_are_refused() {
     assert_eq!(err.code(), Some("BadRequestException"));
     assert_eq!(err.message(), Some("Database returned more than the allowed response size limit"));
     match h.exec.query(sql, &[]).await {
-        Err(DbError::Database { sqlstate: None, message }) => {
+        // The driver reports the limit as SQLSTATE 54000 so the store can page.
+        Err(DbError::Database { sqlstate: Some(state), message }) if state == jobs_lambda::db::RESPONSE_TOO_LARGE => {
             assert!(message.contains("response size limit"), "{message}")
         }
         other => panic!("expected the size limit, got {other:?}"),
