@@ -2,12 +2,13 @@
 //! `DATABASE_URL`, so the Lambda binaries' production driver can run against local Postgres
 //! (point them at it with `AWS_ENDPOINT_URL_RDS_DATA=http://ADDR`).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to listen
+    /// Where to listen (port 0: any free port; the address is printed)
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// The Postgres the statements run on
@@ -17,8 +18,20 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     super::serve::block_on(async {
-        eprintln!("jobsctl data-api: listening on http://{}", args.listen);
-        match crate::data_api::server::serve(args.listen, &args.database_url).await {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("jobsctl data-api: binding {}: {e}", args.listen);
+                return ExitCode::from(1);
+            }
+        };
+        let addr = listener.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+        // The address line is what scripts wait for; a closed stdout must not stop the server.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "jobsctl data-api: listening on http://{addr}").and_then(|()| out.flush());
+        drop(out);
+        let config = crate::data_api::server::Config::new(&args.database_url);
+        match crate::data_api::server::serve_listener(listener, config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jobsctl data-api: {e}");

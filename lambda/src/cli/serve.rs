@@ -10,6 +10,7 @@ use crate::search::SearchClient;
 use crate::store::Store;
 use crate::sync_run::{self, Deadline, SyncConfig};
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,16 +93,19 @@ async fn serve(args: &Args) -> Result<(), String> {
     let api = Arc::new(Api::new(store, Auth { key: Some(key) }, options));
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("jobsctl serve: listening on http://{addr}");
-    println!("  API      http://{addr}/v1/ (OpenAPI at /v1/openapi.json, health at /v1/health)");
-    println!("  page     http://{addr}/ (from {})", args.web_dir.display());
-    match (&sync, std::env::var("SEARCH_URL")) {
-        (Some(_), Ok(url)) => {
-            println!("  search   {url} (write-through, and the sync every {} ms)", args.sync_interval_ms)
-        }
-        (None, Ok(url)) if !url.trim().is_empty() => println!("  search   {url} (write-through only: --no-sync)"),
-        _ => println!("  search   none: PostgreSQL answers searches (set SEARCH_URL for an engine)"),
-    }
+    // The address line is what scripts wait for; a closed stdout must not stop the server.
+    let search = match (&sync, std::env::var("SEARCH_URL")) {
+        (Some(_), Ok(url)) => format!("{url} (write-through, and the sync every {} ms)", args.sync_interval_ms),
+        (None, Ok(url)) if !url.trim().is_empty() => format!("{url} (write-through only: --no-sync)"),
+        _ => "none: PostgreSQL answers searches (set SEARCH_URL for an engine)".to_owned(),
+    };
+    let banner = format!(
+        "jobsctl serve: listening on http://{addr}\n  API      http://{addr}/v1/ (OpenAPI at /v1/openapi.json, health at /v1/health)\n  page     http://{addr}/ (from {})\n  search   {search}\n",
+        args.web_dir.display()
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     let served = axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await;
     if let Some(task) = sync {
         task.abort();
