@@ -27,8 +27,9 @@ cargo build -p jobs-core --target wasm32-unknown-unknown --release --locked
 step "services: postgres + $ENGINE"
 started_services=0
 if [ -z "${DATABASE_URL:-}" ]; then
+  # Stop at the end only what this run started: services already running belong to someone else.
+  if ! "$ROOT/scripts/services.sh" env >/dev/null 2>&1; then started_services=1; fi
   "$ROOT/scripts/services.sh" start --engine "$ENGINE"
-  started_services=1
   eval "$("$ROOT/scripts/services.sh" env)"
 fi
 cleanup() { if [ "$started_services" = 1 ]; then "$ROOT/scripts/services.sh" stop || true; fi; }
