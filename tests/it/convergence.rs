@@ -362,7 +362,9 @@ async fn converges_under_faults(engine: &'static str) {
     );
     assert!(resurrected.is_empty(), "deleted jobs still in the engine: {resurrected:?}");
     assert_eq!(es_count, pg.len() as u64, "no extra documents");
-    // The test only means something if every kind of fault happened.
+    // The test only means something if every kind of fault happened. Decisions follow the seed
+    // and the request's number: with the default seed every kind comes within the proxy's first
+    // 41 requests (a run makes several hundred), so this holds whatever the machine's speed.
     for (kind, n) in [
         ("item_429", injected.item_429),
         ("item_503", injected.item_503),
