@@ -238,25 +238,6 @@ fn not_object(what: &str) -> Issue {
 // ---------------------------------------------------------------------------------------------
 // Field slots.
 
-/// Every field name any input kind may carry, in the order of the `job` table.
-#[cfg(test)]
-const NAMES: [&str; 15] = [
-    "id",
-    "workspace_id",
-    "user_id",
-    "status",
-    "type",
-    "project_name",
-    "hostname",
-    "arch",
-    "user_email",
-    "error_message",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "version",
-];
 const ID: usize = 0;
 const WORKSPACE_ID: usize = 1;
 const USER_ID: usize = 2;
@@ -273,7 +254,7 @@ const UPDATED_AT: usize = 12;
 const COMPLETED_AT: usize = 13;
 const VERSION: usize = 14;
 
-/// The index in [`NAMES`] of a field name (one `match`, not up to fifteen comparisons).
+/// The index in `spec::JOB_FIELDS` (the `job` table's column order) of a field name (one `match`, not up to fifteen comparisons).
 fn slot_of(key: &str) -> Option<usize> {
     Some(match key {
         "id" => ID,
@@ -420,44 +401,41 @@ fn project_name_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<S
     (issues.len() == before).then(|| s.into_owned())
 }
 
-fn hostname_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+/// A string field with a length limit and a normaliser that either returns the stored form or
+/// refuses the text with `code`.
+fn normalised_field(
+    v: Loose<'_>,
+    path: &str,
+    issues: &mut Issues,
+    max: usize,
+    normalise: fn(&str) -> Option<String>,
+    code: Code,
+    message: &str,
+) -> Option<String> {
     let s = string(v, path, issues)?;
-    if too_long(&s, text::HOSTNAME_MAX, path, issues) {
+    if too_long(&s, max, path, issues) {
         return None;
     }
-    let h = text::normalise_hostname(&s);
-    if h.is_none() {
-        issues.push(
-            path,
-            Code::InvalidHostname,
-            "expected dot-separated labels of 1-63 letters, digits or '-', not starting or ending with '-'",
-        );
+    let out = normalise(&s);
+    if out.is_none() {
+        issues.push(path, code, message);
     }
-    h
+    out
+}
+
+fn hostname_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
+    let msg = "expected dot-separated labels of 1-63 letters, digits or '-', not starting or ending with '-'";
+    normalised_field(v, path, issues, text::HOSTNAME_MAX, text::normalise_hostname, Code::InvalidHostname, msg)
 }
 
 fn arch_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
-    let s = string(v, path, issues)?;
-    if too_long(&s, text::ARCH_MAX, path, issues) {
-        return None;
-    }
-    let a = text::normalise_arch(&s);
-    if a.is_none() {
-        issues.push(path, Code::InvalidArch, "expected a known architecture or a lowercase token of a-z, 0-9 and _");
-    }
-    a
+    let msg = "expected a known architecture or a lowercase token of a-z, 0-9 and _";
+    normalised_field(v, path, issues, text::ARCH_MAX, text::normalise_arch, Code::InvalidArch, msg)
 }
 
 fn email_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
-    let s = string(v, path, issues)?;
-    if too_long(&s, EMAIL_MAX, path, issues) {
-        return None;
-    }
-    let e = text::normalise_email(&s);
-    if e.is_none() {
-        issues.push(path, Code::InvalidEmail, "expected an e-mail address like name@example.com");
-    }
-    e
+    let msg = "expected an e-mail address like name@example.com";
+    normalised_field(v, path, issues, EMAIL_MAX, text::normalise_email, Code::InvalidEmail, msg)
 }
 
 fn error_message_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<String> {
@@ -953,9 +931,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slot_of_matches_names() {
-        for (i, name) in NAMES.iter().enumerate() {
-            assert_eq!(slot_of(name), Some(i), "{name}");
+    fn slot_of_matches_the_field_specs() {
+        // The slots are the spec table's column order: one list of names, not two.
+        for (i, field) in crate::spec::JOB_FIELDS.iter().enumerate() {
+            assert_eq!(slot_of(field.name), Some(i), "{}", field.name);
         }
         for other in ["", "Id", "ids", "metadata ", "typ"] {
             assert_eq!(slot_of(other), None, "{other}");

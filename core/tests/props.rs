@@ -2,6 +2,7 @@
 //! reference semantics returns every matching job exactly once, in order.
 
 use jobs_core::query::{Scope, SearchRequest};
+use jobs_core::spec::JOB_FIELDS;
 use jobs_core::validate::{self, Kind};
 use jobs_core::{Job, JobStatus, JobType, Timestamp};
 use proptest::prelude::*;
@@ -73,30 +74,12 @@ fn arb_field(name: &'static str) -> BoxedStrategy<Option<Value>> {
     prop_oneof![1 => Just(None), 6 => prop::sample::select(pool).prop_map(Some)].boxed()
 }
 
-const FIELDS: [&str; 15] = [
-    "id",
-    "workspace_id",
-    "user_id",
-    "status",
-    "type",
-    "project_name",
-    "hostname",
-    "arch",
-    "user_email",
-    "error_message",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "version",
-];
-
 fn arb_record() -> impl Strategy<Value = Value> {
-    FIELDS.iter().map(|f| arb_field(f)).collect::<Vec<_>>().prop_map(|vals| {
+    JOB_FIELDS.iter().map(|f| arb_field(f.name)).collect::<Vec<_>>().prop_map(|vals| {
         let mut m = Map::new();
-        for (name, v) in FIELDS.iter().zip(vals) {
+        for (field, v) in JOB_FIELDS.iter().zip(vals) {
             if let Some(v) = v {
-                m.insert((*name).to_owned(), v);
+                m.insert(field.name.to_owned(), v);
             }
         }
         Value::Object(m)
