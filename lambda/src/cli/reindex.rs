@@ -132,12 +132,9 @@ pub enum ReindexError {
 pub fn run(args: &Args) -> ExitCode {
     block_on(async {
         init_tracing();
-        let (store, client) = match connect().await {
+        let (store, client) = match connect("reindex").await {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("jobsctl reindex: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let opts = ReindexOptions {
             batch_size: args.batch_size.max(1),

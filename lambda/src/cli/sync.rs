@@ -39,12 +39,9 @@ pub struct Args {
 pub fn run(args: &Args) -> ExitCode {
     block_on(async {
         init_tracing();
-        let (store, client) = match connect().await {
+        let (store, client) = match connect("sync").await {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("jobsctl sync: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let cfg =
             SyncConfig { batch_size: args.batch_size.max(1), workers: args.workers.max(1), ..SyncConfig::default() };
@@ -102,14 +99,21 @@ fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
-/// The store and the search client the environment names.
-pub(crate) async fn connect() -> Result<(Store<Db>, SearchClient), String> {
-    let db = config::db_from_env().await.map_err(|e| e.to_string())?;
-    let client = SearchClient::from_env()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("set SEARCH_URL (`eval \"$(./dev services env)\"` locally)")?;
-    Ok((Store::new(db), client))
+/// The store and the search client the environment names; on failure `jobsctl {command}`
+/// says why and the caller exits with 2 (a usage/configuration error).
+pub(crate) async fn connect(command: &str) -> Result<(Store<Db>, SearchClient), ExitCode> {
+    let connected = async {
+        let db = config::db_from_env().await.map_err(|e| e.to_string())?;
+        let client = SearchClient::from_env()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("set SEARCH_URL (`eval \"$(./dev services env)\"` locally)")?;
+        Ok::<_, String>((Store::new(db), client))
+    };
+    connected.await.map_err(|e| {
+        eprintln!("jobsctl {command}: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// Runs `fut` on a fresh multi-threaded runtime.

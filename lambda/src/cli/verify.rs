@@ -102,12 +102,9 @@ pub enum VerifyError {
 pub fn run(args: &Args) -> ExitCode {
     block_on(async {
         init_tracing();
-        let (store, client) = match connect().await {
+        let (store, client) = match connect("verify").await {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("jobsctl verify: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let opts = VerifyOptions { repair: args.repair, page_size: args.page_size.max(1) };
         let mut out = std::io::stdout().lock();
