@@ -16,6 +16,8 @@ use std::fmt;
 /// serde_json's recursion limit: this many open containers is an error.
 const MAX_NESTING: u32 = 128;
 
+const OUT_OF_RANGE: &str = "number out of range";
+
 /// Where and why the text is not JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Error {
@@ -73,6 +75,27 @@ pub(crate) fn parse_top(bytes: &[u8]) -> Result<Top<'_>, Error> {
     };
     r.end()?;
     Ok(top)
+}
+
+/// What a string holding one JSON number (nothing around it) reads as.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NumberText {
+    /// The value the same digits have as a JSON number (serde_json's conversion).
+    Number(Number),
+    /// Number syntax, but beyond the largest double; `true` when negative.
+    TooLarge(bool),
+    NotANumber,
+}
+
+/// Reads `s` as exactly one JSON number: the strict grammar, no whitespace, and the same value
+/// the reader gives the same digits inside JSON text.
+pub(crate) fn number_text(s: &str) -> NumberText {
+    let mut r = Reader { text: s, b: s.as_bytes(), i: 0, depth: 0 };
+    match r.number() {
+        Ok(n) if r.i == s.len() => NumberText::Number(n),
+        Err(e) if e.what == OUT_OF_RANGE => NumberText::TooLarge(s.starts_with('-')),
+        _ => NumberText::NotANumber,
+    }
 }
 
 /// A JSON text whose top level is an object read as its fields in order (duplicates kept), or
@@ -481,7 +504,7 @@ impl<'a> Reader<'a> {
     fn float(&self, f: f64) -> R<Number> {
         match Number::from_f64(f) {
             Some(n) => Ok(n),
-            None => self.err("number out of range"),
+            None => self.err(OUT_OF_RANGE),
         }
     }
 
@@ -544,7 +567,7 @@ impl<'a> Reader<'a> {
             if overflows(exp as u64, d as u64, i32::MAX as u64) {
                 // An exponent beyond i32: infinity is an error, anything else is zero.
                 if significand != 0 && positive_exp {
-                    return self.err("number out of range");
+                    return self.err(OUT_OF_RANGE);
                 }
                 while self.digit().is_some() {
                     self.i += 1;
@@ -579,7 +602,7 @@ impl<'a> Reader<'a> {
                     if exponent >= 0 {
                         f *= pow;
                         if f.is_infinite() {
-                            return self.err("number out of range");
+                            return self.err(OUT_OF_RANGE);
                         }
                     } else {
                         f /= pow;
@@ -591,7 +614,7 @@ impl<'a> Reader<'a> {
                         break;
                     }
                     if exponent >= 0 {
-                        return self.err("number out of range");
+                        return self.err(OUT_OF_RANGE);
                     }
                     f /= 1e308;
                     exponent += 308;

@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock, no randomness. Time and ids are passed in.
 
 pub mod issue;
+pub mod json_len;
 pub mod metadata;
 pub mod model;
 pub mod query;

@@ -2,6 +2,8 @@
 //! as given, bounded size and depth; RFC 7396 merge patch for updates.
 
 use crate::issue::{Code, Issues};
+use crate::json_len;
+use crate::validate::json::{NumberText, number_text};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 
@@ -240,75 +242,22 @@ fn number(v: &Value, key: KnownKey) -> Result<Number, (Code, String)> {
     }
 }
 
-/// Strict JSON number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+/// A string holding exactly one JSON number (strict grammar, nothing around it), converted
+/// as the same digits are inside JSON text (`json::number_text`: serde_json's conversion), so
+/// `"4.5"` and `4.5` are the same value. Too large for a double: the largest one, which every
+/// known key reports as out of range.
 fn parse_json_number(s: &str) -> Option<Number> {
-    let b = s.as_bytes();
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
+    match number_text(s) {
+        NumberText::Number(n) => Some(n),
+        NumberText::TooLarge(negative) => Number::from_f64(if negative { f64::MIN } else { f64::MAX }),
+        NumberText::NotANumber => None,
     }
-    let int_len = i - int_start;
-    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-        return None;
-    }
-    let mut integral = true;
-    if i < b.len() && b[i] == b'.' {
-        integral = false;
-        i += 1;
-        let s2 = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s2 {
-            return None;
-        }
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        integral = false;
-        i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
-        }
-        let s3 = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s3 {
-            return None;
-        }
-    }
-    if i != b.len() {
-        return None;
-    }
-    if integral && let Ok(v) = s.parse::<i64>() {
-        return Some(Number::from(v));
-    }
-    let f: f64 = s.parse().ok()?;
-    if !f.is_finite() {
-        // Too large for a double: report it as out of range rather than unparsable.
-        return Number::from_f64(if f > 0.0 { f64::MAX } else { f64::MIN });
-    }
-    Number::from_f64(f)
 }
 
-/// Length of the compact JSON serialisation, without building the string.
+/// Length of the compact JSON serialisation (`serde_json::to_string(map).len()`), without
+/// building the string ([`json_len`]).
 pub fn serialized_len(map: &Map<String, Value>) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Counter(0);
-    match serde_json::to_writer(&mut c, map) {
-        Ok(()) => c.0,
-        Err(_) => usize::MAX,
-    }
+    json_len::map_len(map)
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
@@ -442,12 +391,54 @@ mod tests {
         }
     }
 
+    /// Numeric strings read as the same digits do in JSON text (serde_json's `Value`), to the
+    /// bit; where serde_json says out of range, the largest double of that sign.
+    fn same_as_json_text(s: &str) {
+        let ours = parse_json_number(s);
+        match serde_json::from_str::<Value>(s) {
+            Ok(Value::Number(n)) => {
+                let same = ours.as_ref().is_some_and(|o| {
+                    o.as_u64() == n.as_u64()
+                        && o.as_i64() == n.as_i64()
+                        && o.as_f64().map(f64::to_bits) == n.as_f64().map(f64::to_bits)
+                });
+                assert!(same, "{s}: ours {ours:?}, serde_json {n:?}");
+            }
+            Ok(other) => panic!("{s} read as {other}"),
+            Err(e) if e.to_string().starts_with("number out of range") => {
+                let max = if s.starts_with('-') { f64::MIN } else { f64::MAX };
+                assert_eq!(ours.and_then(|n| n.as_f64()), Some(max), "{s}");
+            }
+            Err(_) => assert!(ours.is_none() || s.trim() != s, "{s}: ours {ours:?}, serde_json rejects it"),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn numeric_strings_read_as_json_numbers(
+            s in "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,4})?",
+        ) {
+            same_as_json_text(&s);
+        }
+
+        #[test]
+        fn numeric_strings_of_any_double(bits in proptest::prelude::any::<u64>()) {
+            let f = f64::from_bits(bits);
+            if f.is_finite() {
+                same_as_json_text(&format!("{f:e}"));
+                same_as_json_text(&format!("{f}"));
+            }
+        }
+    }
+
     #[test]
     fn json_number_grammar() {
         for ok in ["0", "-0", "4", "-12", "1.5", "1e3", "1E+3", "1.5e-3"] {
             assert!(parse_json_number(ok).is_some(), "{ok}");
         }
-        for bad in ["", "-", "+1", "01", "1.", ".5", "1e", "0x10", "1_000", " 1", "1 ", "NaN", "Infinity"] {
+        for bad in ["", "-", "+1", "01", "1.", ".5", "1e", "0x10", "1_000", " 1", "1 ", "NaN", "Infinity", "1e5x"] {
             assert!(parse_json_number(bad).is_none(), "{bad}");
         }
     }
