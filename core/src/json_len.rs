@@ -100,6 +100,7 @@ pub fn f64_len(f: f64) -> usize {
 /// exponent of the first (`f ≈ d.ddd × 10^e`). Free-format digit generation on exact
 /// integers: `mant / scale` is the value, `minus` and `plus` the distances to the ends of the
 /// interval that rounds to it (ends included when the significand is even).
+#[inline(never)]
 fn shortest(f: f64) -> (usize, i32) {
     let bits = f.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i32;
@@ -202,20 +203,23 @@ fn shortest(f: f64) -> (usize, i32) {
 }
 
 /// An unsigned integer of 40 × 32 bits, enough for any double scaled as above: the largest
-/// is below 2^1132 (a subnormal's significand, 2^54, times 10^324 and one more 10).
+/// is below 2^1132 (a subnormal's significand, 2^54, times 10^324 and one more 10). On the
+/// heap so that the compiler cannot unroll the loops over it (this is cold code; unrolled,
+/// it was 3 KB more of the WASM package).
 #[derive(Clone)]
 struct Big {
-    limbs: [u32; 40],
+    limbs: Vec<u32>,
 }
 
 impl Big {
     fn from(v: u64) -> Big {
-        let mut limbs = [0; 40];
+        let mut limbs = vec![0; 40];
         limbs[0] = v as u32;
         limbs[1] = (v >> 32) as u32;
         Big { limbs }
     }
 
+    #[inline(never)]
     fn mul_small(&mut self, x: u32) {
         let mut carry = 0u64;
         for l in &mut self.limbs {
@@ -233,15 +237,15 @@ impl Big {
         self.mul_small(10u32.pow(n));
     }
 
-    fn shl(&mut self, n: u32) {
-        let (words, bits) = ((n / 32) as usize, n % 32);
-        for i in (0..self.limbs.len()).rev() {
-            let hi = i.checked_sub(words).map_or(0, |j| self.limbs[j]);
-            let lo = i.checked_sub(words + 1).map_or(0, |j| self.limbs[j]);
-            self.limbs[i] = if bits == 0 { hi } else { (hi << bits) | (lo >> (32 - bits)) };
+    fn shl(&mut self, mut n: u32) {
+        while n >= 31 {
+            self.mul_small(1 << 31);
+            n -= 31;
         }
+        self.mul_small(1 << n);
     }
 
+    #[inline(never)]
     fn sum(&self, other: &Big) -> Big {
         let mut out = self.clone();
         let mut carry = 0u64;
@@ -254,6 +258,7 @@ impl Big {
     }
 
     /// `self -= other`; the caller has checked `self >= other`.
+    #[inline(never)]
     fn sub(&mut self, other: &Big) {
         let mut borrow = false;
         for (a, b) in self.limbs.iter_mut().zip(&other.limbs) {
@@ -264,6 +269,7 @@ impl Big {
         }
     }
 
+    #[inline(never)]
     fn cmp(&self, other: &Big) -> std::cmp::Ordering {
         self.limbs.iter().rev().cmp(other.limbs.iter().rev())
     }
