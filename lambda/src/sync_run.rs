@@ -95,6 +95,13 @@ pub struct SyncConfig {
     pub max_batches: Option<u64>,
     /// The time limit of one bulk request (also bounded by the deadline).
     pub bulk_timeout: Duration,
+    /// After a run that indexed or deleted something, refresh the index behind the alias
+    /// (`POST _refresh`), so the changes are searchable when the run returns instead of at the
+    /// engine's next scheduled refresh (up to `refresh_interval`, 1 s, later). It halves the
+    /// change-to-searchable lag's tail at 500 updates/s (BENCHMARKS.md, "## Sync") and costs
+    /// one cheap request per run that did something: a poller running every second adds about
+    /// one refresh a second, which the scheduled refresh then skips.
+    pub refresh: bool,
     pub hook: Option<Hook>,
 }
 
@@ -107,6 +114,7 @@ impl Default for SyncConfig {
             policy: Policy::default(),
             max_batches: None,
             bulk_timeout: Duration::from_secs(30),
+            refresh: true,
             hook: None,
         }
     }
@@ -121,6 +129,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("policy", &self.policy)
             .field("max_batches", &self.max_batches)
             .field("bulk_timeout", &self.bulk_timeout)
+            .field("refresh", &self.refresh)
             .field("hook", &self.hook.is_some())
             .finish()
     }
@@ -167,6 +176,8 @@ pub struct SyncSummary {
     pub released: u64,
     pub bulk_requests: u64,
     pub bulk_bytes: u64,
+    /// The index was refreshed after the run ([`SyncConfig::refresh`]).
+    pub refreshed: bool,
     pub elapsed_ms: u64,
     pub docs_per_sec: f64,
     /// The backlog when the run ended (`None` if it could not be read).
@@ -185,6 +196,8 @@ struct Shared {
     stop: AtomicBool,
     /// A failure (or the deadline) stopped the run: claims in flight are handed back.
     halt: AtomicBool,
+    /// A hook stopped the run dead: nothing more is recorded or released.
+    aborted: AtomicBool,
     reason: Mutex<Option<(Stop, Option<String>)>>,
     batches: AtomicU64,
     claimed: AtomicU64,
@@ -218,6 +231,15 @@ impl Shared {
     fn halting(&self) -> bool {
         self.halt.load(Ordering::SeqCst)
     }
+
+    fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+        self.stop(Stop::Aborted, None);
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
 }
 
 /// Makes sure the index and alias exist, then runs the sync until nothing is due, the
@@ -240,6 +262,18 @@ pub async fn run<E: Executor>(
         Err(e) => shared.stop(stop_for(&e, deadline), Some(e.to_string())),
     }
 
+    let done = shared.counts.lock().map(|c| c.indexed).unwrap_or(0);
+    let refreshed = cfg.refresh
+        && done > 0
+        && !shared.aborted()
+        && match within(deadline, cfg.bulk_timeout, client.refresh(client.alias())).await {
+            Ok(()) => true,
+            Err(e) => {
+                // The documents are in; they become searchable at the next scheduled refresh.
+                tracing::info!(error = %e, "refresh after the sync run failed");
+                false
+            }
+        };
     let (stopped, error) = shared.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or((Stop::Clean, None));
     let counts = shared.counts.lock().map(|c| *c).unwrap_or_default();
     let lag = match store.sync_lag().await {
@@ -261,6 +295,7 @@ pub async fn run<E: Executor>(
         released: shared.released.load(Ordering::SeqCst),
         bulk_requests: shared.bulk_requests.load(Ordering::SeqCst),
         bulk_bytes: shared.bulk_bytes.load(Ordering::SeqCst),
+        refreshed,
         elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         docs_per_sec: if elapsed.as_secs_f64() > 0.0 { done as f64 / elapsed.as_secs_f64() } else { 0.0 },
         lag,
@@ -315,6 +350,7 @@ fn log_summary(s: &SyncSummary) {
             lag_dirty = dirty,
             lag_dead_lettered = dead,
             lag_oldest_ms = age,
+            refreshed = s.refreshed,
             elapsed_ms = s.elapsed_ms,
             docs_per_sec = s.docs_per_sec as u64,
             "sync run done"
@@ -326,6 +362,11 @@ fn hook(cfg: &SyncConfig, step: Step, n: usize) -> Control {
     cfg.hook.as_ref().map_or(Control::Continue, |h| h(step, n))
 }
 
+/// One of the run's loops, pipelined: while batch n's bulk request is in flight, the loop
+/// records batch n-1's outcomes and claims batch n+1, so the engine does not wait on Postgres
+/// between bulks and the run keeps `workers` requests in flight. Every batch still goes claim
+/// -> bulk -> record in that order ([`Step`]), and what a failure leaves behind is the same as
+/// without pipelining: the batch ahead is handed back, the batch behind is recorded.
 async fn worker<E: Executor>(
     w: usize,
     store: &Store<E>,
@@ -334,124 +375,209 @@ async fn worker<E: Executor>(
     deadline: Deadline,
     shared: &Shared,
 ) {
-    loop {
-        if shared.stopping() {
-            return;
-        }
-        let longest = Duration::from_micros(shared.longest_us.load(Ordering::SeqCst));
-        if deadline.passed() || deadline.remaining() < longest {
-            shared.stop(Stop::Deadline, None);
-            return;
-        }
-        if let Some(max) = cfg.max_batches {
-            // Reserve a batch number; give it back if over.
-            if shared.batches.fetch_add(1, Ordering::SeqCst) >= max {
-                shared.batches.fetch_sub(1, Ordering::SeqCst);
-                shared.stop(Stop::MaxBatches, None);
-                return;
+    let mut ahead: Option<Vec<Claimed>> = None;
+    let mut behind: Option<Sent> = None;
+    let ended: Result<(), StoreError> = async {
+        loop {
+            let batch = match ahead.take() {
+                Some(b) => b,
+                // Another loop found the queue clean, or the run is over.
+                None if shared.stopping() => return Ok(()),
+                None => match claim(store, cfg, shared).await? {
+                    Some(b) => b,
+                    None => return Ok(()),
+                },
+            };
+            if shared.aborted() {
+                return Ok(());
             }
-        } else {
-            shared.batches.fetch_add(1, Ordering::SeqCst);
-        }
-        let began = Instant::now();
-        match step(w, store, client, cfg, deadline, shared).await {
-            Ok(Batch::Done) => {
-                let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-                shared.longest_us.fetch_max(us, Ordering::SeqCst);
+            // A batch claimed ahead is still sent when another loop found nothing more to do,
+            // but handed back when the run halts or could not finish it in time.
+            let longest = Duration::from_micros(shared.longest_us.load(Ordering::SeqCst));
+            if shared.halting() || deadline.passed() || deadline.remaining() < longest {
+                shared.stop(Stop::Deadline, None);
+                give_back(store, shared, &batch).await?;
+                return Ok(());
             }
-            Ok(Batch::Skipped) => {
-                shared.batches.fetch_sub(1, Ordering::SeqCst);
-                return;
+            let previous = behind.take();
+            let (sent, next) = tokio::join!(send(store, client, cfg, deadline, shared, batch), async {
+                if let Some(p) = previous {
+                    record(w, store, cfg, shared, p).await?;
+                }
+                if shared.stopping() { Ok(None) } else { claim(store, cfg, shared).await }
+            });
+            // Keep both before looking at errors: the flush below records or hands back each.
+            match (sent, next) {
+                (Ok(s), Ok(n)) => {
+                    behind = s;
+                    ahead = n;
+                }
+                (Ok(s), Err(e)) => {
+                    behind = s;
+                    return Err(e);
+                }
+                (Err(e), Ok(n)) => {
+                    ahead = n;
+                    return Err(e);
+                }
+                (Err(e), Err(_)) => return Err(e),
             }
-            Ok(Batch::Empty) => {
-                // Nothing claimed: not a batch.
-                shared.batches.fetch_sub(1, Ordering::SeqCst);
-                shared.stop(Stop::Clean, None);
-                return;
-            }
-            Err(e) => {
-                tracing::error!(worker = w, error = %e, "sync step failed on the database");
-                shared.stop(Stop::DatabaseError, Some(e.to_string()));
-                return;
+            if shared.aborted() {
+                return Ok(());
             }
         }
     }
+    .await;
+    if let Err(e) = ended {
+        tracing::error!(worker = w, error = %e, "sync step failed on the database");
+        shared.stop(Stop::DatabaseError, Some(e.to_string()));
+    }
+    if shared.aborted() {
+        // As if the process died here: leases stay until they expire.
+        return;
+    }
+    let flushed: Result<(), StoreError> = async {
+        if let Some(b) = ahead.take() {
+            give_back(store, shared, &b).await?;
+        }
+        if let Some(s) = behind.take() {
+            record(w, store, cfg, shared, s).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = flushed {
+        tracing::error!(worker = w, error = %e, "sync step failed on the database");
+        shared.stop(Stop::DatabaseError, Some(e.to_string()));
+    }
 }
 
-enum Batch {
-    Done,
-    /// Nothing was due.
-    Empty,
-    /// Claimed while the run was halting, and handed back.
-    Skipped,
+/// Claims the next batch and counts it. `None` when nothing is due (the run is clean), the
+/// batch budget is spent, or the run is halting (the claim is handed back untouched).
+async fn claim<E: Executor>(
+    store: &Store<E>,
+    cfg: &SyncConfig,
+    shared: &Shared,
+) -> Result<Option<Vec<Claimed>>, StoreError> {
+    if let Some(max) = cfg.max_batches {
+        // Reserve a batch number; give it back if over.
+        if shared.batches.fetch_add(1, Ordering::SeqCst) >= max {
+            shared.batches.fetch_sub(1, Ordering::SeqCst);
+            shared.stop(Stop::MaxBatches, None);
+            return Ok(None);
+        }
+    } else {
+        shared.batches.fetch_add(1, Ordering::SeqCst);
+    }
+    let claimed = match store.claim_dirty(cfg.batch_size.max(1), cfg.lease).await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.batches.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
+    };
+    if claimed.is_empty() {
+        // Nothing claimed: not a batch.
+        shared.batches.fetch_sub(1, Ordering::SeqCst);
+        shared.stop(Stop::Clean, None);
+        return Ok(None);
+    }
+    if shared.halting() {
+        // Another worker hit a failure while this claim ran: hand the rows back untouched, as
+        // if this claim had not happened.
+        shared.batches.fetch_sub(1, Ordering::SeqCst);
+        store.release(&claimed.iter().map(|c| c.pending.id).collect::<Vec<_>>()).await?;
+        return Ok(None);
+    }
+    let n = claimed.len();
+    shared.claimed.fetch_add(n as u64, Ordering::SeqCst);
+    if hook(cfg, Step::Claimed, n) == Control::Abort {
+        shared.abort();
+        return Ok(None);
+    }
+    Ok(Some(claimed))
 }
 
-/// One batch.
-async fn step<E: Executor>(
-    w: usize,
+/// Hands a batch claimed ahead back unsent, as if it had not been claimed.
+async fn give_back<E: Executor>(store: &Store<E>, shared: &Shared, batch: &[Claimed]) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = batch.iter().map(|c| c.pending.id).collect();
+    store.release(&ids).await?;
+    shared.claimed.fetch_sub(batch.len() as u64, Ordering::SeqCst);
+    shared.batches.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A batch whose bulk request(s) answered, to be recorded.
+struct Sent {
+    claimed: Vec<Claimed>,
+    outcomes: Vec<Option<Outcome>>,
+    reindexing: bool,
+    bulk_ms: u64,
+    began: Instant,
+}
+
+/// Sends one batch. `None` when nothing came back to record (where writes go could not be
+/// resolved: the batch was released), or when a hook aborted the run.
+async fn send<E: Executor>(
     store: &Store<E>,
     client: &SearchClient,
     cfg: &SyncConfig,
     deadline: Deadline,
     shared: &Shared,
-) -> Result<Batch, StoreError> {
-    let t0 = Instant::now();
-    let claimed = store.claim_dirty(cfg.batch_size.max(1), cfg.lease).await?;
-    if claimed.is_empty() {
-        return Ok(Batch::Empty);
-    }
-    let claim_ms = t0.elapsed().as_millis() as u64;
-    let n = claimed.len();
-    let ids: Vec<Uuid> = claimed.iter().map(|c| c.pending.id).collect();
-    if shared.halting() {
-        // Another worker hit a failure while this claim ran: hand the rows back untouched, as
-        // if this claim had not happened.
-        store.release(&ids).await?;
-        return Ok(Batch::Skipped);
-    }
-    shared.claimed.fetch_add(n as u64, Ordering::SeqCst);
-    if hook(cfg, Step::Claimed, n) == Control::Abort {
-        shared.stop(Stop::Aborted, None);
-        return Ok(Batch::Done);
-    }
-
+    claimed: Vec<Claimed>,
+) -> Result<Option<Sent>, StoreError> {
+    let began = Instant::now();
     // Where writes go, resolved after the claim (see the module docs).
     let targets = match within(deadline, cfg.bulk_timeout, client.targets()).await {
         Ok(t) => t,
         Err(e) => {
             // Stop first, so a claim that picks up these rows once released sees it.
             shared.stop(stop_for(&e, deadline), Some(e.to_string()));
+            let ids: Vec<Uuid> = claimed.iter().map(|c| c.pending.id).collect();
             let released = store.release(&ids).await?;
             shared.released.fetch_add(released, Ordering::SeqCst);
-            return Ok(Batch::Done);
+            return Ok(None);
         }
     };
     let changes: Vec<Change<'_>> = claimed.iter().map(Claimed::change).collect();
     let timeout = cfg.bulk_timeout.min(deadline.remaining()).max(Duration::from_millis(1));
     let t1 = Instant::now();
     let report = client.write(&targets, &changes, Some(timeout)).await;
+    drop(changes);
     let bulk_ms = t1.elapsed().as_millis() as u64;
     shared.bulk_requests.fetch_add(report.requests as u64, Ordering::SeqCst);
     shared.bulk_bytes.fetch_add(report.bytes as u64, Ordering::SeqCst);
-    if hook(cfg, Step::Bulked, n) == Control::Abort {
-        shared.stop(Stop::Aborted, None);
-        return Ok(Batch::Done);
+    if let Some(e) = &report.error {
+        shared.stop(stop_for(e, deadline), Some(e.to_string()));
     }
+    if hook(cfg, Step::Bulked, claimed.len()) == Control::Abort {
+        shared.abort();
+        return Ok(None);
+    }
+    Ok(Some(Sent { claimed, outcomes: report.outcomes, reindexing: targets.reindexing.is_some(), bulk_ms, began }))
+}
 
+/// Records a sent batch: the core's plan (marks, retries, dead letters), and the leases of
+/// changes that were never answered handed back.
+async fn record<E: Executor>(
+    w: usize,
+    store: &Store<E>,
+    cfg: &SyncConfig,
+    shared: &Shared,
+    sent: Sent,
+) -> Result<(), StoreError> {
+    let n = sent.claimed.len();
     let mut rows: Vec<Pending> = Vec::with_capacity(n);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
     let mut unsent: Vec<Uuid> = Vec::new();
-    for (c, o) in claimed.iter().zip(report.outcomes) {
+    for (c, o) in sent.claimed.into_iter().zip(sent.outcomes) {
         match o {
             Some(o) => {
-                rows.push(c.pending.clone());
+                rows.push(c.pending);
                 outcomes.push(o);
             }
             None => unsent.push(c.pending.id),
         }
-    }
-    if let Some(e) = &report.error {
-        shared.stop(stop_for(e, deadline), Some(e.to_string()));
     }
     let t2 = Instant::now();
     let plan = sync::plan(&rows, &outcomes, clock::now(), clock::random_u64(), &cfg.policy);
@@ -467,6 +593,8 @@ async fn step<E: Executor>(
     for d in &plan.dead_letter {
         tracing::warn!(id = %d.id, version = d.version, attempts = d.attempts, error = %d.error, "dead-lettered");
     }
+    let us = u64::try_from(sent.began.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.longest_us.fetch_max(us, Ordering::SeqCst);
     tracing::debug!(
         worker = w,
         claimed = n,
@@ -477,16 +605,15 @@ async fn step<E: Executor>(
         dead_lettered = plan.counts.dead_lettered,
         marked = marked.len(),
         released,
-        claim_ms,
-        bulk_ms,
+        bulk_ms = sent.bulk_ms,
         record_ms = t2.elapsed().as_millis() as u64,
-        reindexing = targets.reindexing.is_some(),
+        reindexing = sent.reindexing,
         "sync batch"
     );
     if hook(cfg, Step::Recorded, n) == Control::Abort {
-        shared.stop(Stop::Aborted, None);
+        shared.abort();
     }
-    Ok(Batch::Done)
+    Ok(())
 }
 
 /// `fut`, given at most `cap` and what is left of the deadline.

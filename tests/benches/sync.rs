@@ -181,14 +181,14 @@ impl Bench {
         if self.wants("lag")
             && let Some(alias) = last_alias
         {
-            let modes = var("BENCH_LAG_MODES").unwrap_or_else(|| "after,tick,busy,refresh".into());
+            let modes = var("BENCH_LAG_MODES").unwrap_or_else(|| "after,norefresh".into());
             for mode in modes.split(',').map(str::trim) {
                 let mode = match mode {
                     "after" => Poll::After,
                     "tick" => Poll::Tick,
                     "busy" => Poll::WhenIdle,
-                    "refresh" => Poll::AfterRefresh,
-                    other => return Err(format!("unknown lag mode {other} (after, tick, busy, refresh)")),
+                    "norefresh" => Poll::AfterNoRefresh,
+                    other => return Err(format!("unknown lag mode {other} (after, norefresh, tick, busy)")),
                 };
                 self.lag(&alias, mode).await?;
             }
@@ -508,7 +508,8 @@ impl Bench {
         let poller = {
             let (store, client, stop, runs) = (self.store.clone(), client.clone(), stop.clone(), runs.clone());
             tokio::spawn(async move {
-                let cfg = SyncConfig::default();
+                // The default run refreshes the index after it indexed something.
+                let cfg = SyncConfig { refresh: mode == Poll::After, ..SyncConfig::default() };
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.load(Ordering::SeqCst) {
@@ -519,11 +520,8 @@ impl Bench {
                     if let Ok(mut r) = runs.lock() {
                         r.push((s.claimed, s.elapsed_ms));
                     }
-                    if mode == Poll::AfterRefresh && s.counts.indexed > 0 {
-                        let _ = client.refresh(client.alias()).await;
-                    }
                     match mode {
-                        Poll::After | Poll::AfterRefresh => tokio::time::sleep(interval).await,
+                        Poll::After | Poll::AfterNoRefresh => tokio::time::sleep(interval).await,
                         Poll::WhenIdle if s.claimed == 0 || s.failed() => tokio::time::sleep(interval).await,
                         Poll::WhenIdle | Poll::Tick => {}
                     }
@@ -780,24 +778,25 @@ fn cpu_since(m: CpuMark) -> CpuUse {
 /// How the lag benchmark's poller paces its sync runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Poll {
-    /// Run to clean, then sleep a second: `jobsctl sync --interval 1` as it is.
+    /// `jobsctl sync --interval 1` as it is: run to clean (a run that indexed something
+    /// refreshes the index, `SyncConfig::refresh`), then sleep a second.
     After,
-    /// Start a run every second (start to start), whatever the last one took.
+    /// As `After` without the refresh (`jobsctl sync --no-refresh`): documents wait for the
+    /// engine's next scheduled refresh.
+    AfterNoRefresh,
+    /// Without the refresh, a run started every second (start to start).
     Tick,
-    /// Sleep a second only after a run that found nothing; while there is work, run again.
+    /// Without the refresh, sleep a second only after a run that found nothing.
     WhenIdle,
-    /// As `After`, but a run that indexed something refreshes the index (`POST _refresh`), so
-    /// its documents do not wait for the engine's next scheduled refresh.
-    AfterRefresh,
 }
 
 impl Poll {
     fn describe(self) -> &'static str {
         match self {
-            Poll::After => "`jobsctl sync` loop: run to clean, then sleep 1 s",
-            Poll::Tick => "a run started every 1 s (start to start)",
-            Poll::WhenIdle => "sleep 1 s only when a run found nothing (back to back while busy)",
-            Poll::AfterRefresh => "run to clean, `_refresh` if it indexed anything, then sleep 1 s",
+            Poll::After => "`jobsctl sync` loop: run to clean (`_refresh` if it indexed anything), sleep 1 s",
+            Poll::AfterNoRefresh => "`jobsctl sync --no-refresh`: run to clean, sleep 1 s",
+            Poll::Tick => "no refresh, a run started every 1 s (start to start)",
+            Poll::WhenIdle => "no refresh, sleep 1 s only when a run found nothing (back to back while busy)",
         }
     }
 }

@@ -82,6 +82,7 @@ fn sync_cfg() -> SyncConfig {
         },
         max_batches: None,
         bulk_timeout: Duration::from_millis(1_500),
+        refresh: true,
         hook: None,
     }
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 jobs_tests::per_engine!(
     sync_end_to_end,
+    a_run_leaves_its_changes_searchable,
     concurrent_sync_runs_and_writers_converge,
     rejected_document_dead_letters_without_blocking_others,
     engine_down_releases_the_batch,
@@ -97,6 +98,30 @@ async fn create_many(f: &SearchFixture, scope: &Scope, n: usize, prefix: &str) -
         out.push(f.pg.create(scope, body).await);
     }
     out
+}
+
+/// With the engine's scheduled refreshes off, only the run's own refresh can make documents
+/// searchable: a run with `refresh: false` leaves them invisible to `_count`, the default run
+/// makes them visible, and a run that did nothing does not refresh.
+async fn a_run_leaves_its_changes_searchable(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_refresh").await else { return };
+    let me = f.pg.user("refresh@example.com").await;
+    let index = f.client.ensure_index().await.expect("index");
+    f.client.put_settings(&index, &json!({"index": {"refresh_interval": "-1"}})).await.expect("refresh off");
+    let alias = f.client.alias().to_owned();
+
+    create_many(&f, &me, 12, "quiet").await;
+    let s = run(&f, &SyncConfig { refresh: false, ..SyncConfig::default() }).await;
+    assert_eq!((s.counts.indexed, s.refreshed), (12, false), "{s:?}");
+    assert_eq!(f.client.count(&alias).await.expect("count"), 0, "nothing refreshed yet");
+
+    create_many(&f, &me, 5, "loud").await;
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!((s.counts.indexed, s.refreshed), (5, true), "{s:?}");
+    assert_eq!(f.client.count(&alias).await.expect("count"), 17, "the run refreshed the index");
+
+    let s = run(&f, &SyncConfig::default()).await;
+    assert_eq!((s.claimed, s.refreshed), (0, false), "{s:?}");
 }
 
 async fn sync_end_to_end(engine: &'static str) {

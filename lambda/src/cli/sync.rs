@@ -34,6 +34,10 @@ pub struct Args {
     /// Give up after this many seconds (--once)
     #[arg(long)]
     pub budget: Option<f64>,
+    /// Do not refresh the index after a run that changed it (changes then become searchable
+    /// at the engine's next scheduled refresh)
+    #[arg(long)]
+    pub no_refresh: bool,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -43,8 +47,12 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
-        let cfg =
-            SyncConfig { batch_size: args.batch_size.max(1), workers: args.workers.max(1), ..SyncConfig::default() };
+        let cfg = SyncConfig {
+            batch_size: args.batch_size.max(1),
+            workers: args.workers.max(1),
+            refresh: !args.no_refresh,
+            ..SyncConfig::default()
+        };
         if args.once {
             let deadline = args.budget.map_or(Deadline::never(), |s| Deadline::after(secs(s)));
             let summary = once(&store, &client, &cfg, deadline).await;
