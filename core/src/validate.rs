@@ -318,7 +318,7 @@ fn fill_slots<'a>(
                         _ => "not a field of a job",
                     };
                     let path = key.into_owned();
-                    let msg = format!("unknown field {path:?}: {why}");
+                    let msg = format!("unknown field {}: {why}", text::Quoted(&path));
                     issues.push(path, Code::UnknownField, msg);
                 }
             }
@@ -864,10 +864,10 @@ fn patch_envelope(bytes: &[u8]) -> Result<(Value, Value), String> {
         let slot = match &*key {
             "current" => &mut current,
             "patch" => &mut patch,
-            _ => return Err(format!("unknown field {key:?}")),
+            _ => return Err(format!("unknown field {}", text::Quoted(&key))),
         };
         if slot.replace(value).is_some() {
-            return Err(format!("duplicate field {key:?}"));
+            return Err(format!("duplicate field {}", text::Quoted(&key)));
         }
     }
     match (current, patch) {

@@ -56,7 +56,8 @@ fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
 
 fn kind(kind: &str) -> Result<Kind, JsValue> {
     Kind::parse(kind).ok_or_else(|| {
-        js_sys::TypeError::new(&format!("kind must be \"record\", \"create\" or \"patch\", not {kind:?}")).into()
+        js_sys::TypeError::new(&format!("kind must be \"record\", \"create\" or \"patch\", not {}", text::Quoted(kind)))
+            .into()
     })
 }
 
