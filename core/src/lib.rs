@@ -2,6 +2,7 @@
 //!
 //! Pure: no I/O, no clock, no randomness. Time and ids are passed in.
 
+pub(crate) mod float;
 pub mod issue;
 pub mod json_len;
 pub mod metadata;
