@@ -354,12 +354,27 @@ impl<E: Executor> Store<E> {
     /// outcome is recorded), in queue order, with the state to send. Entries that changed
     /// between the queue and the row in this very instant are given back and left for the next
     /// claim.
+    ///
+    /// A row that cannot be read (see [`Store::claim_once`]) is dead-lettered with the reason
+    /// instead of failing the claim, so it never blocks the others.
     pub async fn claim_dirty(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>> {
+        loop {
+            let (claimed, unreadable) = self.claim_once(limit, lease).await?;
+            // A batch of nothing but unreadable rows says nothing about what else is due.
+            if !claimed.is_empty() || unreadable == 0 {
+                return Ok(claimed);
+            }
+        }
+    }
+
+    /// One claim: the entries to send, and how many rows were dead-lettered as unreadable.
+    async fn claim_once(&self, limit: usize, lease: Duration) -> Result<(Vec<Claimed>, usize)> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let rows = self.query(sql::CLAIM_DIRTY, &[Param::Int(limit), Param::Int(lease_ms)]).await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut raced = Vec::new();
+        let mut unreadable = Vec::new();
         for row in &rows {
             let mut c = Cols::new(row);
             let id = c.uuid("job_id")?;
@@ -379,7 +394,27 @@ impl<E: Executor> Store<E> {
                     deleted_at,
                     es_synced_at: None,
                 }),
-                (false, ..) if job_present => Item::Job(read_job(&row[sql::CLAIM_DIRTY_PREFIX..])?),
+                (false, ..) if job_present => match read_job(&row[sql::CLAIM_DIRTY_PREFIX..]) {
+                    Ok(job) => Item::Job(job),
+                    Err(e) => {
+                        // A row this code cannot read (another writer stored a status or a
+                        // type it does not know, or metadata that is not an object): retrying
+                        // cannot help, and failing the claim would stop every run on this
+                        // row. Dead-letter it with the reason; a later write requeues it.
+                        let version = match row.last() {
+                            Some(Cell::Int(v)) => *v,
+                            _ => return Err(e.into()),
+                        };
+                        unreadable.push(DeadLetter {
+                            id,
+                            kind: PendingKind::Upsert,
+                            version,
+                            attempts: attempts.saturating_add(1),
+                            error: format!("the row cannot be read: {e}"),
+                        });
+                        continue;
+                    }
+                },
                 _ => {
                     raced.push(id);
                     continue;
@@ -394,7 +429,11 @@ impl<E: Executor> Store<E> {
         if !raced.is_empty() {
             self.release(&raced).await?;
         }
-        Ok(out)
+        for d in &unreadable {
+            tracing::warn!(id = %d.id, version = d.version, error = %d.error, "dead-lettered");
+        }
+        self.dead_letter(&unreadable).await?;
+        Ok((out, unreadable.len()))
     }
 
     /// Marks what was indexed, at exactly the indexed version. `es_sync_version` never moves

@@ -166,6 +166,7 @@ pub const CASES: &[&str] = &[
     "stale_mark_leaves_row_dirty",
     "concurrent_claims_do_not_overlap",
     "retry_dead_letter_and_lease",
+    "unreadable_rows_are_dead_lettered",
     "sync_lag",
     "list_by_fallback_query",
     "migrations",
@@ -182,7 +183,8 @@ macro_rules! store_conformance {
             unique_violation, references_and_scope, tenancy, optimistic_update,
             concurrent_updates_one_wins, delete_and_tombstone, foreign_writers_are_detected,
             mark_synced_never_goes_backwards, stale_mark_leaves_row_dirty,
-            concurrent_claims_do_not_overlap, retry_dead_letter_and_lease, sync_lag,
+            concurrent_claims_do_not_overlap, retry_dead_letter_and_lease,
+            unreadable_rows_are_dead_lettered, sync_lag,
             list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index);
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -230,6 +232,7 @@ where
         stale_mark_leaves_row_dirty,
         concurrent_claims_do_not_overlap,
         retry_dead_letter_and_lease,
+        unreadable_rows_are_dead_lettered,
         sync_lag,
         list_by_fallback_query,
         migrations,
@@ -717,6 +720,32 @@ pub async fn concurrent_claims_do_not_overlap<E: Executor + 'static>(f: &Fixture
     }
     assert_eq!(total, n, "no row claimed twice");
     assert_eq!(seen, all, "every row claimed once");
+}
+
+/// A row another writer stored in a shape this code cannot read is dead-lettered by the claim
+/// with the reason, instead of failing every claim (and so every sync run) that reaches it.
+pub async fn unreadable_rows_are_dead_lettered<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("u@example.com").await;
+    let odd = f.create(&me, json!({"type": "BUILD", "project_name": "odd"})).await;
+    let good = f.create(&me, json!({"type": "BUILD", "project_name": "good"})).await;
+    // Another service writes a status this code does not know (the trigger bumps the version).
+    f.exec("UPDATE job SET status = 'PENDING' WHERE id = $1::uuid", &[Param::Uuid(odd.id)]).await;
+
+    // One entry per claim: the first claim meets only the unreadable row and claims again.
+    let claimed = f.store.claim_dirty(1, LEASE).await.expect("the claim does not fail");
+    assert_eq!(ids(&claimed), vec![good.id]);
+    let e = f.store.queue_entry(odd.id).await.expect("entry").expect("still queued");
+    assert!(e.dead_lettered_at.is_some(), "{e:?}");
+    assert_eq!((e.version, e.attempts), (odd.version + 1, 1));
+    let err = e.last_error.unwrap_or_default();
+    assert!(err.contains("unknown status \"PENDING\""), "the reason is kept: {err}");
+    assert!(f.store.claim_dirty(10, LEASE).await.expect("claim").is_empty());
+    let lag = f.store.sync_lag().await.expect("lag");
+    assert_eq!((lag.dirty, lag.dead_lettered), (1, 1));
+
+    // Repaired by a writer, the row is due again.
+    f.exec("UPDATE job SET status = 'QUEUED' WHERE id = $1::uuid", &[Param::Uuid(odd.id)]).await;
+    assert_eq!(ids(&f.store.claim_dirty(10, LEASE).await.expect("claim")), vec![odd.id]);
 }
 
 pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) {
