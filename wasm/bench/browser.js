@@ -1,6 +1,8 @@
 // The same benchmark inside Chromium (Debian's, driven by playwright-core): one page, one corpus,
 // the package loaded from /pkg/ as a browser would, ajv/valibot/zod bundled for the page with
-// esbuild (bench only; the demo page has no bundler). `node bench/browser.js [--n] [--rounds] [--json]`
+// esbuild (bench only; the demo page has no bundler). `node bench/browser.js [--n] [--rounds] [--json]
+// [--base DIR]`: with --base, another built package (served as /base/) runs beside it in the same
+// rounds as "base validateJob", for a before/after read within one page.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
@@ -14,6 +16,7 @@ const { values: args } = parseArgs({
     n: { type: "string", default: "10000" },
     rounds: { type: "string", default: "7" },
     json: { type: "boolean", default: false },
+    base: { type: "string" },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -39,8 +42,12 @@ const server = createServer(async (req, res) => {
       res.writeHead(200, { "content-type": files[path][0] }).end(files[path][1]);
       return;
     }
-    if (!/^\/(pkg|bench)\/[\w./-]+$/.test(path) || path.includes("..")) throw new Error("no");
-    const body = await readFile(`${WASM}${path.slice(1)}`);
+    if (!/^\/(pkg|bench|base)\/[\w./-]+$/.test(path) || path.includes("..")) throw new Error("no");
+    const file = path.startsWith("/base/")
+      ? `${args.base?.replace(/\/?$/, "/")}${path.slice("/base/".length)}`
+      : `${WASM}${path.slice(1)}`;
+    if (path.startsWith("/base/") && !args.base) throw new Error("no");
+    const body = await readFile(file);
     res.writeHead(200, { "content-type": types[path.split(".").pop()] ?? "application/octet-stream" }).end(body);
   } catch {
     res.writeHead(404).end();
@@ -54,7 +61,7 @@ try {
   const page = await browser.newPage();
   await page.goto(`${base}/`);
   const result = await page.evaluate(
-    async ({ n, rounds }) => {
+    async ({ n, rounds, withBase }) => {
       const [{ validateJob }, { generate }, libs, { contenders, measure }] = await Promise.all([
         import("/pkg/index.js"),
         import("/bench/jobs.js"),
@@ -62,9 +69,14 @@ try {
         import("/bench/run.js"),
       ]);
       const validators = { ajv: libs.ajvValidator(), valibot: libs.valibotValidator(), zod: libs.zodValidator() };
-      return measure(contenders(validateJob, validators), generate(n), rounds);
+      const all = contenders(validateJob, validators);
+      if (withBase) {
+        const base = (await import("/base/index.js")).validateJob;
+        all["base validateJob"] = (s) => base(s, "record");
+      }
+      return measure(all, generate(n), rounds);
     },
-    { n: Number(args.n), rounds: Number(args.rounds) },
+    { n: Number(args.n), rounds: Number(args.rounds), withBase: Boolean(args.base) },
   );
   result.where = `Chromium ${browser.version()} (headless, ${args.chromium})`;
   console.log(args.json ? JSON.stringify(result) : report(result, result.where));
