@@ -10,6 +10,10 @@
 #
 # Environment: BENCH_JOBS (100000), BENCH_ROUNDS (2), BENCH_LAG_RATE (500), BENCH_LAG_SECONDS
 # (30), BENCH_SECTIONS (throughput,pgsync,lag), BENCH_NO_PGSYNC=1 to skip PGSync.
+# BENCH_PIN=1 gives the engine CPU 0 and everything else of the run (Postgres and its backends,
+# the benchmark, PGSync, Redis) CPU 1, as if the engine were a machine of its own (OpenSearch
+# Service beside Aurora and Lambda); other processes on the box are not moved. Needs services
+# started by this script or named by JOBS_STATE; the affinity is restored at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,7 +24,9 @@ log() { printf 'bench-sync: %s\n' "$*" >&2; }
 
 pids=()
 started_services=0
+pinned=()
 cleanup() {
+  for p in "${pinned[@]}"; do taskset -a -cp "0-$(($(nproc) - 1))" "$p" >/dev/null 2>&1 || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "$started_services" = 1 ]; then "$ROOT/scripts/services.sh" stop || true; fi
 }
@@ -81,4 +87,17 @@ fi
 echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "postgres: $(psql "$DATABASE_URL" -XAtc 'SHOW server_version' 2>/dev/null || echo '?'), wal_level=$(psql "$DATABASE_URL" -XAtc 'SHOW wal_level' 2>/dev/null || echo '?')"
 echo "command: ./dev bench sync (BENCH_JOBS=${BENCH_JOBS:-100000} BENCH_ROUNDS=${BENCH_ROUNDS:-2} BENCH_LAG_RATE=${BENCH_LAG_RATE:-500} BENCH_LAG_SECONDS=${BENCH_LAG_SECONDS:-30})"
-cargo bench -p jobs-tests --bench sync --locked
+cargo bench -p jobs-tests --bench sync --locked --no-run >&2
+if [ -n "${BENCH_PIN:-}" ]; then
+  [ -n "${BENCH_ENGINE_PID:-}" ] && [ -n "${BENCH_PG_PID:-}" ] || { log "BENCH_PIN needs the services' pids (start them with this script or set JOBS_STATE)"; exit 1; }
+  [ "$(nproc)" -ge 2 ] || { log "BENCH_PIN needs two CPUs"; exit 1; }
+  taskset -a -cp 0 "$BENCH_ENGINE_PID" >/dev/null
+  pinned+=("$BENCH_ENGINE_PID")
+  for p in "$BENCH_PG_PID" $(pgrep -P "$BENCH_PG_PID") "${pids[@]}"; do
+    taskset -a -cp 1 "$p" >/dev/null && pinned+=("$p")
+  done
+  echo "pinned: the engine on CPU 0; Postgres, the benchmark, PGSync and Redis on CPU 1"
+  taskset -c 1 cargo bench -p jobs-tests --bench sync --locked
+else
+  cargo bench -p jobs-tests --bench sync --locked
+fi
