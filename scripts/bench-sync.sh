@@ -9,7 +9,8 @@
 # Debian's redis-server, installed with apt if missing and run on 127.0.0.1 for this run only.
 #
 # Environment: BENCH_JOBS (100000), BENCH_ROUNDS (2), BENCH_LAG_RATE (500), BENCH_LAG_SECONDS
-# (30), BENCH_SECTIONS (throughput,pgsync,lag), BENCH_NO_PGSYNC=1 to skip PGSync.
+# (30), BENCH_SECTIONS (throughput,pgsync,lag), BENCH_NO_PGSYNC=1 to skip PGSync, BENCH_SHARDS (1)
+# primary shards of every index it makes.
 # BENCH_PIN=1 gives the engine CPU 0 and everything else of the run (Postgres and its backends,
 # the benchmark, PGSync, Redis) CPU 1, as if the engine were a machine of its own (OpenSearch
 # Service beside Aurora and Lambda); other processes on the box are not moved. Needs services

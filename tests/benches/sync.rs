@@ -59,6 +59,12 @@ struct Bench {
     tag: String,
 }
 
+/// Primary shards of every index the benchmark makes (`BENCH_SHARDS`, default 1 like the
+/// sync's own default `SEARCH_SHARDS`).
+fn shards() -> u32 {
+    u32::try_from(num("BENCH_SHARDS", 1).max(1)).unwrap_or(1)
+}
+
 /// One measured line of the throughput table.
 struct Line {
     what: String,
@@ -148,9 +154,10 @@ impl Bench {
     async fn all(&self) -> Res<()> {
         let version = self.direct.get("/").await.ok().and_then(|v| v["version"]["number"].as_str().map(str::to_owned));
         println!(
-            "engine: {} at {}; postgres schema {}; {} jobs",
+            "engine: {} at {} ({} primary shard(s), 0 replicas); postgres schema {}; {} jobs",
             version.map_or_else(|| "unknown engine".into(), |v| format!("OpenSearch {v}")),
             self.engine_url,
+            shards(),
             self.schema,
             fmt_int(self.jobs as f64)
         );
@@ -275,6 +282,7 @@ impl Bench {
         let cfg = SearchConfig::new(&self.engine_url)
             .map_err(|e| e.to_string())?
             .alias(alias)
+            .shards(shards())
             .replicas(0)
             .request_timeout(Duration::from_secs(120));
         SearchClient::new(cfg).await.map_err(|e| e.to_string())
@@ -284,7 +292,7 @@ impl Bench {
     /// requests at a time into a fresh index made like the sync's (`refresh` as given).
     async fn ceiling(&self, docs: &[Job], inflight: usize, refresh: &str) -> Res<(f64, CpuUse)> {
         let index = self.name(&format!("ceiling{}", self.created.lock().map(|c| c.len()).unwrap_or(0)));
-        let mut body = search::index_body(1, 0);
+        let mut body = search::index_body(shards(), 0);
         body["settings"]["index"]["refresh_interval"] = json!(refresh);
         self.direct.put(&format!("/{index}"), body).await?;
         let bodies: Vec<Vec<u8>> = docs
@@ -400,7 +408,7 @@ impl Bench {
         };
         let index = self.name("pgsync");
         // The core's mapping and settings, open to the `_meta` field PGSync adds.
-        let mut body = search::index_body(1, 0);
+        let mut body = search::index_body(shards(), 0);
         body["mappings"]["dynamic"] = json!(true);
         self.direct.put(&format!("/{index}"), body).await?;
 

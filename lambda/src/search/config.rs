@@ -90,6 +90,11 @@ impl SearchConfig {
         self
     }
 
+    pub fn shards(mut self, shards: u32) -> SearchConfig {
+        self.shards = shards.max(1);
+        self
+    }
+
     pub fn replicas(mut self, replicas: u32) -> SearchConfig {
         self.replicas = replicas;
         self
