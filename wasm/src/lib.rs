@@ -11,11 +11,9 @@ mod tape;
 use jobs_core::issue::{Code, Issue, Issues};
 use jobs_core::model::{JobStatus, JobType};
 use jobs_core::validate::{self, Kind, Validated};
-use jobs_core::{Timestamp, metadata, search, status, text};
+use jobs_core::{Timestamp, metadata, status, text};
 use js_sys::JsString;
-use serde::Serialize;
-use serde_json::Value;
-use tape::to_js;
+use tape::{ToTape, to_js};
 use wasm_bindgen::prelude::*;
 
 /// lol_alloc's free list (first fit, coalescing) instead of the std default dlmalloc: 2.3 KB
@@ -38,28 +36,30 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
-#[derive(Serialize)]
-struct Valid<'a, T> {
+/// `{ok, job}`, `{ok, errors}` or `{ok, metadata}`.
+struct Outcome<'a> {
     ok: bool,
-    job: &'a T,
+    key: &'static str,
+    value: &'a dyn ToTape,
 }
 
-#[derive(Serialize)]
-struct Invalid<'a> {
-    ok: bool,
-    errors: &'a [Issue],
+impl ToTape for Outcome<'_> {
+    fn to_tape(&self, tape: &mut tape::Tape) -> tape::Result {
+        let mut o = tape.open(tape::OBJ);
+        o.field("ok", &self.ok)?;
+        o.field(self.key, self.value)?;
+        o.end()
+    }
 }
 
-#[derive(Serialize)]
-struct ValidMetadata<'a> {
-    ok: bool,
-    metadata: &'a serde_json::Map<String, Value>,
+fn invalid(errors: &[Issue]) -> Result<JsValue, JsValue> {
+    to_js(&Outcome { ok: false, key: "errors", value: &errors })
 }
 
 fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
     match result {
-        Ok(job) => to_js(&Valid { ok: true, job: &job }),
-        Err(errors) => to_js(&Invalid { ok: false, errors: &errors }),
+        Ok(job) => to_js(&Outcome { ok: true, key: "job", value: &job }),
+        Err(errors) => invalid(&errors),
     }
 }
 
@@ -122,14 +122,14 @@ pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &
     });
     let value = match parsed {
         Ok(v) => v,
-        Err(issue) => return to_js(&Invalid { ok: false, errors: &[issue] }),
+        Err(issue) => return invalid(&[issue]),
     };
     let mut issues = Issues::default();
     let shaped = metadata::shape(value, "metadata", &mut issues);
     if issues.is_empty() {
-        to_js(&ValidMetadata { ok: true, metadata: &shaped })
+        to_js(&Outcome { ok: true, key: "metadata", value: &shaped })
     } else {
-        to_js(&Invalid { ok: false, errors: &issues.into_vec() })
+        invalid(&issues.into_vec())
     }
 }
 
@@ -159,7 +159,7 @@ pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &Js
     let checked =
         json_text(job).map_err(|issue| vec![issue]).and_then(|t| tape::with_utf8(&t, validate::record_from_json));
     match checked {
-        Ok(valid) => to_js(&search::document(valid.job())),
+        Ok(valid) => to_js(&tape::SearchDocument(valid.job())),
         Err(issues) => {
             let summary: Vec<String> = issues.iter().map(Issue::to_string).collect();
             let error = js_sys::Error::new(&format!("not a valid job: {}", summary.join("; ")));

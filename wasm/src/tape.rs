@@ -1,6 +1,6 @@
 //! Moving values across the JS boundary in bulk. Text in: a JS string is encoded straight into
-//! a reused buffer in linear memory (`TextEncoder.encodeInto`, one call). Values out: any
-//! `Serialize` is written to a tape (ops, numbers, and all string bytes in one run) that
+//! a reused buffer in linear memory (`TextEncoder.encodeInto`, one call). Values out: a
+//! [`ToTape`] value is written to a tape (ops, numbers, and all string bytes in one run) that
 //! `tape.js` turns into plain JS objects with one UTF-8 decode for the whole value.
 //!
 //! Why not serde-wasm-bindgen: it builds the object with one `Reflect.set` and one string
@@ -8,7 +8,12 @@
 //! the speed (BENCHMARKS.md "## WASM"). The output is the same: plain objects, arrays, strings,
 //! numbers, booleans and null, as `JSON.parse` of serde_json's text would give.
 
-use serde::ser::{self, Serialize};
+use jobs_core::issue::Issue;
+use jobs_core::metadata::KnownKey;
+use jobs_core::model::{Job, JobStatus, JobType};
+use jobs_core::time::Timestamp;
+use jobs_core::validate::Validated;
+use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use wasm_bindgen::prelude::*;
@@ -31,6 +36,7 @@ extern "C" {
 }
 
 use js_sys::JsString;
+use uuid::Uuid;
 
 /// Buffers above this are given back after use instead of being kept for the next call.
 const KEEP_BYTES: usize = 1 << 20;
@@ -74,7 +80,7 @@ fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
 }
 
 /// A value as a plain JS object (or array, string, number, boolean, null).
-pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult {
+pub fn to_js(value: &dyn ToTape) -> JsResult {
     if !KNOWN_SENT.with(Cell::get) {
         setup(KNOWN.iter().map(|s| JsValue::from_str(s)).collect(), wasm_bindgen::memory());
         KNOWN_SENT.with(|k| k.set(true));
@@ -92,8 +98,8 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult {
     })
 }
 
-fn write<T: Serialize + ?Sized>(tape: &mut Tape, value: &T) -> JsResult {
-    value.serialize(&mut *tape).map_err(|e| JsValue::from(js_sys::Error::new(&e.0)))?;
+fn write(tape: &mut Tape, value: &dyn ToTape) -> JsResult {
+    value.to_tape(tape).map_err(|e| JsValue::from(js_sys::Error::new(&e.0)))?;
     // Addresses only: nothing is read through them on this side.
     Ok(decode_tape(
         tape.ops.as_ptr() as usize,
@@ -268,7 +274,7 @@ const STR: u32 = 4;
 /// payload: index into KNOWN.
 const KNOWN_STR: u32 = 5;
 /// payload: number of entries; each entry is a key (STR or KNOWN_STR) then a value.
-const OBJ: u32 = 6;
+pub const OBJ: u32 = 6;
 /// payload: number of items.
 const ARR: u32 = 7;
 const MAX_PAYLOAD: usize = (u32::MAX >> 3) as usize;
@@ -289,15 +295,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-impl ser::Error for Error {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
-    }
-}
-
-type Result<T = ()> = std::result::Result<T, Error>;
+pub type Result<T = ()> = std::result::Result<T, Error>;
 type JsResult = std::result::Result<JsValue, JsValue>;
 
 impl Tape {
@@ -312,7 +310,7 @@ impl Tape {
         self.utf16 = 0;
     }
 
-    fn op(&mut self, tag: u32, payload: usize) -> Result {
+    pub fn op(&mut self, tag: u32, payload: usize) -> Result {
         if payload > MAX_PAYLOAD {
             return Err(Error("value too large to hand to JS".into()));
         }
@@ -335,7 +333,7 @@ impl Tape {
     }
 
     /// Opens a container whose count is patched in by `Compound::end`.
-    fn open(&mut self, tag: u32) -> Compound<'_> {
+    pub fn open(&mut self, tag: u32) -> Compound<'_> {
         let at = self.ops.len();
         self.ops.push(tag);
         Compound { tape: self, at, count: 0 }
@@ -349,7 +347,7 @@ pub struct Compound<'a> {
 }
 
 impl Compound<'_> {
-    fn end(self) -> Result {
+    pub fn end(self) -> Result {
         if self.count > MAX_PAYLOAD {
             return Err(Error("value too large to hand to JS".into()));
         }
@@ -357,85 +355,94 @@ impl Compound<'_> {
         Ok(())
     }
 
-    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.count += 1;
-        value.serialize(&mut *self.tape)
-    }
-
-    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result {
+    pub fn field<T: ToTape + ?Sized>(&mut self, key: &str, value: &T) -> Result {
         self.count += 1;
         self.tape.str(key)?;
-        value.serialize(&mut *self.tape)
+        value.to_tape(self.tape)
     }
 }
 
-/// `{ variant: ... }`, the way serde_json writes an enum variant with data.
-fn variant_wrapper<'a>(tape: &'a mut Tape, variant: &str) -> Result<Compound<'a>> {
-    tape.ops.push(OBJ | 1 << 3);
-    tape.str(variant)?;
-    Ok(tape.open(ARR))
+// ---------------------------------------------------------------------------------------------
+// What the exports hand back, written by hand: a generic serde `Serializer` here was
+// monomorphised for every output type (~10 KB raw of the wasm, BENCHMARKS.md "## WASM").
+// The shapes are serde's derived ones for the same types (field order, `type` for `job_type`,
+// Display for timestamps, hyphenated lowercase uuids, `null` for `None` and non-finite numbers);
+// `tests::same_values_as_serde` holds them to `serde_json::to_value` on the corpus.
+
+/// A value the tape can hold.
+pub trait ToTape {
+    fn to_tape(&self, tape: &mut Tape) -> Result;
 }
 
-impl<'a> ser::Serializer for &'a mut Tape {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Compound<'a>;
-    type SerializeTuple = Compound<'a>;
-    type SerializeTupleStruct = Compound<'a>;
-    type SerializeTupleVariant = Compound<'a>;
-    type SerializeMap = Compound<'a>;
-    type SerializeStruct = Compound<'a>;
-    type SerializeStructVariant = Compound<'a>;
+impl<T: ToTape + ?Sized> ToTape for &T {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        (**self).to_tape(tape)
+    }
+}
 
-    fn serialize_bool(self, v: bool) -> Result {
-        self.op(if v { TRUE } else { FALSE }, 0)
+impl<T: ToTape> ToTape for Option<T> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        match self {
+            Some(v) => v.to_tape(tape),
+            None => tape.op(NULL, 0),
+        }
     }
-    fn serialize_i8(self, v: i8) -> Result {
-        self.num(v.into())
+}
+
+impl<T: ToTape> ToTape for [T] {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.op(ARR, self.len())?;
+        self.iter().try_for_each(|v| v.to_tape(tape))
     }
-    fn serialize_i16(self, v: i16) -> Result {
-        self.num(v.into())
+}
+
+impl<T: ToTape> ToTape for Vec<T> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        self.as_slice().to_tape(tape)
     }
-    fn serialize_i32(self, v: i32) -> Result {
-        self.num(v.into())
+}
+
+impl ToTape for bool {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.op(if *self { TRUE } else { FALSE }, 0)
     }
-    fn serialize_i64(self, v: i64) -> Result {
-        // Beyond 2^53 this rounds, exactly as JSON.parse of the same number would.
-        self.num(v as f64)
-    }
-    fn serialize_i128(self, v: i128) -> Result {
-        self.num(v as f64)
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        self.num(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        self.num(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        self.num(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        self.num(v as f64)
-    }
-    fn serialize_u128(self, v: u128) -> Result {
-        self.num(v as f64)
-    }
-    fn serialize_f32(self, v: f32) -> Result {
-        self.serialize_f64(v.into())
-    }
-    fn serialize_f64(self, v: f64) -> Result {
+}
+
+impl ToTape for f64 {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
         // JSON has no NaN or infinity: serde_json writes null.
-        if v.is_finite() { self.num(v) } else { self.op(NULL, 0) }
+        if self.is_finite() { tape.num(*self) } else { tape.op(NULL, 0) }
     }
-    fn serialize_char(self, v: char) -> Result {
-        self.str(v.encode_utf8(&mut [0; 4]))
+}
+
+impl ToTape for i64 {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        // Beyond 2^53 this rounds, exactly as JSON.parse of the same number would.
+        tape.num(*self as f64)
     }
-    fn serialize_str(self, v: &str) -> Result {
-        self.str(v)
+}
+
+impl ToTape for str {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self)
     }
-    /// Display output (timestamps) straight into the text, without a String per value.
-    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result {
+}
+
+impl ToTape for String {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self)
+    }
+}
+
+impl ToTape for Uuid {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+    }
+}
+
+impl ToTape for Timestamp {
+    /// Display straight into the text, without a String per value.
+    fn to_tape(&self, tape: &mut Tape) -> Result {
         struct Text<'t>(&'t mut Vec<u8>);
         impl fmt::Write for Text<'_> {
             fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -443,290 +450,144 @@ impl<'a> ser::Serializer for &'a mut Tape {
                 Ok(())
             }
         }
-        let start = self.text.len();
-        fmt::write(&mut Text(&mut self.text), format_args!("{value}"))
-            .map_err(|_| Error("formatting failed".into()))?;
-        let added = &self.text[start..];
-        self.utf16 += if added.is_ascii() {
-            added.len()
-        } else {
-            std::str::from_utf8(added).map_or(added.len(), |s| s.encode_utf16().count())
-        };
-        self.op(STR, self.utf16)
+        let start = tape.text.len();
+        fmt::write(&mut Text(&mut tape.text), format_args!("{self}")).map_err(|_| Error("formatting failed".into()))?;
+        // Always ASCII (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+        tape.utf16 += tape.text.len() - start;
+        tape.op(STR, tape.utf16)
     }
-    fn serialize_bytes(self, v: &[u8]) -> Result {
-        let mut seq = self.open(ARR);
-        for b in v {
-            seq.item(b)?;
+}
+
+impl ToTape for JobStatus {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self.as_str())
+    }
+}
+
+impl ToTape for JobType {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self.as_str())
+    }
+}
+
+impl ToTape for Value {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        match self {
+            Value::Null => tape.op(NULL, 0),
+            Value::Bool(b) => b.to_tape(tape),
+            // u64 and i64 as f64 round as JSON.parse would; a serde_json float is finite.
+            Value::Number(n) => n.as_f64().to_tape(tape),
+            Value::String(s) => tape.str(s),
+            Value::Array(items) => items.to_tape(tape),
+            Value::Object(map) => map.to_tape(tape),
         }
-        seq.end()
-    }
-    fn serialize_none(self) -> Result {
-        self.op(NULL, 0)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result {
-        self.op(NULL, 0)
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result {
-        self.op(NULL, 0)
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
-        self.str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        value: &T,
-    ) -> Result {
-        self.ops.push(OBJ | 1 << 3);
-        self.str(variant)?;
-        value.serialize(self)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>> {
-        Ok(self.open(ARR))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Compound<'a>> {
-        Ok(self.open(ARR))
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>> {
-        Ok(self.open(ARR))
-    }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, variant: &'static str, _: usize) -> Result<Compound<'a>> {
-        variant_wrapper(self, variant)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>> {
-        Ok(self.open(OBJ))
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>> {
-        Ok(self.open(OBJ))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Compound<'a>> {
-        self.ops.push(OBJ | 1 << 3);
-        self.str(variant)?;
-        Ok(self.open(OBJ))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.item(value)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.item(value)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
+impl ToTape for Map<String, Value> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.op(OBJ, self.len())?;
+        self.iter().try_for_each(|(k, v)| {
+            tape.str(k)?;
+            v.to_tape(tape)
+        })
     }
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.item(value)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.item(value)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
+impl ToTape for Issue {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        let mut o = tape.open(OBJ);
+        o.field("path", &self.path)?;
+        o.field("code", self.code.as_str())?;
+        o.field("message", &self.message)?;
+        o.end()
     }
 }
 
-impl ser::SerializeMap for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
-        self.count += 1;
-        key.serialize(MapKey(&mut *self.tape))
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        value.serialize(&mut *self.tape)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
+impl ToTape for Job {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        job(self, tape, false)
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.field(key, value)
-    }
-    fn end(self) -> Result {
-        Compound::end(self)
+/// The search engine's document for a job (`jobs_core::search::document`'s fields, in order).
+pub struct SearchDocument<'a>(pub &'a Job);
+
+impl ToTape for SearchDocument<'_> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        job(self.0, tape, true)
     }
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.field(key, value)
+/// A job's fields; with `document`, `known_metadata` after `metadata` and the microsecond keys
+/// at the end, as `search::Document` has them.
+fn job(job: &Job, tape: &mut Tape, document: bool) -> Result {
+    let mut o = tape.open(OBJ);
+    o.field("id", &job.id)?;
+    o.field("workspace_id", &job.workspace_id)?;
+    o.field("user_id", &job.user_id)?;
+    o.field("status", &job.status)?;
+    o.field("type", &job.job_type)?;
+    o.field("project_name", &job.project_name)?;
+    o.field("hostname", &job.hostname)?;
+    o.field("arch", &job.arch)?;
+    o.field("user_email", &job.user_email)?;
+    o.field("error_message", &job.error_message)?;
+    o.field("metadata", &job.metadata)?;
+    if document {
+        o.field("known_metadata", &KnownMetadata(&job.metadata))?;
     }
-    fn end(self) -> Result {
-        Compound::end(self)
+    o.field("created_at", &job.created_at)?;
+    o.field("updated_at", &job.updated_at)?;
+    o.field("completed_at", &job.completed_at)?;
+    o.field("version", &job.version)?;
+    if document {
+        o.field("created_at_us", &job.created_at.as_micros())?;
+        o.field("updated_at_us", &job.updated_at.as_micros())?;
+        o.field("completed_at_us", &job.completed_at.map(Timestamp::as_micros))?;
+    }
+    o.end()
+}
+
+/// The known metadata keys whose values have their field's type (`search`'s rule).
+struct KnownMetadata<'a>(&'a Map<String, Value>);
+
+impl ToTape for KnownMetadata<'_> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        let mut o = tape.open(OBJ);
+        for key in KnownKey::ALL {
+            let v = self.0.get(key.name());
+            let fits = match v {
+                Some(Value::Number(_)) => key.is_numeric(),
+                Some(Value::String(_)) => !key.is_numeric(),
+                _ => false,
+            };
+            if let (true, Some(v)) = (fits, v) {
+                o.field(key.name(), v)?;
+            }
+        }
+        o.end()
     }
 }
 
-/// Map keys: strings, and the scalars serde_json also writes as strings.
-struct MapKey<'a>(&'a mut Tape);
-
-impl MapKey<'_> {
-    fn display(self, v: impl fmt::Display) -> Result {
-        self.0.str(&v.to_string())
-    }
-}
-
-fn key_error() -> Error {
-    Error("a map key must be a string".into())
-}
-
-impl ser::Serializer for MapKey<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = ser::Impossible<(), Error>;
-    type SerializeTuple = ser::Impossible<(), Error>;
-    type SerializeTupleStruct = ser::Impossible<(), Error>;
-    type SerializeTupleVariant = ser::Impossible<(), Error>;
-    type SerializeMap = ser::Impossible<(), Error>;
-    type SerializeStruct = ser::Impossible<(), Error>;
-    type SerializeStructVariant = ser::Impossible<(), Error>;
-
-    fn serialize_str(self, v: &str) -> Result {
-        self.0.str(v)
-    }
-    fn serialize_char(self, v: char) -> Result {
-        self.0.str(v.encode_utf8(&mut [0; 4]))
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
-        self.0.str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result {
-        value.serialize(self)
-    }
-    fn serialize_bool(self, v: bool) -> Result {
-        self.display(v)
-    }
-    fn serialize_i8(self, v: i8) -> Result {
-        self.display(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result {
-        self.display(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result {
-        self.display(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result {
-        self.display(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        self.display(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        self.display(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        self.display(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        self.display(v)
-    }
-    fn serialize_f32(self, _: f32) -> Result {
-        Err(key_error())
-    }
-    fn serialize_f64(self, _: f64) -> Result {
-        Err(key_error())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result {
-        Err(key_error())
-    }
-    fn serialize_none(self) -> Result {
-        Err(key_error())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
-        Err(key_error())
-    }
-    fn serialize_unit(self) -> Result {
-        Err(key_error())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result {
-        Err(key_error())
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result {
-        Err(key_error())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(key_error())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        Err(key_error())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
-        Err(key_error())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        Err(key_error())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        Err(key_error())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        Err(key_error())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        Err(key_error())
+impl ToTape for Validated {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        match self {
+            Validated::Record(valid) => valid.job().to_tape(tape),
+            Validated::Patched(job) => job.to_tape(tape),
+            Validated::Create(new) => {
+                let mut o = tape.open(OBJ);
+                o.field("id", &new.id())?;
+                o.field("workspace_id", &new.workspace_id())?;
+                o.field("status", &new.status())?;
+                o.field("type", &new.job_type())?;
+                o.field("project_name", new.project_name())?;
+                o.field("hostname", &new.hostname())?;
+                o.field("arch", &new.arch())?;
+                o.field("metadata", new.metadata())?;
+                o.end()
+            }
+        }
     }
 }
 
@@ -761,7 +622,7 @@ mod tests {
     fn tape_shape() {
         let mut tape = Tape::new();
         let v = serde_json::json!({"ok": true, "job": {"id": "abc", "n": [1, 2.5, null], "é": "ü"}});
-        v.serialize(&mut tape).expect("serialises");
+        v.to_tape(&mut tape).expect("written");
         let k = |s: &str| KNOWN_STR | known(s).expect("known") << 3;
         // serde_json's map (without preserve_order) is sorted: "job" before "ok".
         let ops = [OBJ | 2 << 3, k("job"), OBJ | 3 << 3, k("id"), STR | 3 << 3, STR | 4 << 3, ARR | 3 << 3];
@@ -769,5 +630,122 @@ mod tests {
         assert_eq!(&tape.ops[7..], &[NUM, NUM, NULL, STR | 5 << 3, STR | 6 << 3, k("ok"), TRUE]);
         assert_eq!(tape.nums, [1.0, 2.5]);
         assert_eq!(tape.text, "abcnéü".as_bytes());
+    }
+
+    /// What `tape.js` makes of a tape, as a `serde_json::Value` (numbers as f64).
+    fn decode(tape: &Tape) -> Value {
+        struct R<'t> {
+            tape: &'t Tape,
+            text: Vec<u16>,
+            at: usize,
+            num: usize,
+            cut: usize,
+        }
+        impl R<'_> {
+            fn string(&mut self, op: u32) -> String {
+                let end = (op >> 3) as usize;
+                let s = String::from_utf16(&self.text[self.cut..end]).expect("utf-16");
+                self.cut = end;
+                s
+            }
+            fn key(&mut self) -> String {
+                let op = self.tape.ops[self.at];
+                self.at += 1;
+                if op & 7 == KNOWN_STR { KNOWN[(op >> 3) as usize].to_owned() } else { self.string(op) }
+            }
+            fn value(&mut self) -> Value {
+                let op = self.tape.ops[self.at];
+                self.at += 1;
+                match op & 7 {
+                    NULL => Value::Null,
+                    TRUE => Value::Bool(true),
+                    FALSE => Value::Bool(false),
+                    NUM => {
+                        self.num += 1;
+                        serde_json::Number::from_f64(self.tape.nums[self.num - 1]).map_or(Value::Null, Value::Number)
+                    }
+                    STR => Value::String(self.string(op)),
+                    KNOWN_STR => Value::String(KNOWN[(op >> 3) as usize].to_owned()),
+                    OBJ => (0..op >> 3).map(|_| (self.key(), self.value())).collect(),
+                    _ => (0..op >> 3).map(|_| self.value()).collect(),
+                }
+            }
+        }
+        let text = std::str::from_utf8(&tape.text).expect("utf-8").encode_utf16().collect();
+        R { tape, text, at: 0, num: 0, cut: 0 }.value()
+    }
+
+    /// serde_json's value with every number as the f64 JS would hold.
+    fn as_js(v: Value) -> Value {
+        match v {
+            Value::Number(n) => n.as_f64().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number),
+            Value::Array(a) => a.into_iter().map(as_js).collect(),
+            Value::Object(o) => o.into_iter().map(|(k, v)| (k, as_js(v))).collect(),
+            v => v,
+        }
+    }
+
+    #[track_caller]
+    fn same(written: &dyn ToTape, serde: Value) {
+        let mut tape = Tape::new();
+        written.to_tape(&mut tape).expect("written");
+        assert_eq!(decode(&tape), as_js(serde));
+    }
+
+    /// The hand-written shapes are serde's derived ones: every corpus case's result (jobs, new
+    /// jobs, patched jobs, issue lists), and the search document of every valid record.
+    #[test]
+    fn same_values_as_serde() {
+        let corpus = include_str!("../../core/tests/data/corpus.ndjson");
+        let now = Timestamp::parse("2024-06-01T00:00:00Z").expect("clock");
+        let mut documents = 0;
+        for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+            let case: Value = serde_json::from_str(line).expect("corpus line");
+            let kind = jobs_core::validate::Kind::parse(case["kind"].as_str().expect("kind")).expect("a kind");
+            let text = match case.get("raw") {
+                Some(Value::String(raw)) => raw.clone(),
+                _ => case["input"].to_string(),
+            };
+            match jobs_core::validate::validate_any(kind, text.as_bytes(), now) {
+                Ok(v) => {
+                    same(&v, serde_json::to_value(&v).expect("serde"));
+                    let job = match &v {
+                        Validated::Record(valid) => Some(valid.job()),
+                        Validated::Patched(job) => Some(job),
+                        Validated::Create(_) => None,
+                    };
+                    if let Some(job) = job {
+                        let doc = jobs_core::search::document(job);
+                        same(&SearchDocument(job), serde_json::to_value(doc).expect("serde"));
+                        documents += 1;
+                    }
+                }
+                Err(issues) => same(&issues, serde_json::to_value(&issues).expect("serde")),
+            }
+        }
+        assert!(documents >= 10, "only {documents} jobs");
+        let odd = serde_json::json!({"a": [1e300, -0.0, 18446744073709551615u64, -9007199254740993i64, "\u{1F600}x"], "": {}});
+        same(&odd, odd.clone());
+        let mut metadata = Map::new();
+        for (k, v) in
+            [("cpuCores", "4"), ("memoryGb", "4.5"), ("dockerImageId", "sha256:x"), ("buildDurationMs", "true")]
+        {
+            metadata.insert(k.to_owned(), serde_json::from_str(v).unwrap_or(Value::String(v.to_owned())));
+        }
+        let mut job: Job = serde_json::from_str(
+            corpus
+                .lines()
+                .next()
+                .and_then(|l| {
+                    let case: Value = serde_json::from_str(l).ok()?;
+                    Some(case["input"].to_string())
+                })
+                .as_deref()
+                .expect("first case"),
+        )
+        .expect("a job");
+        job.metadata = metadata;
+        job.completed_at = None;
+        same(&SearchDocument(&job), serde_json::to_value(jobs_core::search::document(&job)).expect("serde"));
     }
 }
