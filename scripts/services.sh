@@ -165,6 +165,28 @@ pg_wait_ready() {
   return 1
 }
 
+# A local CA and a server certificate for 127.0.0.1 / localhost, so clients can be tested with
+# every sslmode (verify-full included), plus a second CA that signed nothing (the negative case).
+pg_tls_files() {
+  local dir="$PG_DIR/tls"
+  [[ -s $dir/server.crt && -s $dir/server.key && -s $dir/ca.crt && -s $dir/other-ca.crt ]] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  rm -rf "$dir" && mkdir -p "$dir"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 3650 -subj "/CN=jobs local test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -x509 "${ec[@]}" -days 3650 -subj "/CN=jobs unrelated CA" \
+    -keyout "$dir/other-ca.key" -out "$dir/other-ca.crt" 2>/dev/null
+  openssl req "${ec[@]}" -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' \
+    >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+  chmod 600 "$dir/server.key"
+  own "$dir" "$dir/server.key" "$dir/server.crt"
+  [[ -s $dir/server.crt ]] || die "could not make the local TLS certificates in $dir"
+}
+
 start_postgres() {
   local bin port
   if ! bin="$(pg_bindir)"; then
@@ -193,15 +215,21 @@ shared_buffers = 256MB
 EOF
   fi
 
+  pg_tls_files
   if pid="$(pg_pid)" && port="$(pg_port)" && pg_isready -q -h 127.0.0.1 -p "$port" -t 2; then
-    log "postgres already running (pid $pid, port $port)"
-    return 0
+    if [[ $(psql -X -At -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres -c 'SHOW ssl' 2>/dev/null) == on ]]; then
+      log "postgres already running (pid $pid, port $port)"
+      return 0
+    fi
+    log "postgres is running without TLS (started by an older script): restarting it"
+    stop_postgres
   fi
 
   port="$(pick_port "$PG_DIR/port")"
-  log "starting postgres on 127.0.0.1:$port"
+  log "starting postgres on 127.0.0.1:$port (TLS on, CA $PG_DIR/tls/ca.crt)"
+  local tls="-c ssl=on -c ssl_cert_file=$PG_DIR/tls/server.crt -c ssl_key_file=$PG_DIR/tls/server.key"
   if ! as_svc "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t "$PG_TIMEOUT" \
-    -o "-p $port" start >/dev/null 9>&-; then
+    -o "-p $port $tls" start >/dev/null 9>&-; then
     tail -n 30 "$PG_DIR/postgres.log" >&2 || true
     die "postgres did not start (log: $PG_DIR/postgres.log)"
   fi
@@ -527,6 +555,8 @@ cmd_env() {
   for e in opensearch elasticsearch; do engine_pid "$e" >/dev/null && running+=("$e"); done
   if pg_pid >/dev/null && port="$(pg_port)"; then
     echo "export DATABASE_URL=postgres://$DB_USER@127.0.0.1:$port/$DB_NAME"
+    # The CA of the local server's certificate (for sslmode=verify-full; tests use it).
+    [[ -s $PG_DIR/tls/ca.crt ]] && echo "export JOBS_PG_CA=$PG_DIR/tls/ca.crt"
   else
     log "postgres is not running (./dev services start)"
   fi

@@ -7,6 +7,7 @@ pub mod data_api;
 pub mod db;
 pub mod migrate;
 pub mod pg;
+pub mod pg_tls;
 pub mod search;
 pub mod store;
 pub mod sync_run;

@@ -1,5 +1,5 @@
 //! The direct Postgres driver of the SQL-executor seam: tokio-postgres over a deadpool pool
-//! (local runs, RDS Proxy, benchmarks).
+//! (local runs, RDS Proxy, benchmarks), with TLS as libpq's `sslmode` says ([`crate::pg_tls`]).
 //!
 //! Parameters bind by the type the server inferred for each placeholder (the store's SQL casts
 //! every one), so one [`Param`] works for `uuid`, `text`, `jsonb`, `timestamptz`, ... and
@@ -14,7 +14,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jobs_core::sql::Param;
 use std::error::Error as StdError;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01T00:00:00Z).
@@ -78,8 +77,12 @@ impl std::fmt::Debug for PgExecutor {
 impl PgExecutor {
     /// Builds the pool; connections open lazily, on first use.
     pub fn connect(opts: &PgOptions) -> Result<PgExecutor, DbError> {
+        let (url, tls) = crate::pg_tls::split(&opts.url, |k| std::env::var(k).ok())
+            .map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
         let mut cfg: tokio_postgres::Config =
-            opts.url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
+            url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
+        cfg.ssl_mode(tls.pg_mode());
+        let connector = tls.connector().map_err(DbError::Unavailable)?;
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(opts.timeout);
         }
@@ -96,7 +99,7 @@ impl PgExecutor {
             };
             cfg.options(options);
         }
-        let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(cfg, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(opts.max_connections)
             .runtime(Runtime::Tokio1)
@@ -244,7 +247,15 @@ pub fn map_err(e: tokio_postgres::Error) -> DbError {
         source = s.source();
     }
     if e.is_closed() || io || e.to_string().starts_with("error connecting") {
-        return DbError::Unavailable(e.to_string());
+        // With the causes: "error performing TLS handshake: invalid peer certificate: ..."
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        return DbError::Unavailable(message);
     }
     let message = match e.source() {
         Some(source) => format!("{e}: {source}"),

@@ -84,3 +84,53 @@ async fn pg_unreachable_server_is_unavailable() {
     }
     assert!(matches!(PgExecutor::connect(&PgOptions::new("postgres://x").schema("a;b")), Err(DbError::Unavailable(_))));
 }
+
+/// TLS to Postgres with each of libpq's `sslmode`s, against the local server `./dev services`
+/// starts with TLS on and a certificate for 127.0.0.1 / localhost from its own CA
+/// (`JOBS_PG_CA`). `other-ca.crt` beside it signed nothing: verification must refuse it.
+#[tokio::test]
+async fn pg_tls_follows_sslmode() {
+    let Some(url) = database_url("pg_tls_follows_sslmode") else { return };
+    let Some(ca) = std::env::var("JOBS_PG_CA").ok().filter(|c| !c.is_empty()) else {
+        eprintln!("skipped: JOBS_PG_CA is not set (eval \"$(./dev services env)\")");
+        return;
+    };
+    let other = std::path::Path::new(&ca).with_file_name("other-ca.crt");
+    let other = other.to_string_lossy();
+    let localhost = url.replacen("@127.0.0.1:", "@localhost:", 1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    async fn encrypted(url: String) -> Result<bool, DbError> {
+        let db = PgExecutor::connect(&PgOptions::new(url))?;
+        let rows = db.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?;
+        Ok(rows == vec![vec![Cell::Bool(true)]])
+    }
+    for (query, want) in [
+        ("sslmode=disable".to_owned(), false),
+        ("sslmode=prefer".to_owned(), true),
+        ("sslmode=require".to_owned(), true),
+        (format!("sslmode=require&sslrootcert={ca}"), true),
+        (format!("sslmode=verify-ca&sslrootcert={ca}"), true),
+        (format!("sslmode=verify-full&sslrootcert={ca}"), true),
+    ] {
+        let got = encrypted(format!("{url}{sep}{query}")).await;
+        assert_eq!(got.as_ref().ok(), Some(&want), "{query}: {got:?}");
+    }
+    // Host names too (the certificate names localhost and 127.0.0.1).
+    let got = encrypted(format!("{localhost}{sep}sslmode=verify-full&sslrootcert={ca}")).await;
+    assert_eq!(got.as_ref().ok(), Some(&true), "localhost: {got:?}");
+    // A CA that did not sign the server's certificate: refused, whatever the name check says;
+    // and `require` with a root file verifies too (libpq: as verify-ca).
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={other}"),
+        format!("sslmode=verify-ca&sslrootcert={other}"),
+        format!("sslmode=require&sslrootcert={other}"),
+    ] {
+        match encrypted(format!("{url}{sep}{query}")).await {
+            Err(DbError::Unavailable(msg)) => assert!(msg.to_lowercase().contains("certificate"), "{query}: {msg}"),
+            other => panic!("{query}: expected a refused certificate, got {other:?}"),
+        }
+    }
+    // A bad mode is a configuration error before any connection.
+    let err = PgExecutor::connect(&PgOptions::new(format!("{url}{sep}sslmode=always"))).expect_err("bad sslmode");
+    assert!(err.to_string().contains("invalid sslmode"), "{err}");
+}
