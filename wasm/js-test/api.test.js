@@ -65,6 +65,7 @@ test("validateJob normalises and reports every problem", () => {
   assert.equal(bad.ok, false);
   assert.deepEqual(bad.errors.map((e) => [e.path, e.code]).sort(), [["hostname", "invalid_hostname"], ["status", "unknown_status"]]);
   assert.throws(() => jobs.validateJob("{}", "update"), TypeError);
+  assert.throws(() => jobs.validateJob("{}", 5), TypeError);
 });
 
 test("patch uses Date.now() unless given a clock", () => {

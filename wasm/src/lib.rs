@@ -63,11 +63,24 @@ fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
     }
 }
 
-fn kind(kind: &str) -> Result<Kind, JsValue> {
-    Kind::parse(kind).ok_or_else(|| {
-        js_sys::TypeError::new(&format!("kind must be \"record\", \"create\" or \"patch\", not {}", text::Quoted(kind)))
-            .into()
-    })
+/// A string argument read as UTF-8 through the same buffer as the inputs (a `&str` parameter
+/// would bring wasm-bindgen's own string-passing glue); `None` when it is not a string.
+fn read_str<R>(value: &JsValue, f: impl FnOnce(&str) -> R) -> Option<R> {
+    let text = value.dyn_ref::<JsString>()?;
+    tape::with_utf8(text, |bytes| std::str::from_utf8(bytes).ok().map(f))
+}
+
+fn kind(kind: &JsValue) -> Result<Kind, JsValue> {
+    const WANT: &str = "kind must be \"record\", \"create\" or \"patch\"";
+    match read_str(kind, |name| Kind::parse(name).ok_or_else(|| format!("{WANT}, not {}", text::Quoted(name)))) {
+        Some(Ok(kind)) => Ok(kind),
+        Some(Err(message)) => Err(js_sys::TypeError::new(&message).into()),
+        None => Err(js_sys::TypeError::new(WANT).into()),
+    }
+}
+
+fn status(value: &JsValue) -> Option<JobStatus> {
+    read_str(value, JobStatus::parse).flatten()
 }
 
 /// The caller's clock, or the page's; only a patch reads it.
@@ -86,8 +99,10 @@ fn json_text(value: &JsValue) -> Result<JsString, Issue> {
         Ok(text) if text.is_string() => Ok(text),
         Ok(_) => Ok(JsString::from("null")),
         Err(e) => {
-            let why =
-                e.dyn_ref::<js_sys::Error>().map_or_else(|| "not representable".to_owned(), |e| e.message().into());
+            let why = e
+                .dyn_ref::<js_sys::Error>()
+                .and_then(|e| read_str(&e.message(), str::to_owned))
+                .unwrap_or_else(|| "not representable".to_owned());
             Err(Issue::new("", Code::InvalidJson, format!("not representable as JSON: {why}")))
         }
     }
@@ -95,7 +110,7 @@ fn json_text(value: &JsValue) -> Result<JsString, Issue> {
 
 /// Validates JSON text as `kind` ("record", "create" or "patch"); see the TypeScript overloads.
 #[wasm_bindgen(js_name = validateJob, skip_typescript)]
-pub fn validate_job(json: &JsString, kind_name: &str, now: Option<f64>) -> Result<JsValue, JsValue> {
+pub fn validate_job(json: &JsString, kind_name: &JsValue, now: Option<f64>) -> Result<JsValue, JsValue> {
     let kind = kind(kind_name)?;
     let now = clock(kind, now);
     outcome(tape::with_utf8(json, |bytes| validate::validate_any(kind, bytes, now)))
@@ -103,7 +118,7 @@ pub fn validate_job(json: &JsString, kind_name: &str, now: Option<f64>) -> Resul
 
 /// `validateJob(JSON.stringify(input), kind, now)`.
 #[wasm_bindgen(js_name = validateJobObject, skip_typescript)]
-pub fn validate_job_object(input: &JsValue, kind_name: &str, now: Option<f64>) -> Result<JsValue, JsValue> {
+pub fn validate_job_object(input: &JsValue, kind_name: &JsValue, now: Option<f64>) -> Result<JsValue, JsValue> {
     let kind = kind(kind_name)?;
     let now = clock(kind, now);
     match json_text(input) {
@@ -133,14 +148,14 @@ pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &
     }
 }
 
-/// Whether a job may move from `from` to `to` (false for an unknown status). Staying in the
-/// same status is not a transition.
+/// Whether a job may move from `from` to `to` (false for an unknown status or a non-string).
+/// Staying in the same status is not a transition.
 #[wasm_bindgen(js_name = canTransition)]
 pub fn can_transition(
-    #[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &str,
-    #[wasm_bindgen(unchecked_param_type = "JobStatus")] to: &str,
+    #[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "JobStatus")] to: &JsValue,
 ) -> bool {
-    match (JobStatus::parse(from), JobStatus::parse(to)) {
+    match (status(from), status(to)) {
         (Some(from), Some(to)) => status::can_transition(from, to),
         _ => false,
     }
@@ -148,8 +163,8 @@ pub fn can_transition(
 
 /// The statuses a job in `from` may move to (none for a terminal or unknown status).
 #[wasm_bindgen(js_name = nextStates, unchecked_return_type = "JobStatus[]")]
-pub fn next_states(#[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &str) -> Vec<String> {
-    JobStatus::parse(from).map_or_else(Vec::new, |s| status::next_states(s).iter().map(|s| s.to_string()).collect())
+pub fn next_states(#[wasm_bindgen(unchecked_param_type = "JobStatus")] from: &JsValue) -> Result<JsValue, JsValue> {
+    to_js(&status(from).map_or_else(Vec::new, status::next_states))
 }
 
 /// The search engine's document for a valid job record. Throws an `InvalidJobError` (an
@@ -170,38 +185,42 @@ pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &Js
 }
 
 /// A new time-ordered job id (UUIDv7) from `crypto.getRandomValues` and `Date.now()`.
-#[wasm_bindgen(js_name = newJobId)]
-pub fn new_job_id() -> Result<String, JsValue> {
+#[wasm_bindgen(js_name = newJobId, unchecked_return_type = "string")]
+pub fn new_job_id() -> Result<JsValue, JsValue> {
     let mut random = [0u8; 10];
     get_random_values(&mut random)?;
     let millis = js_sys::Date::now();
     // A clock before 1970 (or NaN) saturates to 0: still a valid, if early, v7 id.
-    Ok(text::new_uuid_v7(millis as u64, random).to_string())
+    let id = text::new_uuid_v7(millis as u64, random);
+    Ok(JsValue::from_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())))
 }
+
+// The lists below come back through the tape, not as `Vec<String>` (whose glue and
+// per-string copies cost more bytes than the lists themselves).
 
 /// Every job status, in the order of the state machine.
 #[wasm_bindgen(js_name = jobStatuses, unchecked_return_type = "JobStatus[]")]
-pub fn job_statuses() -> Vec<String> {
-    JobStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+pub fn job_statuses() -> Result<JsValue, JsValue> {
+    to_js(&JobStatus::ALL)
 }
 
 /// Every job type.
 #[wasm_bindgen(js_name = jobTypes, unchecked_return_type = "JobType[]")]
-pub fn job_types() -> Vec<String> {
-    JobType::ALL.iter().map(|t| t.as_str().to_owned()).collect()
+pub fn job_types() -> Result<JsValue, JsValue> {
+    to_js(&JobType::ALL)
 }
 
 /// Every problem code the rules can report.
 #[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
-pub fn error_codes() -> Vec<String> {
-    Code::ALL.iter().map(|c| c.as_str().to_owned()).collect()
+pub fn error_codes() -> Result<JsValue, JsValue> {
+    to_js(&Code::ALL)
 }
 
 /// The canonical architecture names (aliases such as `amd64` normalise to these; any other
 /// lowercase token is kept as given).
-#[wasm_bindgen(js_name = canonicalArches)]
-pub fn canonical_arches() -> Vec<String> {
-    text::ARCHES.iter().map(|a| (*a).to_owned()).collect()
+#[wasm_bindgen(js_name = canonicalArches, unchecked_return_type = "string[]")]
+pub fn canonical_arches() -> Result<JsValue, JsValue> {
+    to_js(&text::ARCHES)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -19,7 +19,7 @@ let memory;
 let buffer, u8, u32, f64;
 
 export function setup(strings, mem) {
-  known = strings;
+  known = strings.split("\n");
   memory = mem;
 }
 

@@ -8,7 +8,7 @@
 //! the speed (BENCHMARKS.md "## WASM"). The output is the same: plain objects, arrays, strings,
 //! numbers, booleans and null, as `JSON.parse` of serde_json's text would give.
 
-use jobs_core::issue::Issue;
+use jobs_core::issue::{Code, Issue};
 use jobs_core::metadata::KnownKey;
 use jobs_core::model::{Job, JobStatus, JobType};
 use jobs_core::time::Timestamp;
@@ -26,9 +26,9 @@ extern "C" {
     /// The UTF-16 length of `text`.
     #[wasm_bindgen(js_name = stringLength)]
     fn string_length(text: &JsString) -> u32;
-    /// Once: the known strings, and the memory the tapes live in.
+    /// Once: the known strings (joined by newlines), and the memory the tapes live in.
     #[wasm_bindgen(js_name = setup)]
-    fn setup(strings: Vec<JsValue>, memory: JsValue);
+    fn setup(strings: &JsValue, memory: JsValue);
     /// Reads a tape at these addresses in linear memory (views made once per memory buffer,
     /// not three per call as slice arguments would).
     #[wasm_bindgen(js_name = decodeTape)]
@@ -82,7 +82,7 @@ fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
 /// A value as a plain JS object (or array, string, number, boolean, null).
 pub fn to_js(value: &dyn ToTape) -> JsResult {
     if !KNOWN_SENT.with(Cell::get) {
-        setup(KNOWN.iter().map(|s| JsValue::from_str(s)).collect(), wasm_bindgen::memory());
+        setup(&JsValue::from_str(&KNOWN.join("\n")), wasm_bindgen::memory());
         KNOWN_SENT.with(|k| k.set(true));
     }
     TAPE.with(|cell| match cell.try_borrow_mut() {
@@ -464,6 +464,12 @@ impl ToTape for JobStatus {
     }
 }
 
+impl ToTape for Code {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.str(self.as_str())
+    }
+}
+
 impl ToTape for JobType {
     fn to_tape(&self, tape: &mut Tape) -> Result {
         tape.str(self.as_str())
@@ -498,7 +504,7 @@ impl ToTape for Issue {
     fn to_tape(&self, tape: &mut Tape) -> Result {
         let mut o = tape.open(OBJ);
         o.field("path", &self.path)?;
-        o.field("code", self.code.as_str())?;
+        o.field("code", &self.code)?;
         o.field("message", &self.message)?;
         o.end()
     }

@@ -46,7 +46,8 @@ fn corpus_verdicts_codes_and_outputs() {
             Some(Value::String(raw)) => raw.clone(),
             _ => case["input"].to_string(),
         };
-        let got = jobs_wasm::validate_job(&JsString::from(text.as_str()), kind, Some(NOW_MS)).expect("a known kind");
+        let got =
+            jobs_wasm::validate_job(&JsString::from(text.as_str()), &kind.into(), Some(NOW_MS)).expect("a known kind");
         let got = json(&got);
         let want_ok = case["ok"].as_bool().expect("ok");
         match (got["ok"].as_bool(), want_ok) {
@@ -73,24 +74,29 @@ fn corpus_verdicts_codes_and_outputs() {
 
 #[wasm_bindgen_test]
 fn results_are_plain_objects() {
-    let r = jobs_wasm::validate_job(&JsString::from("{}"), "create", None).expect("known kind");
+    let r = jobs_wasm::validate_job(&JsString::from("{}"), &"create".into(), None).expect("known kind");
     assert!(r.is_object());
     let proto = js_sys::Object::get_prototype_of(&r);
     assert!(js_sys::Object::is(&proto, &js_sys::Object::get_prototype_of(&js_sys::Object::new())), "not a Map");
     let errors = js_sys::Reflect::get(&r, &"errors".into()).expect("errors");
     assert!(js_sys::Array::is_array(&errors));
-    assert!(jobs_wasm::validate_job(&JsString::from("{}"), "nope", None).is_err());
+    assert!(jobs_wasm::validate_job(&JsString::from("{}"), &"nope".into(), None).is_err());
+    assert!(jobs_wasm::validate_job(&JsString::from("{}"), &JsValue::from(1), None).is_err(), "not a string");
 }
 
 #[wasm_bindgen_test]
 fn state_machine_ids_and_lists() {
-    assert!(jobs_wasm::can_transition("QUEUED", "RUNNING"));
-    assert!(!jobs_wasm::can_transition("SUCCEEDED", "RUNNING"));
-    assert!(!jobs_wasm::can_transition("queued", "RUNNING"));
-    assert_eq!(jobs_wasm::next_states("RUNNING"), ["SUCCEEDED", "FAILED", "CANCELLED"]);
-    let a = jobs_wasm::new_job_id().expect("crypto is there");
-    let b = jobs_wasm::new_job_id().expect("crypto is there");
+    let can = |from: &str, to: &str| jobs_wasm::can_transition(&from.into(), &to.into());
+    assert!(can("QUEUED", "RUNNING"));
+    assert!(!can("SUCCEEDED", "RUNNING"));
+    assert!(!can("queued", "RUNNING"));
+    assert!(!jobs_wasm::can_transition(&JsValue::NULL, &"RUNNING".into()));
+    let next = jobs_wasm::next_states(&"RUNNING".into()).expect("a list");
+    assert_eq!(json(&next), serde_json::json!(["SUCCEEDED", "FAILED", "CANCELLED"]));
+    let a = jobs_wasm::new_job_id().expect("crypto is there").as_string().expect("a string");
+    let b = jobs_wasm::new_job_id().expect("crypto is there").as_string().expect("a string");
     assert_ne!(a, b);
     assert!(jobs_core::text::parse_uuid(&a).is_ok_and(|u| u.get_version_num() == 7), "{a}");
-    assert_eq!(jobs_wasm::error_codes().len(), jobs_core::Code::ALL.len());
+    let codes = json(&jobs_wasm::error_codes().expect("a list"));
+    assert_eq!(codes.as_array().map(Vec::len), Some(jobs_core::Code::ALL.len()));
 }
