@@ -125,6 +125,7 @@ test("toSearchDocument", () => {
   assert.equal(doc.created_at_us, Date.parse(JOB.created_at) * 1000);
   assert.equal(doc.completed_at_us, null);
   assert.deepEqual(doc.metadata, { cpuCores: 4, team: "core" });
+  assert.deepEqual(doc.known_metadata, { cpuCores: 4 });
   assert.throws(() => jobs.toSearchDocument({ ...job, status: "DONE" }), (e) => e.errors[0].code === "unknown_status");
 });
 

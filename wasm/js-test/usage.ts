@@ -90,8 +90,9 @@ if (record.ok) {
   const job: Job = record.job;
   const doc: SearchDocument = toSearchDocument(job);
   const us: number | null = doc.completed_at_us;
+  const cores: number | undefined = doc.known_metadata.cpuCores;
   const meta: Metadata = job.metadata;
-  console.log(us, meta.dockerImageId, job.version + 1);
+  console.log(us, cores, meta.dockerImageId, job.version + 1);
   const patch: JobPatch = { status: "RUNNING", metadata: { memoryGb: 8 } };
   const envelope: PatchInput = { current: job, patch };
   const patched: Validation<Job> = validateJobObject(envelope, "patch");

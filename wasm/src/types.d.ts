@@ -133,6 +133,11 @@ export interface PatchInput {
 
 /** The search engine's document for a job: the job plus exact microsecond sort keys. */
 export interface SearchDocument extends Job {
+  /**
+   * The known metadata keys whose values have their field's type (numbers for the numeric keys,
+   * a string for `dockerImageId`), as stored, for filtering; other values are left out.
+   */
+  known_metadata: Pick<Metadata, "dockerImageId" | "cpuCores" | "memoryGb" | "buildDurationMs">;
   created_at_us: number;
   updated_at_us: number;
   completed_at_us: number | null;
