@@ -355,7 +355,9 @@ impl Compound<'_> {
         Ok(())
     }
 
-    pub fn field<T: ToTape + ?Sized>(&mut self, key: &str, value: &T) -> Result {
+    /// One function for every field of every shape (not one copy per value type).
+    #[inline(never)]
+    pub fn field(&mut self, key: &str, value: &dyn ToTape) -> Result {
         self.count += 1;
         self.tape.str(key)?;
         value.to_tape(self.tape)
@@ -587,7 +589,7 @@ impl ToTape for Validated {
                 o.field("workspace_id", &new.workspace_id())?;
                 o.field("status", &new.status())?;
                 o.field("type", &new.job_type())?;
-                o.field("project_name", new.project_name())?;
+                o.field("project_name", &new.project_name())?;
                 o.field("hostname", &new.hostname())?;
                 o.field("arch", &new.arch())?;
                 o.field("metadata", new.metadata())?;
