@@ -176,8 +176,14 @@ pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &Js
     match checked {
         Ok(valid) => to_js(&tape::SearchDocument(valid.job())),
         Err(issues) => {
-            let summary: Vec<String> = issues.iter().map(Issue::to_string).collect();
-            let error = js_sys::Error::new(&format!("not a valid job: {}", summary.join("; ")));
+            let mut summary = String::from("not a valid job: ");
+            for (i, issue) in issues.iter().enumerate() {
+                if i > 0 {
+                    summary.push_str("; ");
+                }
+                summary.push_str(&issue.to_string());
+            }
+            let error = js_sys::Error::new(&summary);
             js_sys::Reflect::set(&error, &JsValue::from_str("errors"), &to_js(&issues)?)?;
             Err(error.into())
         }

@@ -14,7 +14,7 @@ use jobs_core::model::{Job, JobStatus, JobType};
 use jobs_core::time::Timestamp;
 use jobs_core::validate::Validated;
 use serde_json::{Map, Value};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use wasm_bindgen::prelude::*;
 
@@ -41,26 +41,24 @@ use uuid::Uuid;
 /// Buffers above this are given back after use instead of being kept for the next call.
 const KEEP_BYTES: usize = 1 << 20;
 
+// Buffers kept between calls: taken out for a call and put back after it (a call that
+// re-enters finds none and makes its own). `try_with`, not `with`: no panic path (message and
+// formatting) for thread-local destruction, which does not happen on wasm32.
 thread_local! {
-    static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static TAPE: RefCell<Tape> = const { RefCell::new(Tape::new()) };
+    static INPUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static TAPE: Cell<Tape> = const { Cell::new(Tape::new()) };
     static KNOWN_SENT: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` on the UTF-8 bytes of a JS string (lone surrogates become U+FFFD, as everywhere
 /// a JS string is encoded).
 pub fn with_utf8<R>(text: &JsString, f: impl FnOnce(&[u8]) -> R) -> R {
-    INPUT.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let r = f(encode(text, &mut buf));
-            if buf.capacity() > KEEP_BYTES {
-                *buf = Vec::new();
-            }
-            r
-        }
-        // Re-entered (not done by any export today): use a buffer of its own.
-        Err(_) => f(encode(text, &mut Vec::new())),
-    })
+    let mut buf = INPUT.try_with(Cell::take).unwrap_or_default();
+    let r = f(encode(text, &mut buf));
+    if buf.capacity() <= KEEP_BYTES {
+        let _ = INPUT.try_with(|cell| cell.set(buf));
+    }
+    r
 }
 
 fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
@@ -81,21 +79,16 @@ fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
 
 /// A value as a plain JS object (or array, string, number, boolean, null).
 pub fn to_js(value: &dyn ToTape) -> JsResult {
-    if !KNOWN_SENT.with(Cell::get) {
+    if !KNOWN_SENT.try_with(|sent| sent.replace(true)).unwrap_or(false) {
         setup(&JsValue::from_str(&KNOWN.join("\n")), wasm_bindgen::memory());
-        KNOWN_SENT.with(|k| k.set(true));
     }
-    TAPE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut tape) => {
-            tape.clear();
-            let r = write(&mut tape, value);
-            if tape.text.capacity() > KEEP_BYTES || tape.ops.capacity() > KEEP_BYTES / 4 {
-                *tape = Tape::new();
-            }
-            r
-        }
-        Err(_) => write(&mut Tape::new(), value),
-    })
+    let mut tape = TAPE.try_with(Cell::take).unwrap_or_default();
+    tape.clear();
+    let r = write(&mut tape, value);
+    if tape.text.capacity() <= KEEP_BYTES && tape.ops.capacity() <= KEEP_BYTES / 4 {
+        let _ = TAPE.try_with(|cell| cell.set(tape));
+    }
+    r
 }
 
 fn write(tape: &mut Tape, value: &dyn ToTape) -> JsResult {
@@ -279,6 +272,7 @@ pub const OBJ: u32 = 6;
 const ARR: u32 = 7;
 const MAX_PAYLOAD: usize = (u32::MAX >> 3) as usize;
 
+#[derive(Default)]
 pub struct Tape {
     ops: Vec<u32>,
     nums: Vec<f64>,
