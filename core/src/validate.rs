@@ -159,16 +159,20 @@ impl ValidPatch {
     }
     /// The job after the patch, as the store will hold it (version + 1, `updated_at = now`).
     pub fn apply(&self, current: &Job, now: Timestamp) -> Job {
+        self.clone().into_job(current.clone(), now)
+    }
+    /// [`ValidPatch::apply`] taking both by value: nothing cloned.
+    pub fn into_job(self, current: Job, now: Timestamp) -> Job {
         Job {
             status: self.status,
-            error_message: self.error_message.clone(),
-            hostname: self.hostname.clone(),
-            arch: self.arch.clone(),
-            metadata: self.metadata.clone(),
+            error_message: self.error_message,
+            hostname: self.hostname,
+            arch: self.arch,
+            metadata: self.metadata,
             completed_at: self.completed_at,
             updated_at: now.max(current.created_at),
             version: current.version.saturating_add(1),
-            ..current.clone()
+            ..current
         }
     }
 }
@@ -204,6 +208,18 @@ impl Loose<'_> {
         }
     }
 
+    /// A value taken apart without copying (the patch envelope's two halves).
+    fn owned(v: Value) -> Loose<'static> {
+        match v {
+            Value::Null => Loose::Null,
+            Value::Bool(b) => Loose::Bool(b),
+            Value::Number(n) => Loose::Num(n),
+            Value::String(s) => Loose::Str(Cow::Owned(s)),
+            Value::Array(a) => Loose::Arr(a),
+            Value::Object(o) => Loose::Obj(o),
+        }
+    }
+
     fn borrow(v: &Value) -> Loose<'_> {
         match v {
             Value::Null => Loose::Null,
@@ -228,6 +244,13 @@ fn borrow_top(value: &Value) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue
     match value {
         Value::Object(map) => Ok(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Loose::borrow(v))).collect()),
         other => Err(vec![not_object(Loose::borrow(other).type_name())]),
+    }
+}
+
+fn owned_top(value: Value) -> Result<Vec<(Cow<'static, str>, Loose<'static>)>, Vec<Issue>> {
+    match value {
+        Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (Cow::Owned(k), Loose::owned(v))).collect()),
+        other => Err(vec![not_object(Loose::owned(other).type_name())]),
     }
 }
 
@@ -901,9 +924,12 @@ pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validate
                     format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"),
                 )]
             })?;
-            let current = record(&current).map_err(|issues| prefix("current", issues))?;
-            let p = patch(current.job(), &patch_value, now).map_err(|issues| prefix("patch", issues))?;
-            Ok(Validated::Patched(p.apply(current.job(), now)))
+            // The two halves taken apart, not borrowed and copied as `record`/`patch` would.
+            let current = owned_top(current).and_then(record_fields).map_err(|issues| prefix("current", issues))?;
+            let p = owned_top(patch_value)
+                .and_then(|fields| patch_fields(current.job(), fields, now))
+                .map_err(|issues| prefix("patch", issues))?;
+            Ok(Validated::Patched(p.into_job(current.into_job(), now)))
         }
     }
 }
