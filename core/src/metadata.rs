@@ -261,9 +261,10 @@ pub fn serialized_len(map: &Map<String, Value>) -> usize {
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+/// The patch is taken by value: its parts move into the target, nothing is copied.
+pub fn merge_patch(target: &mut Value, patch: Value) {
     let Value::Object(p) = patch else {
-        *target = patch.clone();
+        *target = patch;
         return;
     };
     if !target.is_object() {
@@ -280,8 +281,17 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
             }
         }
         for (k, v) in p {
-            if !v.is_null() {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            if v.is_null() {
+                continue;
+            }
+            // `get_mut` then `insert` rather than `entry`: one search path fewer in the WASM.
+            match t.get_mut(&k) {
+                Some(slot) => merge_patch(slot, v),
+                None => {
+                    let mut slot = Value::Null;
+                    merge_patch(&mut slot, v);
+                    t.insert(k, slot);
+                }
             }
         }
     }
@@ -409,7 +419,7 @@ mod tests {
         #[test]
         fn merge_patch_same_as_reference(target in arb_tree(), patch in arb_tree()) {
             let (mut ours, mut theirs) = (target.clone(), target);
-            merge_patch(&mut ours, &patch);
+            merge_patch(&mut ours, patch.clone());
             reference_merge_patch(&mut theirs, &patch);
             proptest::prop_assert_eq!(ours, theirs);
         }
@@ -436,7 +446,7 @@ mod tests {
             (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
         ];
         for (mut target, patch, want) in cases {
-            merge_patch(&mut target, &patch);
+            merge_patch(&mut target, patch.clone());
             assert_eq!(target, want, "patch {patch}");
         }
     }

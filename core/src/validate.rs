@@ -802,7 +802,7 @@ fn patch_fields(
         Some(Loose::Null) => Some(Map::new()),
         Some(Loose::Obj(patch)) => {
             let mut merged = Value::Object(current.metadata.clone());
-            metadata::merge_patch(&mut merged, &Value::Object(patch));
+            metadata::merge_patch(&mut merged, Value::Object(patch));
             metadata_field(
                 Loose::Obj(match merged {
                     Value::Object(m) => m,
