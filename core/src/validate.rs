@@ -758,16 +758,19 @@ fn create_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidNewJob, 
 /// Validates a patch (JSON text) against the job's current state. `now` becomes `completed_at`
 /// when the patch ends the job without saying when.
 pub fn patch_from_json(current: &Job, bytes: &[u8], now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
-    patch_fields(current, parse_top(bytes)?, now)
+    patch_fields(current, || current.metadata.clone(), parse_top(bytes)?, now)
 }
 
 /// Validates a patch (JSON value) against the job's current state.
 pub fn patch(current: &Job, value: &Value, now: Timestamp) -> Result<ValidPatch, Vec<Issue>> {
-    patch_fields(current, borrow_top(value)?, now)
+    patch_fields(current, || current.metadata.clone(), borrow_top(value)?, now)
 }
 
+/// `current_metadata` gives `current.metadata` to keep or merge into: a copy for callers that
+/// keep the job, the map itself for [`validate_any`] (no `Map` clone in the WASM package).
 fn patch_fields(
     current: &Job,
+    current_metadata: impl FnOnce() -> Map<String, Value>,
     fields: Vec<(Cow<'_, str>, Loose<'_>)>,
     now: Timestamp,
 ) -> Result<ValidPatch, Vec<Issue>> {
@@ -798,10 +801,10 @@ fn patch_fields(
     let hostname = change(take(HOSTNAME), "hostname", &mut issues, hostname_field).resolve(&current.hostname);
     let arch = change(take(ARCH), "arch", &mut issues, arch_field).resolve(&current.arch);
     let metadata = match take(METADATA) {
-        None => Some(current.metadata.clone()),
+        None => Some(current_metadata()),
         Some(Loose::Null) => Some(Map::new()),
         Some(Loose::Obj(patch)) => {
-            let mut merged = Value::Object(current.metadata.clone());
+            let mut merged = Value::Object(current_metadata());
             metadata::merge_patch(&mut merged, Value::Object(patch));
             metadata_field(
                 Loose::Obj(match merged {
@@ -926,10 +929,13 @@ pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validate
             })?;
             // The two halves taken apart, not borrowed and copied as `record`/`patch` would.
             let current = owned_top(current).and_then(record_fields).map_err(|issues| prefix("current", issues))?;
+            let mut current = current.into_job();
+            let metadata = std::mem::take(&mut current.metadata);
             let p = owned_top(patch_value)
-                .and_then(|fields| patch_fields(current.job(), fields, now))
+                .and_then(|fields| patch_fields(&current, || metadata, fields, now))
                 .map_err(|issues| prefix("patch", issues))?;
-            Ok(Validated::Patched(p.into_job(current.into_job(), now)))
+            // The patch holds the complete new metadata; `current`'s was moved into it.
+            Ok(Validated::Patched(p.into_job(current, now)))
         }
     }
 }
