@@ -71,6 +71,9 @@ fn read_str<R>(value: &JsValue, f: impl FnOnce(&str) -> R) -> Option<R> {
 }
 
 fn kind(kind: &JsValue) -> Result<Kind, JsValue> {
+    if let Some(kind) = tape::known_str(kind).and_then(Kind::parse) {
+        return Ok(kind);
+    }
     const WANT: &str = "kind must be \"record\", \"create\" or \"patch\"";
     match read_str(kind, |name| Kind::parse(name).ok_or_else(|| format!("{WANT}, not {}", text::Quoted(name)))) {
         Some(Ok(kind)) => Ok(kind),
@@ -80,7 +83,7 @@ fn kind(kind: &JsValue) -> Result<Kind, JsValue> {
 }
 
 fn status(value: &JsValue) -> Option<JobStatus> {
-    read_str(value, JobStatus::parse).flatten()
+    tape::known_str(value).and_then(JobStatus::parse)
 }
 
 /// The caller's clock, or the page's; only a patch reads it.

@@ -4,6 +4,7 @@
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 let known = [];
+let index = new Map();
 
 /** Bytes written, or -1 when `dest` is too small for the whole string. */
 export function encodeInto(text, dest) {
@@ -20,7 +21,14 @@ let buffer, u8, u32, f64;
 
 export function setup(strings, mem) {
   known = strings.split("\n");
+  index = new Map(known.map((s, i) => [s, i]));
   memory = mem;
+}
+
+/** The index of a known string (a kind, a status), or -1 for anything else. */
+export function knownIndex(value) {
+  const i = index.get(value);
+  return i === undefined ? -1 : i;
 }
 
 // The tape being read (module state: decoding never re-enters).
