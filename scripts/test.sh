@@ -24,6 +24,22 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "jobs-core for wasm32-unknown-unknown"
 cargo build -p jobs-core --target wasm32-unknown-unknown --release --locked
 
+# The arm64 Lambda build under qemu (lambda/tests/api_lambda.rs, arm64_*): only when that build
+# exists, or with JOBS_TEST_ARM64=1, which builds it first (`./dev lambda-build`: ~10 min cold,
+# ~5 min after a change to core/ or lambda/, hence not on every run; BENCHMARKS.md).
+ARM64_DIR="$CARGO_TARGET_DIR/lambda-arm64"
+if [ "${JOBS_TEST_ARM64:-0}" = 1 ]; then
+  step "arm64 Lambda build (./dev lambda-build)"
+  "$ROOT/scripts/lambda-build.sh"
+fi
+if [ -x "$ARM64_DIR/jobs-api/bootstrap" ] && [ -x "$ARM64_DIR/jobs-sync/bootstrap" ]; then
+  step "arm64 Lambda binaries: tested under qemu-aarch64 (built $(date -r "$ARM64_DIR/jobs-api/bootstrap" +'%F %T'))"
+  if ! command -v qemu-aarch64 >/dev/null; then
+    env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q -y install qemu-user >/dev/null
+  fi
+  export JOBS_LAMBDA_ARM64_DIR="$ARM64_DIR"
+fi
+
 step "services: postgres + $ENGINE"
 started_services=0
 if [ -z "${DATABASE_URL:-}" ]; then

@@ -230,12 +230,15 @@ impl Drop for Function {
     }
 }
 
-/// Starts `binary` the way Lambda does: the Runtime API address and function settings in the
-/// environment, plus `env`; nothing else of ours is inherited.
-pub async fn start_function(binary: &str, name: &str, env: &[(&str, String)]) -> Function {
+/// Starts `argv` (the binary, or a wrapper such as `qemu-aarch64` and then the binary) the way
+/// Lambda does: the Runtime API address and function settings in the environment, plus `env`;
+/// nothing else of ours is inherited.
+pub async fn start_function(argv: &[String], name: &str, env: &[(&str, String)]) -> Function {
     let runtime = RuntimeApi::start().await.expect("runtime api");
+    let (binary, args) = argv.split_first().expect("a program");
     let mut cmd = Command::new(binary);
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -272,18 +275,49 @@ fn http_response(outcome: Outcome) -> (u16, Value) {
 #[tokio::test]
 async fn built_jobs_api_binary_through_the_runtime_api_and_the_data_api() {
     let Some((url, schema_name, db)) = schema("runtime_api").await else { return };
-    let endpoint = data_api_server(&url, &schema_name).await;
-    let f = start_function(
-        env!("CARGO_BIN_EXE_jobs-api"),
-        "jobs-api",
-        &[
-            ("JOBS_DB_CLUSTER_ARN", "arn:aws:rds:us-east-1:123456789012:cluster:local".into()),
-            ("JOBS_DB_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:local".into()),
-            ("JOBS_DB_NAME", database_name(&url)),
-            ("AWS_ENDPOINT_URL_RDS_DATA", endpoint),
-        ],
-    )
-    .await;
+    jobs_api_binary(&[env!("CARGO_BIN_EXE_jobs-api").to_owned()], &[], &url, &schema_name, &db).await;
+    drop_schema(&db, &schema_name).await;
+}
+
+/// Extra environment variables for a function.
+type FunctionEnv = Vec<(&'static str, String)>;
+
+/// The arm64 release build (`./dev lambda-build`, what gets deployed) under `qemu-aarch64`:
+/// `JOBS_LAMBDA_ARM64_DIR` names the directory holding `<name>/bootstrap` (scripts/test.sh sets
+/// it when that build exists). Without it the test skips: the build takes minutes.
+fn arm64_function(case: &str, name: &str) -> Option<(Vec<String>, FunctionEnv)> {
+    let Some(dir) = std::env::var_os("JOBS_LAMBDA_ARM64_DIR") else {
+        eprintln!("skipping {case}: JOBS_LAMBDA_ARM64_DIR is not set (./dev lambda-build; scripts/test.sh sets it)");
+        return None;
+    };
+    let bootstrap = std::path::Path::new(&dir).join(name).join("bootstrap");
+    assert!(bootstrap.is_file(), "{} is missing", bootstrap.display());
+    let qemu = std::env::var("JOBS_QEMU_AARCH64").unwrap_or_else(|_| "qemu-aarch64".into());
+    let sysroot = std::env::var("JOBS_AARCH64_SYSROOT").unwrap_or_else(|_| "/usr/aarch64-linux-gnu".into());
+    Some((vec![qemu, bootstrap.display().to_string()], vec![("QEMU_LD_PREFIX", sysroot)]))
+}
+
+#[tokio::test]
+async fn arm64_jobs_api_binary_under_qemu() {
+    let Some((argv, env)) = arm64_function("arm64_api", "jobs-api") else { return };
+    let Some((url, schema_name, db)) = schema("arm64_api").await else { return };
+    jobs_api_binary(&argv, &env, &url, &schema_name, &db).await;
+    drop_schema(&db, &schema_name).await;
+}
+
+/// The built `jobs-api` (run as `argv`) through the Runtime API, reaching Postgres through the
+/// Data API driver and the local Data API server: create (HTTP API v2 with JWT claims), a bad
+/// event, get (REST v1 with Cognito claims), health.
+async fn jobs_api_binary(argv: &[String], extra: &[(&str, String)], url: &str, schema_name: &str, db: &PgExecutor) {
+    let endpoint = data_api_server(url, schema_name).await;
+    let mut env = vec![
+        ("JOBS_DB_CLUSTER_ARN", "arn:aws:rds:us-east-1:123456789012:cluster:local".to_owned()),
+        ("JOBS_DB_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:local".into()),
+        ("JOBS_DB_NAME", database_name(url)),
+        ("AWS_ENDPOINT_URL_RDS_DATA", endpoint),
+    ];
+    env.extend(extra.iter().cloned());
+    let f = start_function(argv, "jobs-api", &env).await;
     let me = Caller::new();
     let timeout = Duration::from_secs(20);
 
@@ -307,17 +341,16 @@ async fn built_jobs_api_binary_through_the_runtime_api_and_the_data_api() {
         f.runtime.invoke(fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id))), timeout).await.expect("invoke"),
     );
     assert_eq!((status, got), (200, job.clone()));
-    let (status, _) =
+    let (status, health) =
         http_response(f.runtime.invoke(fixture("apigw-v2-health.json", &[]), timeout).await.expect("invoke"));
-    assert_eq!(status, 200);
+    assert_eq!((status, health["database"]["status"].clone()), (200, json!("up")), "{health}");
     // the row is in Postgres, written through the Data API
     let rows = db
         .query("SELECT project_name FROM job WHERE id = $1::uuid", &[jobs_core::sql::Param::Text(job_id)])
         .await
         .expect("query");
     assert_eq!(rows, vec![vec![jobs_lambda::db::Cell::Text("lambda-v2".into())]]);
-    drop(f);
-    drop_schema(&db, &schema_name).await;
+    eprintln!("{}: 4 invocations in {:?}", argv.join(" "), f.started.elapsed());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,24 +457,33 @@ async fn sync_events_through_the_handler() {
 
 #[tokio::test]
 async fn built_jobs_sync_binary_through_the_runtime_api() {
-    let Some(url) = search_url("runtime_api_sync") else { return };
-    let Some((db_url, schema_name, db)) = schema("runtime_api_sync").await else { return };
+    jobs_sync_binary("runtime_api_sync", &[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], &[]).await;
+}
+
+#[tokio::test]
+async fn arm64_jobs_sync_binary_under_qemu() {
+    let Some((argv, env)) = arm64_function("arm64_sync", "jobs-sync") else { return };
+    jobs_sync_binary("arm64_sync", &argv, &env).await;
+}
+
+/// The built `jobs-sync` (run as `argv`) through the Runtime API: a scheduled event indexes three
+/// dirty jobs; an event of the wrong shape is a non-retryable error.
+async fn jobs_sync_binary(case: &str, argv: &[String], extra: &[(&str, String)]) {
+    let Some(url) = search_url(case) else { return };
+    let Some((db_url, schema_name, db)) = schema(case).await else { return };
     let ids = dirty_jobs(&db).await;
     let sep = if db_url.contains('?') { '&' } else { '?' };
-    let f = start_function(
-        env!("CARGO_BIN_EXE_jobs-sync"),
-        "jobs-sync",
-        &[
-            ("DATABASE_URL", format!("{db_url}{sep}options=-c%20search_path%3D{schema_name}")),
-            ("SEARCH_URL", url.clone()),
-            ("SEARCH_ALIAS", schema_name.clone()),
-            ("SEARCH_REPLICAS", "0".into()),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("DATABASE_URL", format!("{db_url}{sep}options=-c%20search_path%3D{schema_name}")),
+        ("SEARCH_URL", url.clone()),
+        ("SEARCH_ALIAS", schema_name.clone()),
+        ("SEARCH_REPLICAS", "0".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    let f = start_function(argv, "jobs-sync", &env).await;
     let timeout = Duration::from_secs(30);
     let outcome = f.runtime.invoke(fixture("eventbridge-scheduled.json", &[]), timeout).await.expect("invoke");
-    eprintln!("jobs-sync: first answer {:?} after start", f.started.elapsed());
+    eprintln!("{}: first answer {:?} after start", argv.join(" "), f.started.elapsed());
     let Outcome::Response(bytes) = outcome else { panic!("expected a response, got {outcome:?}") };
     let doc: Value = serde_json::from_slice(&bytes).expect("summary");
     assert_eq!(
