@@ -33,7 +33,7 @@ if [ "${JOBS_TEST_ARM64:-0}" = 1 ]; then
   "$ROOT/scripts/lambda-build.sh"
 fi
 if [ -x "$ARM64_DIR/jobs-api/bootstrap" ] && [ -x "$ARM64_DIR/jobs-sync/bootstrap" ]; then
-  step "arm64 Lambda binaries: tested under qemu-aarch64 (built $(date -r "$ARM64_DIR/jobs-api/bootstrap" +'%F %T'))"
+  step "arm64 Lambda binaries: tested under qemu-aarch64 (built $(date -r "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/jobs-api" +'%F %T'))"
   if ! command -v qemu-aarch64 >/dev/null; then
     env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q -y install qemu-user >/dev/null
   fi
