@@ -276,6 +276,15 @@ pub const REQUEUE_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_lettere
      OR q.job_id IN (SELECT i::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(i))) \
      RETURNING q.job_id::text";
 
+/// Dead-lettered entries, oldest first (operators: `jobsctl dead-letters`). `$1` limit ->
+/// 0 id, 1 version, 2 deleted, 3 attempts, 4 last_error, 5 dead_lettered_at (UTC text).
+pub const LIST_DEAD_LETTERS: &str = concat!(
+    "SELECT q.job_id::text, q.version, q.deleted, q.attempts, q.last_error, ",
+    sql_utc!("q.dead_lettered_at"),
+    " FROM job_sync_queue q WHERE q.dead_lettered_at IS NOT NULL ",
+    "ORDER BY q.dead_lettered_at, q.job_id LIMIT $1::bigint"
+);
+
 /// The sync lag: 0 dirty entries waiting (not dead-lettered), 1 dead-lettered entries,
 /// 2 the oldest waiting change (`dirty_since`, UTC text), 3 its age in milliseconds.
 /// Reads only the queue: O(dirty rows).
@@ -442,6 +451,7 @@ mod tests {
         check(RECORD_RETRY, 1);
         check(DEAD_LETTER, 1);
         check(RELEASE_CLAIMS, 1);
+        check(LIST_DEAD_LETTERS, 1);
         check(REQUEUE_DEAD_LETTERS, 1);
         check(SYNC_LAG, 0);
         check(SELECT_QUEUE_ENTRY, 1);

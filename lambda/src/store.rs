@@ -130,6 +130,19 @@ pub struct SyncLag {
     pub oldest_age_ms: Option<i64>,
 }
 
+/// A dead-lettered queue entry: the sync gave up on this version until the row changes again or
+/// an operator requeues it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLettered {
+    pub id: Uuid,
+    pub version: i64,
+    /// A delete (tombstone) rather than a job.
+    pub deleted: bool,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub dead_lettered_at: Timestamp,
+}
+
 /// The sync queue entry of one id (operators and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
@@ -511,6 +524,25 @@ impl<E: Executor> Store<E> {
         let param = ids.map_or(Param::Null, |ids| Param::Json(json!(ids).to_string()));
         let rows = self.query(sql::REQUEUE_DEAD_LETTERS, &[param]).await?;
         self::ids(&rows)
+    }
+
+    /// Up to `limit` dead-lettered entries, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLettered>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(sql::LIST_DEAD_LETTERS, &[Param::Int(limit)]).await?;
+        rows.iter()
+            .map(|row| {
+                let mut c = Cols::new(row);
+                Ok(DeadLettered {
+                    id: c.uuid("job_id")?,
+                    version: c.int("version")?,
+                    deleted: c.bool("deleted")?,
+                    attempts: c.int("attempts")?,
+                    error: c.opt_text("last_error")?,
+                    dead_lettered_at: c.ts("dead_lettered_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Dirty entries, dead-lettered entries and the age of the oldest waiting change.

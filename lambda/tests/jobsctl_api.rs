@@ -176,3 +176,72 @@ fn serve_answers_the_api_and_the_page() {
     let _ = std::fs::remove_dir_all(&web);
     drop_schema(&url, &schema);
 }
+
+#[test]
+fn dead_letters_lists_and_requeues() {
+    let Some(url) = database_url("dead_letters_lists_and_requeues") else { return };
+    let schema = unique("jdl");
+    let out = jobsctl().env("DATABASE_URL", &url).args(["migrate", "--schema", &schema]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scoped = format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { '&' } else { '?' });
+    let run = |args: &[&str]| jobsctl().env("DATABASE_URL", &scoped).args(args).output().expect("run");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let out = run(&["dead-letters"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty() && text(&out.stderr).contains("0 dead-lettered"), "{}", text(&out.stderr));
+
+    // Two dirty jobs; the sync gave up on one (as it does after the engine rejected it 3 times).
+    let (a, b) = ("0190a1b2-0000-7000-8000-00000000000a", "0190a1b2-0000-7000-8000-00000000000b");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let db =
+            jobs_lambda::pg::PgExecutor::connect(&jobs_lambda::pg::PgOptions::new(&url).schema(&schema)).expect("pool");
+        for sql in [
+            "INSERT INTO users (id, email) VALUES ('6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11', 'a@example.com')".to_owned(),
+            format!(
+                "INSERT INTO job (id, user_id, status, type, project_name) VALUES \
+                 ('{a}', '6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11', 'QUEUED', 'BUILD', 'p'), \
+                 ('{b}', '6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11', 'QUEUED', 'BUILD', 'q')"
+            ),
+            format!(
+                "UPDATE job_sync_queue SET dead_lettered_at = now(), attempts = 3, \
+                 last_error = '400: mapper_parsing_exception: failed to parse field [hostname]' WHERE job_id = '{a}'"
+            ),
+        ] {
+            db.execute(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    });
+
+    let out = run(&["dead-letters"]);
+    assert_eq!(out.status.code(), Some(1), "dead letters are a failure for monitoring: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (lines[0]["id"].as_str(), lines[0]["attempts"].as_i64(), lines[0]["deleted"].as_bool()),
+        (Some(a), Some(3), Some(false))
+    );
+    assert!(lines[0]["error"].as_str().is_some_and(|e| e.contains("mapper_parsing_exception")), "{lines:?}");
+    assert!(text(&out.stderr).contains("1 dead-lettered (showing 1); 1 waiting to sync"), "{}", text(&out.stderr));
+
+    // Usage errors: nothing changes.
+    for args in [
+        &["dead-letters", "--requeue"][..],
+        &["dead-letters", a],
+        &["dead-letters", "--all"],
+        &["dead-letters", "--requeue", "--all", a],
+    ] {
+        assert_eq!(run(args).status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(run(&["dead-letters"]).status.code(), Some(1));
+
+    let out = run(&["dead-letters", "--requeue", a]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).expect("JSON");
+    assert_eq!(v, serde_json::json!({"requeued": 1, "ids": [a]}));
+    let out = run(&["dead-letters"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("0 dead-lettered (showing 0); 2 waiting to sync"), "{}", text(&out.stderr));
+    drop_schema(&url, &schema);
+}

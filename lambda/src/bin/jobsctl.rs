@@ -39,6 +39,8 @@ enum Command {
     Reindex(cli::reindex::Args),
     /// Compare Postgres and search (JSON lines); --repair queues fixes; exit 1 on drift
     Verify(cli::verify::Args),
+    /// List what the sync gave up on (JSON lines; exit 1 if any), or --requeue it
+    DeadLetters(cli::dead_letters::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Sync(a) => cli::sync::run(&a),
         Command::Reindex(a) => cli::reindex::run(&a),
         Command::Verify(a) => cli::verify::run(&a),
+        Command::DeadLetters(a) => cli::dead_letters::run(&a),
         Command::Validate { kind, file } => {
             let kind = match kind {
                 KindArg::Record => Kind::Record,
