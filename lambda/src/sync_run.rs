@@ -206,7 +206,8 @@ struct Shared {
     bulk_requests: AtomicU64,
     bulk_bytes: AtomicU64,
     counts: Mutex<Counts>,
-    /// The longest batch so far, in µs: no batch starts with less time left.
+    /// The longest batch so far (send to recorded), in µs: no batch starts with less than twice
+    /// that left.
     longest_us: AtomicU64,
 }
 
@@ -392,9 +393,12 @@ async fn worker<E: Executor>(
                 return Ok(());
             }
             // A batch claimed ahead is still sent when another loop found nothing more to do,
-            // but handed back when the run halts or could not finish it in time.
+            // but handed back when the run halts or could not finish it in time: it starts
+            // only with twice the longest batch so far left (send to recorded), since batch
+            // times vary (an engine refresh or GC pause) and a batch the deadline cuts is work
+            // thrown away.
             let longest = Duration::from_micros(shared.longest_us.load(Ordering::SeqCst));
-            if shared.halting() || deadline.passed() || deadline.remaining() < longest {
+            if shared.halting() || deadline.passed() || deadline.remaining() < longest.saturating_mul(2) {
                 shared.stop(Stop::Deadline, None);
                 give_back(store, shared, &batch).await?;
                 return Ok(());
