@@ -240,22 +240,19 @@ pub fn map_err(e: tokio_postgres::Error) -> DbError {
         }
         return DbError::Database { sqlstate: Some(code.to_owned()), message };
     }
+    // One walk over the causes: is any an I/O error, and the whole chain for the message
+    // ("error performing TLS handshake: invalid peer certificate: ...").
     let mut io = false;
+    let mut chain = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
         io |= s.is::<std::io::Error>();
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
         source = s.source();
     }
     if e.is_closed() || io || e.to_string().starts_with("error connecting") {
-        // With the causes: "error performing TLS handshake: invalid peer certificate: ..."
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        return DbError::Unavailable(message);
+        return DbError::Unavailable(chain);
     }
     let message = match e.source() {
         Some(source) => format!("{e}: {source}"),
