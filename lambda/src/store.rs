@@ -442,9 +442,6 @@ impl<E: Executor> Store<E> {
         if !raced.is_empty() {
             self.release(&raced).await?;
         }
-        for d in &unreadable {
-            tracing::warn!(id = %d.id, version = d.version, error = %d.error, "dead-lettered");
-        }
         self.dead_letter(&unreadable).await?;
         Ok((out, unreadable.len()))
     }
@@ -490,10 +487,13 @@ impl<E: Executor> Store<E> {
     }
 
     /// Dead-letters entries (kept with their error until the row changes or an operator
-    /// requeues them). Returns the ids updated.
+    /// requeues them), each logged at warn. Returns the ids updated.
     pub async fn dead_letter(&self, dead: &[DeadLetter]) -> Result<Vec<Uuid>> {
         if dead.is_empty() {
             return Ok(Vec::new());
+        }
+        for d in dead {
+            tracing::warn!(id = %d.id, version = d.version, attempts = d.attempts, error = %d.error, "dead-lettered");
         }
         let batch: Vec<Value> = dead
             .iter()

@@ -263,9 +263,9 @@ pub async fn run<E: Executor>(
         Err(e) => shared.stop(stop_for(&e, deadline), Some(e.to_string())),
     }
 
-    let done = shared.counts.lock().map(|c| c.indexed).unwrap_or(0);
+    let counts = shared.counts.lock().map(|c| *c).unwrap_or_default();
     let refreshed = cfg.refresh
-        && done > 0
+        && counts.indexed > 0
         && !shared.aborted()
         && match within(deadline, cfg.bulk_timeout, client.refresh(client.alias())).await {
             Ok(()) => true,
@@ -276,7 +276,6 @@ pub async fn run<E: Executor>(
             }
         };
     let (stopped, error) = shared.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or((Stop::Clean, None));
-    let counts = shared.counts.lock().map(|c| *c).unwrap_or_default();
     let lag = match store.sync_lag().await {
         Ok(l) => Some(Lag { dirty: l.dirty, dead_lettered: l.dead_lettered, oldest_age_ms: l.oldest_age_ms }),
         Err(e) => {
@@ -486,15 +485,14 @@ async fn claim<E: Executor>(
         shared.stop(Stop::Clean, None);
         return Ok(None);
     }
+    let n = claimed.len();
+    shared.claimed.fetch_add(n as u64, Ordering::SeqCst);
     if shared.halting() {
         // Another worker hit a failure while this claim ran: hand the rows back untouched, as
         // if this claim had not happened.
-        shared.batches.fetch_sub(1, Ordering::SeqCst);
-        store.release(&claimed.iter().map(|c| c.pending.id).collect::<Vec<_>>()).await?;
+        give_back(store, shared, &claimed).await?;
         return Ok(None);
     }
-    let n = claimed.len();
-    shared.claimed.fetch_add(n as u64, Ordering::SeqCst);
     if hook(cfg, Step::Claimed, n) == Control::Abort {
         shared.abort();
         return Ok(None);
@@ -502,7 +500,7 @@ async fn claim<E: Executor>(
     Ok(Some(claimed))
 }
 
-/// Hands a batch claimed ahead back unsent, as if it had not been claimed.
+/// Hands a claimed batch back unsent, as if it had not been claimed.
 async fn give_back<E: Executor>(store: &Store<E>, shared: &Shared, batch: &[Claimed]) -> Result<(), StoreError> {
     let ids: Vec<Uuid> = batch.iter().map(|c| c.pending.id).collect();
     store.release(&ids).await?;
@@ -593,9 +591,6 @@ async fn record<E: Executor>(
     shared.released.fetch_add(released, Ordering::SeqCst);
     if let Ok(mut c) = shared.counts.lock() {
         c.add(&plan.counts);
-    }
-    for d in &plan.dead_letter {
-        tracing::warn!(id = %d.id, version = d.version, attempts = d.attempts, error = %d.error, "dead-lettered");
     }
     let us = u64::try_from(sent.began.elapsed().as_micros()).unwrap_or(u64::MAX);
     shared.longest_us.fetch_max(us, Ordering::SeqCst);
