@@ -547,6 +547,9 @@ async fn send<E: Executor>(
     let report = client.write(&targets, &changes, Some(timeout)).await;
     drop(changes);
     let bulk_ms = t1.elapsed().as_millis() as u64;
+    // Known now, while the next batch may already be about to start (this one is recorded
+    // beside it): the deadline check must not wait for the record to learn a batch was slow.
+    shared.longest_us.fetch_max(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
     shared.bulk_requests.fetch_add(report.requests as u64, Ordering::SeqCst);
     shared.bulk_bytes.fetch_add(report.bytes as u64, Ordering::SeqCst);
     if let Some(e) = &report.error {
