@@ -417,6 +417,10 @@ async fn deadline_ends_the_run_between_batches(engine: &'static str) {
     let Some(f) = SearchFixture::new(engine, "sync_deadline").await else { return };
     f.client.ensure_index().await.expect("index");
     let me = f.pg.user("me@example.com").await;
+    // Warm up the engine's bulk path and the pools first: the rule under test predicts a batch
+    // from the ones before it, and nothing predicts a first bulk into a just-started engine.
+    create_many(&f, &me, 20, "warm-up").await;
+    assert_eq!(run(&f, &SyncConfig::default()).await.counts.indexed, 20);
     let now = jobs_tests::store_suite::now();
     let jobs: Vec<Job> = (0..2_000)
         .map(|i| Job {
