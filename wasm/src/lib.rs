@@ -45,7 +45,12 @@ struct Outcome<'a> {
 
 impl ToTape for Outcome<'_> {
     fn to_tape(&self, tape: &mut tape::Tape) -> tape::Result {
-        let mut o = tape.open(tape::OBJ);
+        let shape = match self.key {
+            "job" => tape::OK_JOB,
+            "errors" => tape::OK_ERRORS,
+            _ => tape::OK_METADATA,
+        };
+        let mut o = tape.shaped(shape);
         o.field("ok", &self.ok)?;
         o.field(self.key, self.value)?;
         o.end()
