@@ -14,30 +14,42 @@ pub enum UuidError {
 /// no simple (unhyphenated) form: a single spelling keeps keys comparable everywhere.
 pub fn parse_uuid(s: &str) -> Result<Uuid, UuidError> {
     let b = s.as_bytes();
-    if b.len() != 36 {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return Err(UuidError::Invalid);
     }
     let mut bytes = [0u8; 16];
-    let mut nibble = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return Err(UuidError::Invalid);
-            }
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(UuidError::Invalid),
-        };
-        bytes[nibble / 2] |= if nibble % 2 == 0 { v << 4 } else { v };
-        nibble += 1;
+    // Where each byte's two hex digits start: a table lookup per digit, no per-character
+    // branching on the position (every job has up to three of these).
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut bad = 0u8;
+    for (out, &i) in bytes.iter_mut().zip(&AT) {
+        let (hi, lo) = (HEX[usize::from(b[i])], HEX[usize::from(b[i + 1])]);
+        bad |= hi | lo;
+        *out = (hi << 4) | (lo & 0x0f);
+    }
+    if bad & 0x80 != 0 {
+        return Err(UuidError::Invalid);
     }
     let id = Uuid::from_bytes(bytes);
     if id.is_nil() { Err(UuidError::Nil) } else { Ok(id) }
 }
+
+/// The value of a hex digit (either case), or 0x80 for any other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// A time-ordered UUIDv7 from a Unix time in milliseconds and 10 random bytes, both passed in.
 pub fn new_uuid_v7(unix_millis: u64, random: [u8; 10]) -> Uuid {
@@ -195,6 +207,16 @@ mod tests {
         #[test]
         fn quoted_is_debug_for_visible_text(s in "[a-zA-Z0-9 _.:/\"'\\\\\u{0}-\u{1f}\u{7f}-\u{9f}é€漢字😀-]{0,24}") {
             proptest::prop_assert_eq!(Quoted(&s).to_string(), format!("{s:?}"));
+        }
+
+        /// The hyphenated form exactly as the uuid crate reads it (which also takes other
+        /// forms, so only 36-character text with the four dashes in place is compared), over
+        /// hex digits of both cases with some other bytes mixed in.
+        #[test]
+        fn parse_uuid_is_the_uuid_crates_hyphenated_form(s in "[0-9a-fA-F]{8}-[0-9a-fA-FgG:\\- é]{4}-[0-9a-fA-F]{4}-[0-9a-fA-Fx]{4}-[0-9a-fA-F\\x00]{12}") {
+            let theirs = (s.len() == 36).then(|| Uuid::try_parse(&s).ok()).flatten();
+            let ours = parse_uuid(&s).ok().or_else(|| (parse_uuid(&s) == Err(UuidError::Nil)).then(Uuid::nil));
+            proptest::prop_assert_eq!(ours, theirs);
         }
     }
 

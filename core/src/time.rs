@@ -152,37 +152,50 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-impl fmt::Display for Timestamp {
-    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: always UTC, always six fraction digits.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The text [`Display`](fmt::Display) writes, as bytes (for writers that copy it
+    /// somewhere without `core::fmt`); `None` for a year outside 0-9999, which a `Timestamp`
+    /// does not hold.
+    pub fn to_text(&self) -> Option<[u8; 27]> {
         let secs = self.0.div_euclid(MICROS_PER_SEC);
         let micros = self.0.rem_euclid(MICROS_PER_SEC);
         let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let sod = secs.rem_euclid(SECS_PER_DAY);
+        let year = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+        // Every field fits 32 bits: no 64-bit divisions per digit.
+        let (sod, micros) = (sod as u32, micros as u32);
         // Digits by hand: `write!` with padded fields cost several times more, and every job
         // serialised (API responses, search documents, the WASM package) writes three of these.
-        let year = match u64::try_from(y) {
-            Ok(year) if year <= 9999 => year,
-            // Not reachable for a Timestamp (years 0001-9999); kept exact all the same.
-            _ => {
-                let (h, mi, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
-                return write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{micros:06}Z");
-            }
-        };
         let mut b = *b"0000-00-00T00:00:00.000000Z";
         put_digits(&mut b[0..4], year);
-        put_digits(&mut b[5..7], m.into());
-        put_digits(&mut b[8..10], d.into());
-        put_digits(&mut b[11..13], (sod / 3600) as u64);
-        put_digits(&mut b[14..16], (sod % 3600 / 60) as u64);
-        put_digits(&mut b[17..19], (sod % 60) as u64);
-        put_digits(&mut b[20..26], micros as u64);
-        f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+        put_digits(&mut b[5..7], m);
+        put_digits(&mut b[8..10], d);
+        put_digits(&mut b[11..13], sod / 3600);
+        put_digits(&mut b[14..16], sod % 3600 / 60);
+        put_digits(&mut b[17..19], sod % 60);
+        put_digits(&mut b[20..26], micros);
+        Some(b)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: always UTC, always six fraction digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(b) = self.to_text() {
+            return f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?);
+        }
+        // Not reachable for a Timestamp (years 0001-9999); kept exact all the same.
+        let secs = self.0.div_euclid(MICROS_PER_SEC);
+        let micros = self.0.rem_euclid(MICROS_PER_SEC);
+        let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
+        let sod = secs.rem_euclid(SECS_PER_DAY);
+        let (h, mi, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
+        write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{micros:06}Z")
     }
 }
 
 /// Writes `v` as decimal digits filling `dst`, zero-padded (the caller sizes `dst`).
-fn put_digits(dst: &mut [u8], mut v: u64) {
+fn put_digits(dst: &mut [u8], mut v: u32) {
     for slot in dst.iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
