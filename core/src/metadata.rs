@@ -101,6 +101,12 @@ pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -
     map
 }
 
+/// A NUL byte (Postgres JSONB cannot hold `\u0000`); a byte loop, not the `char` searcher,
+/// which costs more than the short strings metadata holds.
+fn has_nul(s: &str) -> bool {
+    s.bytes().any(|b| b == 0)
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
@@ -130,8 +136,9 @@ impl<'a> Walk<'a, '_> {
     fn key(&mut self, k: &'a str) {
         // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
         self.size_bound += k.len() * 6 + 4;
-        let len = k.chars().count();
-        if len == 0 || len > KEY_MAX || k.contains('\0') {
+        // Characters are counted only when the bytes could exceed the limit.
+        let too_long = k.len() > KEY_MAX && k.chars().count() > KEY_MAX;
+        if k.is_empty() || too_long || has_nul(k) {
             self.stack.push(Cow::Borrowed(k));
             let p = self.path();
             self.stack.pop();
@@ -147,7 +154,7 @@ impl<'a> Walk<'a, '_> {
         match v {
             Value::String(s) => {
                 self.size_bound += s.len() * 6 + 3;
-                if s.contains('\0') {
+                if has_nul(s) {
                     let p = self.path();
                     self.issues.push(p, Code::ControlChars, "text must not contain NUL (\\u0000)");
                 }
@@ -187,10 +194,13 @@ pub fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
                 return Err((Code::InvalidType, "dockerImageId must be a string".into()));
             };
             let hex = s.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            // One pass: every byte a hex digit, and whether any is uppercase.
+            let (all_hex, upper) =
+                hex.bytes().fold((true, false), |(h, u), c| (h && c.is_ascii_hexdigit(), u || c.is_ascii_uppercase()));
+            if hex.len() != 64 || !all_hex {
                 return Err((Code::InvalidDigest, "dockerImageId must be sha256: followed by 64 hex digits".into()));
             }
-            Ok((hex.bytes().any(|c| c.is_ascii_uppercase())).then(|| Value::String(s.to_ascii_lowercase())))
+            Ok(upper.then(|| Value::String(s.to_ascii_lowercase())))
         }
         KnownKey::CpuCores => integer(v, key, 1, 1024),
         KnownKey::BuildDurationMs => integer(v, key, 0, MAX_SAFE_INT),

@@ -509,20 +509,17 @@ impl ToTape for Uuid {
 }
 
 impl ToTape for Timestamp {
-    /// Display straight into the text, without a String per value.
+    /// The Display text straight into the tape (no `core::fmt` on the way).
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        struct Text<'t>(&'t mut Vec<u8>);
-        impl fmt::Write for Text<'_> {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                self.0.extend_from_slice(s.as_bytes());
-                Ok(())
+        match self.to_text() {
+            Some(text) => {
+                tape.text.extend_from_slice(&text);
+                // Always ASCII (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+                tape.utf16 += text.len();
+                tape.op(STR, tape.utf16)
             }
+            None => tape.str(&self.to_string()),
         }
-        let start = tape.text.len();
-        fmt::write(&mut Text(&mut tape.text), format_args!("{self}")).map_err(|_| Error("formatting failed".into()))?;
-        // Always ASCII (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
-        tape.utf16 += tape.text.len() - start;
-        tape.op(STR, tape.utf16)
     }
 }
 
