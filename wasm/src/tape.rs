@@ -299,28 +299,22 @@ const MAX_PAYLOAD: usize = (u32::MAX >> 4) as usize;
 /// The fixed shapes, by index; `tape.js` has one object literal per entry, with these keys
 /// in this order (a test reads them there).
 pub const SHAPES: &[&[&str]] = &[
-    &[
-        "id",
-        "workspace_id",
-        "user_id",
-        "status",
-        "type",
-        "project_name",
-        "hostname",
-        "arch",
-        "user_email",
-        "error_message",
-        "metadata",
-        "created_at",
-        "updated_at",
-        "completed_at",
-        "version",
-    ],
+    // The job: the `job` table's columns, which are `Job`'s serde fields in order.
+    &JOB_KEYS,
     &["path", "code", "message"],
     &["ok", "job"],
     &["ok", "errors"],
     &["ok", "metadata"],
 ];
+const JOB_KEYS: [&str; jobs_core::spec::JOB_FIELDS.len()] = {
+    let mut keys = [""; jobs_core::spec::JOB_FIELDS.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = jobs_core::spec::JOB_FIELDS[i].name;
+        i += 1;
+    }
+    keys
+};
 const JOB: usize = 0;
 const ISSUE: usize = 1;
 pub const OK_JOB: usize = 2;
