@@ -362,9 +362,14 @@ impl Tape {
     }
 
     fn str(&mut self, s: &str) -> Result {
-        if let Some(i) = known(s) {
-            return self.op(KNOWN_STR, i as usize);
+        match known(s) {
+            Some(i) => self.op(KNOWN_STR, i as usize),
+            None => self.text(s),
         }
+    }
+
+    /// Free text, never one of KNOWN's strings (ids, names, addresses): no lookup.
+    fn text(&mut self, s: &str) -> Result {
         self.text.extend_from_slice(s.as_bytes());
         self.utf16 += if s.is_ascii() { s.len() } else { s.encode_utf16().count() };
         self.op(STR, self.utf16)
@@ -415,8 +420,11 @@ impl Compound<'_> {
     #[inline(never)]
     pub fn field(&mut self, key: &str, value: &dyn ToTape) -> Result {
         match self.shape {
-            Some(keys) if keys.get(self.count) == Some(&key) => {}
-            Some(_) => return Err(Error(format!("{key} out of its shape's order"))),
+            // The writers' key order is fixed code, held to SHAPES by `same_values_as_serde`
+            // (which decodes shaped objects with SHAPES' keys); checked again in debug builds,
+            // not per value in the package.
+            Some(keys) if self.count < keys.len() => debug_assert_eq!(keys[self.count], key, "shape key order"),
+            Some(_) => return Err(Error("more fields than the shape has".into())),
             None => self.tape.str(key)?,
         }
         self.count += 1;
@@ -498,7 +506,7 @@ impl ToTape for String {
 
 impl ToTape for Uuid {
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        tape.str(self.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+        tape.text(self.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
     }
 }
 
@@ -517,9 +525,33 @@ impl ToTape for Timestamp {
     }
 }
 
+/// The index in KNOWN of a string that is there (at compile time; a missing one fails the build).
+const fn known_at(s: &str) -> usize {
+    let mut i = 0;
+    while i < KNOWN.len() {
+        let k = KNOWN[i].as_bytes();
+        if k.len() == s.len() {
+            let mut j = 0;
+            while j < k.len() && k[j] == s.as_bytes()[j] {
+                j += 1;
+            }
+            if j == k.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not in KNOWN")
+}
+
+/// Where each status and type is in KNOWN, by the enums' declaration order (no lookup per value).
+const STATUS_AT: [usize; 5] =
+    [known_at("QUEUED"), known_at("RUNNING"), known_at("SUCCEEDED"), known_at("FAILED"), known_at("CANCELLED")];
+const TYPE_AT: [usize; 4] = [known_at("BUILD"), known_at("TEST"), known_at("DEPLOY"), known_at("SCAN")];
+
 impl ToTape for JobStatus {
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        tape.str(self.as_str())
+        tape.op(KNOWN_STR, STATUS_AT[*self as usize])
     }
 }
 
@@ -531,8 +563,21 @@ impl ToTape for Code {
 
 impl ToTape for JobType {
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        tape.str(self.as_str())
+        tape.op(KNOWN_STR, TYPE_AT[*self as usize])
     }
+}
+
+/// Free text in a job (names, addresses, messages): written without the KNOWN lookup.
+struct Text<'a>(&'a str);
+
+impl ToTape for Text<'_> {
+    fn to_tape(&self, tape: &mut Tape) -> Result {
+        tape.text(self.0)
+    }
+}
+
+fn free(s: &Option<String>) -> Option<Text<'_>> {
+    s.as_deref().map(Text)
 }
 
 impl ToTape for Value {
@@ -594,11 +639,12 @@ fn job(job: &Job, tape: &mut Tape, document: bool) -> Result {
     o.field("user_id", &job.user_id)?;
     o.field("status", &job.status)?;
     o.field("type", &job.job_type)?;
-    o.field("project_name", &job.project_name)?;
-    o.field("hostname", &job.hostname)?;
+    o.field("project_name", &Text(&job.project_name))?;
+    o.field("hostname", &free(&job.hostname))?;
+    // The arch is often a canonical name, which KNOWN holds.
     o.field("arch", &job.arch)?;
-    o.field("user_email", &job.user_email)?;
-    o.field("error_message", &job.error_message)?;
+    o.field("user_email", &free(&job.user_email))?;
+    o.field("error_message", &free(&job.error_message))?;
     o.field("metadata", &job.metadata)?;
     if document {
         o.field("known_metadata", &KnownMetadata(&job.metadata))?;
@@ -681,6 +727,12 @@ mod tests {
             assert_eq!(known(s).map(|i| KNOWN[i as usize]), Some(s), "{s} missing from KNOWN");
         }
         assert_eq!(known("nope"), None);
+        for status in JobStatus::ALL {
+            assert_eq!(KNOWN[STATUS_AT[*status as usize]], status.as_str());
+        }
+        for t in JobType::ALL {
+            assert_eq!(KNOWN[TYPE_AT[*t as usize]], t.as_str());
+        }
         assert_eq!(known(&"x".repeat(LONGEST + 1)), None);
     }
 
@@ -721,10 +773,19 @@ mod tests {
             .collect();
         let want: Vec<Vec<&str>> = SHAPES.iter().map(|keys| keys.to_vec()).collect();
         assert_eq!(literals, want);
-        // A writer that strays from its shape's order is an error, not a wrong object.
+        // More values than the shape has is an error, not a wrong object.
         let mut tape = Tape::new();
-        let mut o = tape.shaped(ISSUE);
-        assert!(o.field("code", &Code::Required).is_err());
+        let mut o = tape.shaped(OK_JOB);
+        assert!(o.field("ok", &true).is_ok() && o.field("job", &true).is_ok());
+        assert!(o.field("job", &true).is_err());
+    }
+
+    /// A writer that strays from its shape's key order is caught in debug builds (tests).
+    #[test]
+    #[should_panic(expected = "shape key order")]
+    fn shape_order_is_checked_in_debug_builds() {
+        let mut tape = Tape::new();
+        let _ = tape.shaped(ISSUE).field("code", &Code::Required);
     }
 
     /// What `tape.js` makes of a tape, as a `serde_json::Value` (numbers as f64).
