@@ -2,14 +2,16 @@
 # The API against its OpenAPI document: `jobsctl serve` on a fresh schema of $DATABASE_URL (and
 # $SEARCH_URL when set), a token for a user with a workspace, then schemathesis with every check
 # but positive_data_acceptance (the schema cannot express all of the core's rules, e.g. hostname
-# syntax or status transitions, so schema-valid input may rightly be refused). Fails on any 5xx
-# or any response that breaks the document. Called by scripts/test.sh.
+# syntax or status transitions, so schema-valid input may rightly be refused), and the statuses
+# that count as refusing bad input from scripts/schemathesis.toml. Fails on any 5xx or any
+# response that breaks the document. Called by scripts/test.sh.
 #
 #   scripts/api-contract.sh JOBSCTL SCHEMATHESIS
 #   SCHEMATHESIS_MAX_EXAMPLES (default 100), SCHEMATHESIS_SEED (default: random, printed)
 set -euo pipefail
 JOBSCTL="$1"
 ST="$2"
+CONFIG="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/schemathesis.toml"
 : "${DATABASE_URL:?DATABASE_URL is required}"
 uuid() { cat /proc/sys/kernel/random/uuid; }
 
@@ -50,7 +52,7 @@ seed="${SCHEMATHESIS_SEED:-$RANDOM$RANDOM}"
 echo "api-contract: seed $seed"
 status=0
 cd "$work"
-"$ST" run "$base/v1/openapi.json" \
+"$ST" --config-file "$CONFIG" run "$base/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" --seed "$seed" \
