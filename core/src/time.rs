@@ -157,10 +157,7 @@ impl Timestamp {
     /// somewhere without `core::fmt`); `None` for a year outside 0-9999, which a `Timestamp`
     /// does not hold.
     pub fn to_text(&self) -> Option<[u8; 27]> {
-        let secs = self.0.div_euclid(MICROS_PER_SEC);
-        let micros = self.0.rem_euclid(MICROS_PER_SEC);
-        let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
-        let sod = secs.rem_euclid(SECS_PER_DAY);
+        let (y, m, d, sod, micros) = self.civil();
         let year = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
         // Every field fits 32 bits: no 64-bit divisions per digit.
         let (sod, micros) = (sod as u32, micros as u32);
@@ -176,6 +173,13 @@ impl Timestamp {
         put_digits(&mut b[20..26], micros);
         Some(b)
     }
+
+    /// Year, month, day, second of the day and microseconds, in UTC.
+    fn civil(&self) -> (i64, u32, u32, i64, i64) {
+        let secs = self.0.div_euclid(MICROS_PER_SEC);
+        let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
+        (y, m, d, secs.rem_euclid(SECS_PER_DAY), self.0.rem_euclid(MICROS_PER_SEC))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -185,10 +189,7 @@ impl fmt::Display for Timestamp {
             return f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?);
         }
         // Not reachable for a Timestamp (years 0001-9999); kept exact all the same.
-        let secs = self.0.div_euclid(MICROS_PER_SEC);
-        let micros = self.0.rem_euclid(MICROS_PER_SEC);
-        let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
-        let sod = secs.rem_euclid(SECS_PER_DAY);
+        let (y, m, d, sod, micros) = self.civil();
         let (h, mi, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
         write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{micros:06}Z")
     }
