@@ -3,6 +3,7 @@
 
 use crate::issue::{Code, Issues};
 use crate::json_len;
+use crate::text::has_nul;
 use crate::validate::json::{NumberText, number_text};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
@@ -99,12 +100,6 @@ pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -
         }
     }
     map
-}
-
-/// A NUL byte (Postgres JSONB cannot hold `\u0000`); a byte loop, not the `char` searcher,
-/// which costs more than the short strings metadata holds.
-fn has_nul(s: &str) -> bool {
-    s.bytes().any(|b| b == 0)
 }
 
 fn join(path: &str, key: &str) -> String {

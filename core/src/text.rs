@@ -151,6 +151,12 @@ pub fn normalise_email(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// True when `s` holds a NUL (Postgres text and JSONB cannot hold `\u0000`). A byte loop, not
+/// the `char` searcher, which costs more than the short strings it is asked about.
+pub fn has_nul(s: &str) -> bool {
+    s.bytes().any(|b| b == 0)
+}
+
 /// True when `s` holds a control character (Unicode general category Cc).
 pub fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)

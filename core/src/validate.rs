@@ -466,7 +466,7 @@ fn error_message_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<
     if too_long(&s, ERROR_MESSAGE_MAX, path, issues) {
         return None;
     }
-    if s.contains('\0') {
+    if text::has_nul(&s) {
         issues.push(path, Code::ControlChars, "must not contain NUL (\\u0000)");
         return None;
     }
