@@ -36,34 +36,31 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
-/// `{ok, job}`, `{ok, errors}` or `{ok, metadata}`.
+/// `{ok, job}`, `{ok, errors}` or `{ok, metadata}`: `shape` is one of the tape's `OK_*`
+/// shapes, whose second key names the value.
 struct Outcome<'a> {
     ok: bool,
-    key: &'static str,
+    shape: usize,
     value: &'a dyn ToTape,
 }
 
 impl ToTape for Outcome<'_> {
     fn to_tape(&self, tape: &mut tape::Tape) -> tape::Result {
-        let shape = match self.key {
-            "job" => tape::OK_JOB,
-            "errors" => tape::OK_ERRORS,
-            _ => tape::OK_METADATA,
-        };
-        let mut o = tape.shaped(shape);
+        let key = tape::SHAPES.get(self.shape).and_then(|keys| keys.get(1)).copied().unwrap_or_default();
+        let mut o = tape.shaped(self.shape);
         o.field("ok", &self.ok)?;
-        o.field(self.key, self.value)?;
+        o.field(key, self.value)?;
         o.end()
     }
 }
 
 fn invalid(errors: &[Issue]) -> Result<JsValue, JsValue> {
-    to_js(&Outcome { ok: false, key: "errors", value: &errors })
+    to_js(&Outcome { ok: false, shape: tape::OK_ERRORS, value: &errors })
 }
 
 fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
     match result {
-        Ok(job) => to_js(&Outcome { ok: true, key: "job", value: &job }),
+        Ok(job) => to_js(&Outcome { ok: true, shape: tape::OK_JOB, value: &job }),
         Err(errors) => invalid(&errors),
     }
 }
@@ -150,7 +147,7 @@ pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &
     let mut issues = Issues::default();
     let shaped = metadata::shape(value, "metadata", &mut issues);
     if issues.is_empty() {
-        to_js(&Outcome { ok: true, key: "metadata", value: &shaped })
+        to_js(&Outcome { ok: true, shape: tape::OK_METADATA, value: &shaped })
     } else {
         invalid(&issues.into_vec())
     }
