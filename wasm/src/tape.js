@@ -6,23 +6,40 @@ const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 let known = [];
 let index = new Map();
 
-/** Bytes written, or -1 when `dest` is too small for the whole string. */
-export function encodeInto(text, dest) {
+let memory;
+let buffer, u8, u32, f64;
+// The input buffer's view, kept while Rust reuses the buffer and the memory has not grown.
+let dest, destPtr = -1, destLen = -1;
+
+export function setup(strings, mem) {
+  known = strings.split("\n");
+  index = new Map(known.map((s, i) => [s, i]));
+  memory = mem;
+}
+
+/** Views of linear memory, made again only after it grew (which detaches the old buffer). */
+function views() {
+  buffer = memory.buffer;
+  u8 = new Uint8Array(buffer);
+  u32 = new Uint32Array(buffer);
+  f64 = new Float64Array(buffer);
+  destPtr = -1;
+}
+
+/** Bytes written into the `len` bytes at `ptr`, or -1 when they hold less than the string. */
+export function encodeInto(text, ptr, len) {
+  if (buffer !== memory.buffer) views();
+  if (ptr !== destPtr || len !== destLen) {
+    dest = u8.subarray(ptr, ptr + len);
+    destPtr = ptr;
+    destLen = len;
+  }
   const r = encoder.encodeInto(text, dest);
   return r.read === text.length ? r.written : -1;
 }
 
 export function stringLength(text) {
   return text.length;
-}
-
-let memory;
-let buffer, u8, u32, f64;
-
-export function setup(strings, mem) {
-  known = strings.split("\n");
-  index = new Map(known.map((s, i) => [s, i]));
-  memory = mem;
 }
 
 /** The index of a known string (a kind, a status), or -1 for anything else. */
@@ -36,13 +53,7 @@ let ops, nums, text, at, num, cut;
 
 /** Addresses and lengths (in elements) of the tape's three parts in linear memory. */
 export function decodeTape(opsPtr, opsLen, numsPtr, numsLen, textPtr, textLen) {
-  if (buffer !== memory.buffer) {
-    // First call, or the memory grew (which detaches the old buffer).
-    buffer = memory.buffer;
-    u8 = new Uint8Array(buffer);
-    u32 = new Uint32Array(buffer);
-    f64 = new Float64Array(buffer);
-  }
+  if (buffer !== memory.buffer) views();
   ops = u32;
   at = opsPtr >>> 2;
   nums = f64;

@@ -20,9 +20,12 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/src/tape.js")]
 extern "C" {
-    /// Encodes `text` into `dest`; returns the bytes written, or -1 if `dest` was too small.
+    /// Encodes `text` into the `len` bytes of linear memory at `ptr`; returns the bytes
+    /// written, or -1 if they were too few. An address, not a `&mut [u8]`: JS keeps its view of
+    /// the reused buffer between calls instead of making one per call (a `subarray` cost ~0.15
+    /// µs of Chromium's ~1 µs `encodeInto`).
     #[wasm_bindgen(js_name = encodeInto)]
-    fn encode_into(text: &JsString, dest: &mut [u8]) -> i32;
+    fn encode_into(text: &JsString, ptr: usize, len: usize) -> i32;
     /// The UTF-16 length of `text`.
     #[wasm_bindgen(js_name = stringLength)]
     fn string_length(text: &JsString) -> u32;
@@ -66,18 +69,19 @@ pub fn with_utf8<R>(text: &JsString, f: impl FnOnce(&[u8]) -> R) -> R {
 }
 
 fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    ensure_setup();
     if buf.is_empty() {
         buf.resize(4096, 0);
     }
     // Most inputs fit the buffer kept from the last call: one crossing.
-    let written = encode_into(text, buf);
+    let written = encode_into(text, buf.as_mut_ptr() as usize, buf.len());
     if let Ok(n) = usize::try_from(written) {
         return &buf[..n];
     }
     // Every UTF-16 unit is at most 3 bytes of UTF-8.
     let need = string_length(text) as usize * 3;
     buf.resize(need.max(buf.len()), 0);
-    let n = usize::try_from(encode_into(text, buf)).unwrap_or(0);
+    let n = usize::try_from(encode_into(text, buf.as_mut_ptr() as usize, buf.len())).unwrap_or(0);
     &buf[..n]
 }
 
