@@ -56,11 +56,23 @@ ensure_tools() {
   fi
 }
 
+cargo_build() {
+  RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$WASM_RUSTFLAGS" \
+    cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm --locked
+}
+
 build() {
   local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/$NAME.wasm" version
   log "cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm ($WASM_RUSTFLAGS)"
-  RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$WASM_RUSTFLAGS" \
-    cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm --locked
+  cargo_build
+  # The module names this checkout's crate folder (wasm-bindgen reads package.json and the snippet
+  # from it). Cargo's fingerprints are relative to the crate, so a module built by another
+  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crate when so.
+  if ! grep -qF "$ROOT/wasm/package.json" "$wasm"; then
+    log "the cached module was built from another checkout: rebuilding jobs-wasm"
+    cargo clean -p jobs-wasm --target wasm32-unknown-unknown --profile wasm >&2
+    cargo_build
+  fi
   out="$(mktemp -d "$ROOT/wasm/.pkg.XXXXXX")"
   trap 'rm -rf "$out"' EXIT
   chmod 755 "$out"
