@@ -122,6 +122,12 @@ impl fmt::Display for Code {
     }
 }
 
+impl crate::msg::Piece for Code {
+    fn push_to(&self, out: &mut String) {
+        crate::msg::push(out, self.as_str());
+    }
+}
+
 /// One problem with one field of the input. `path` is dotted (`metadata.cpuCores`); the empty
 /// path means the input as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,13 +143,22 @@ impl Issue {
     }
 }
 
+/// `path: code: message`, or `code: message` for the input as a whole.
+impl crate::msg::Piece for Issue {
+    fn push_to(&self, out: &mut String) {
+        if !self.path.is_empty() {
+            crate::msg::push(out, &self.path);
+            crate::msg::push(out, ": ");
+        }
+        crate::msg::push(out, self.code.as_str());
+        crate::msg::push(out, ": ");
+        crate::msg::push(out, &self.message);
+    }
+}
+
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}: {}", self.code, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.path, self.code, self.message)
-        }
+        crate::msg::display(self, f)
     }
 }
 

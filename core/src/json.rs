@@ -25,9 +25,18 @@ pub struct Error {
     pub what: &'static str,
 }
 
+/// `what at byte N`.
+impl crate::msg::Piece for Error {
+    fn push_to(&self, out: &mut String) {
+        crate::msg::push(out, self.what);
+        crate::msg::push(out, " at byte ");
+        crate::msg::push_u64(out, self.offset as u64);
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.what, self.offset)
+        crate::msg::display(self, f)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod issue;
 pub mod json_len;
 pub mod metadata;
 pub mod model;
+pub mod msg;
 pub mod query;
 pub mod search;
 pub mod spec;

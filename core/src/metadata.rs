@@ -3,6 +3,7 @@
 
 use crate::issue::{Code, Issues};
 use crate::json_len;
+use crate::msg;
 use crate::text::has_nul;
 use crate::validate::json::{NumberText, number_text};
 use serde_json::{Map, Number, Value};
@@ -77,7 +78,7 @@ pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -
     }
     let (deep, size_bound) = (walk.deep, walk.size_bound);
     if deep {
-        issues.push(path, Code::MetadataTooDeep, format!("metadata nests deeper than {MAX_DEPTH} levels"));
+        issues.push(path, Code::MetadataTooDeep, msg!("metadata nests deeper than ", MAX_DEPTH, " levels"));
     }
     for key in KnownKey::ALL {
         if let Some(v) = map.get_mut(key.name()) {
@@ -95,7 +96,7 @@ pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -
             issues.push(
                 path,
                 Code::MetadataTooLarge,
-                format!("metadata is {size} bytes as JSON; the limit is {MAX_BYTES}"),
+                msg!("metadata is ", size, " bytes as JSON; the limit is ", MAX_BYTES),
             );
         }
     }
@@ -103,7 +104,7 @@ pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() { key.to_owned() } else { msg!(path, ".", key) }
 }
 
 /// One pass over the tree: key rules, NUL in strings (Postgres JSONB cannot hold `\u0000`),
@@ -140,7 +141,7 @@ impl<'a> Walk<'a, '_> {
             self.issues.push(
                 p,
                 Code::InvalidMetadataKey,
-                format!("metadata keys must be 1 to {KEY_MAX} characters without NUL"),
+                msg!("metadata keys must be 1 to ", KEY_MAX, " characters without NUL"),
             );
         }
     }
@@ -159,7 +160,7 @@ impl<'a> Walk<'a, '_> {
                 self.size_bound += 2;
                 for (i, item) in items.iter().enumerate() {
                     self.size_bound += 1;
-                    self.stack.push(Cow::Owned(i.to_string()));
+                    self.stack.push(Cow::Owned(msg!(i)));
                     self.tree(item, depth + 1);
                     self.stack.pop();
                 }
@@ -225,12 +226,12 @@ fn integer(v: &Value, key: KnownKey, min: i64, max: i64) -> KnownResult {
     } else {
         let f = n.as_f64().unwrap_or(f64::NAN);
         if f.fract() != 0.0 || !f.is_finite() {
-            return Err((Code::NotInteger, format!("{name} must be a whole number")));
+            return Err((Code::NotInteger, msg!(name, " must be a whole number")));
         }
         if f < i64::MIN as f64 || f > i64::MAX as f64 { i64::MAX } else { f as i64 }
     };
     if i < min || i > max {
-        return Err((Code::OutOfRange, format!("{name} must be between {min} and {max}")));
+        return Err((Code::OutOfRange, msg!(name, " must be between ", min, " and ", max)));
     }
     let canonical = Value::Number(Number::from(i));
     Ok((v != &canonical).then_some(canonical))
@@ -242,8 +243,8 @@ fn number(v: &Value, key: KnownKey) -> Result<Number, (Code, String)> {
     match v {
         Value::Number(n) => Ok(n.clone()),
         Value::String(s) => parse_json_number(s)
-            .ok_or_else(|| (Code::NotNumber, format!("{name} must be a number (or a string holding one)"))),
-        _ => Err((Code::InvalidType, format!("{name} must be a number"))),
+            .ok_or_else(|| (Code::NotNumber, msg!(name, " must be a number (or a string holding one)"))),
+        _ => Err((Code::InvalidType, msg!(name, " must be a number"))),
     }
 }
 

@@ -33,6 +33,12 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::msg::Piece for $name {
+            fn push_to(&self, out: &mut String) {
+                out.push_str(self.as_str());
+            }
+        }
     };
 }
 

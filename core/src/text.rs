@@ -173,10 +173,10 @@ pub fn char_len_exceeds(s: &str, limit: usize) -> bool {
 /// grapheme-extend tables and their code into the WASM package (~5 KB) to escape those too.
 pub struct Quoted<'a>(pub &'a str);
 
-impl std::fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        f.write_char('"')?;
+impl crate::msg::Piece for Quoted<'_> {
+    fn push_to(&self, out: &mut String) {
+        use crate::msg::push;
+        push(out, "\"");
         let mut run = 0;
         for (i, c) in self.0.char_indices() {
             let esc = match c {
@@ -189,16 +189,33 @@ impl std::fmt::Display for Quoted<'_> {
                 c if c.is_control() => "",
                 _ => continue,
             };
-            f.write_str(self.0.get(run..i).unwrap_or_default())?;
+            push(out, self.0.get(run..i).unwrap_or_default());
             run = i + c.len_utf8();
             if esc.is_empty() {
-                write!(f, "\\u{{{:x}}}", u32::from(c))?;
+                // `\u{1b}`: lowercase hex without leading zeros, as `{:?}` writes it.
+                let (mut code, mut hex, mut at) = (u32::from(c), *b"\\u{000000}", 9);
+                loop {
+                    at -= 1;
+                    hex[at] = b"0123456789abcdef"[(code & 0xf) as usize];
+                    code >>= 4;
+                    if code == 0 {
+                        break;
+                    }
+                }
+                hex.copy_within(at..10, 3);
+                push(out, std::str::from_utf8(&hex[..3 + 10 - at]).unwrap_or_default());
             } else {
-                f.write_str(esc)?;
+                push(out, esc);
             }
         }
-        f.write_str(self.0.get(run..).unwrap_or_default())?;
-        f.write_char('"')
+        push(out, self.0.get(run..).unwrap_or_default());
+        push(out, "\"");
+    }
+}
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::msg::display(self, f)
     }
 }
 

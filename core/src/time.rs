@@ -154,11 +154,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 impl Timestamp {
     /// The text [`Display`](fmt::Display) writes, as bytes (for writers that copy it
-    /// somewhere without `core::fmt`); `None` for a year outside 0-9999, which a `Timestamp`
-    /// does not hold.
-    pub fn to_text(&self) -> Option<[u8; 27]> {
+    /// somewhere without `core::fmt`). Every constructor keeps a `Timestamp` within years
+    /// 0001-9999, so four year digits always suffice.
+    pub fn to_text(&self) -> [u8; 27] {
         let (y, m, d, sod, micros) = self.civil();
-        let year = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+        let year = y.clamp(0, 9999) as u32;
         // Every field fits 32 bits: no 64-bit divisions per digit.
         let (sod, micros) = (sod as u32, micros as u32);
         // Digits by hand: `write!` with padded fields cost several times more, and every job
@@ -171,7 +171,7 @@ impl Timestamp {
         put_digits(&mut b[14..16], sod % 3600 / 60);
         put_digits(&mut b[17..19], sod % 60);
         put_digits(&mut b[20..26], micros);
-        Some(b)
+        b
     }
 
     /// Year, month, day, second of the day and microseconds, in UTC.
@@ -185,13 +185,8 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: always UTC, always six fraction digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(b) = self.to_text() {
-            return f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?);
-        }
-        // Not reachable for a Timestamp (years 0001-9999); kept exact all the same.
-        let (y, m, d, sod, micros) = self.civil();
-        let (h, mi, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
-        write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{micros:06}Z")
+        // ASCII digits and separators: always UTF-8.
+        f.write_str(std::str::from_utf8(&self.to_text()).map_err(|_| fmt::Error)?)
     }
 }
 

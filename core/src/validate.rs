@@ -8,6 +8,7 @@
 use crate::issue::{Code, Issue, Issues};
 use crate::metadata;
 use crate::model::{Job, JobStatus, JobType};
+use crate::msg;
 use crate::spec::{EMAIL_MAX, ERROR_MESSAGE_MAX, PROJECT_NAME_MAX};
 use crate::status;
 use crate::text::{self, UuidError};
@@ -236,7 +237,7 @@ fn parse_top(bytes: &[u8]) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>>
     match json::parse_top(bytes) {
         Ok(Top::Object(fields)) => Ok(fields),
         Ok(Top::Other(what)) => Err(vec![not_object(what)]),
-        Err(e) => Err(vec![Issue::new("", Code::InvalidJson, format!("malformed JSON: {e}"))]),
+        Err(e) => Err(vec![Issue::new("", Code::InvalidJson, msg!("malformed JSON: ", e))]),
     }
 }
 
@@ -255,7 +256,7 @@ fn owned_top(value: Value) -> Result<Vec<(Cow<'static, str>, Loose<'static>)>, V
 }
 
 fn not_object(what: &str) -> Issue {
-    Issue::new("", Code::InvalidType, format!("expected a JSON object, got {what}"))
+    Issue::new("", Code::InvalidType, msg!("expected a JSON object, got ", what))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,18 +342,14 @@ fn fill_slots<'a>(
                         _ => "not a field of a job",
                     };
                     let path = key.into_owned();
-                    let msg = format!("unknown field {}: {why}", text::Quoted(&path));
+                    let msg = msg!("unknown field ", text::Quoted(&path), ": ", why);
                     issues.push(path, Code::UnknownField, msg);
                 }
             }
         }
     }
     if unknown > MAX_UNKNOWN_REPORTED {
-        issues.push(
-            "",
-            Code::UnknownField,
-            format!("{} more unknown fields not listed", unknown - MAX_UNKNOWN_REPORTED),
-        );
+        issues.push("", Code::UnknownField, msg!(unknown - MAX_UNKNOWN_REPORTED, " more unknown fields not listed"));
     }
     slots
 }
@@ -364,7 +361,7 @@ fn string<'a>(v: Loose<'a>, path: &str, issues: &mut Issues) -> Option<Cow<'a, s
     match v {
         Loose::Str(s) => Some(s),
         other => {
-            issues.push(path, Code::InvalidType, format!("expected a string, got {}", other.type_name()));
+            issues.push(path, Code::InvalidType, msg!("expected a string, got ", other.type_name()));
             None
         }
     }
@@ -373,7 +370,7 @@ fn string<'a>(v: Loose<'a>, path: &str, issues: &mut Issues) -> Option<Cow<'a, s
 fn too_long(s: &str, limit: usize, path: &str, issues: &mut Issues) -> bool {
     let long = text::char_len_exceeds(s, limit);
     if long {
-        issues.push(path, Code::TooLong, format!("at most {limit} characters"));
+        issues.push(path, Code::TooLong, msg!("at most ", limit, " characters"));
     }
     long
 }
@@ -488,7 +485,7 @@ fn timestamp_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Time
 
 fn version_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<i64> {
     let Loose::Num(n) = v else {
-        issues.push(path, Code::InvalidType, format!("expected an integer, got {}", v.type_name()));
+        issues.push(path, Code::InvalidType, msg!("expected an integer, got ", v.type_name()));
         return None;
     };
     if let Some(i) = n.as_i64() {
@@ -695,10 +692,10 @@ fn record_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidJob, Vec
 fn check_completion(status: JobStatus, has_completed_at: Option<bool>, issues: &mut Issues) {
     match (status.is_terminal(), has_completed_at) {
         (true, Some(false)) => {
-            issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at"))
+            issues.push("completed_at", Code::CompletedAtRequired, msg!("a ", status, " job has completed_at"))
         }
         (false, Some(true)) => {
-            issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed"))
+            issues.push("completed_at", Code::CompletedAtNotAllowed, msg!("a ", status, " job is not completed"))
         }
         _ => {}
     }
@@ -729,7 +726,7 @@ fn create_fields(fields: Vec<(Cow<'_, str>, Loose<'_>)>) -> Result<ValidNewJob, 
     if let Ok(Some(st)) = status
         && !status::is_initial(st)
     {
-        issues.push("status", Code::BadTransition, format!("a job starts as QUEUED or RUNNING, not {st}"));
+        issues.push("status", Code::BadTransition, msg!("a job starts as QUEUED or RUNNING, not ", st));
     }
     match (id, workspace_id, status, job_type, project_name, hostname, arch, metadata) {
         (
@@ -791,9 +788,9 @@ fn patch_fields(
         && !status::can_transition(current.status, to)
     {
         let msg = if current.status.is_terminal() {
-            format!("a {} job changes no more", current.status)
+            msg!("a ", current.status, " job changes no more")
         } else {
-            format!("a {} job cannot become {to}", current.status)
+            msg!("a ", current.status, " job cannot become ", to)
         };
         issues.push("status", Code::BadTransition, msg);
     }
@@ -829,11 +826,11 @@ fn patch_fields(
             (true, Change::Set(t)) => Some(t),
             (true, Change::Keep) => Some(current.completed_at.unwrap_or(now)),
             (true, Change::Clear) => {
-                issues.push("completed_at", Code::CompletedAtRequired, format!("a {status} job has completed_at"));
+                issues.push("completed_at", Code::CompletedAtRequired, msg!("a ", status, " job has completed_at"));
                 None
             }
             (false, Change::Set(_)) => {
-                issues.push("completed_at", Code::CompletedAtNotAllowed, format!("a {status} job is not completed"));
+                issues.push("completed_at", Code::CompletedAtNotAllowed, msg!("a ", status, " job is not completed"));
                 None
             }
             (_, Change::Invalid) | (false, Change::Keep | Change::Clear) => None,
@@ -874,7 +871,7 @@ fn patch_fields(
 /// `{"current": <job>, "patch": <patch>}`, each field exactly once and no other, or the two as
 /// an array (what serde's derived `Deserialize` with `deny_unknown_fields` accepted).
 fn patch_envelope(bytes: &[u8]) -> Result<(Value, Value), String> {
-    let fields = match json::parse_fields(bytes).map_err(|e| e.to_string())? {
+    let fields = match json::parse_fields(bytes).map_err(|e| msg!(e))? {
         json::Fields::Array(items) => {
             let mut items = items.into_iter();
             return match (items.next(), items.next(), items.next()) {
@@ -890,10 +887,10 @@ fn patch_envelope(bytes: &[u8]) -> Result<(Value, Value), String> {
         let slot = match &*key {
             "current" => &mut current,
             "patch" => &mut patch,
-            _ => return Err(format!("unknown field {}", text::Quoted(&key))),
+            _ => return Err(msg!("unknown field ", text::Quoted(&key))),
         };
         if slot.replace(value).is_some() {
-            return Err(format!("duplicate field {}", text::Quoted(&key)));
+            return Err(msg!("duplicate field ", text::Quoted(&key)));
         }
     }
     match (current, patch) {
@@ -921,11 +918,7 @@ pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validate
         Kind::Create => create_from_json(bytes).map(Validated::Create),
         Kind::Patch => {
             let (current, patch_value) = patch_envelope(bytes).map_err(|e| {
-                vec![Issue::new(
-                    "",
-                    Code::InvalidJson,
-                    format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}"),
-                )]
+                vec![Issue::new("", Code::InvalidJson, msg!("expected {\"current\": <job>, \"patch\": <patch>}: ", e))]
             })?;
             // The two halves taken apart, not borrowed and copied as `record`/`patch` would.
             let current = owned_top(current).and_then(record_fields).map_err(|issues| prefix("current", issues))?;
@@ -952,7 +945,7 @@ fn prefix(p: &str, issues: Vec<Issue>) -> Vec<Issue> {
     issues
         .into_iter()
         .map(|mut i| {
-            i.path = if i.path.is_empty() { p.to_owned() } else { format!("{p}.{}", i.path) };
+            i.path = if i.path.is_empty() { p.to_owned() } else { msg!(p, ".", i.path) };
             i
         })
         .collect()

@@ -10,8 +10,9 @@ mod tape;
 
 use jobs_core::issue::{Code, Issue, Issues};
 use jobs_core::model::{JobStatus, JobType};
+use jobs_core::msg::Piece;
 use jobs_core::validate::{self, Kind, Validated};
-use jobs_core::{Timestamp, metadata, status, text};
+use jobs_core::{Timestamp, metadata, msg, status, text};
 use js_sys::JsString;
 use tape::{ToTape, to_js};
 use wasm_bindgen::prelude::*;
@@ -77,7 +78,7 @@ fn kind(kind: &JsValue) -> Result<Kind, JsValue> {
         return Ok(kind);
     }
     const WANT: &str = "kind must be \"record\", \"create\" or \"patch\"";
-    match read_str(kind, |name| Kind::parse(name).ok_or_else(|| format!("{WANT}, not {}", text::Quoted(name)))) {
+    match read_str(kind, |name| Kind::parse(name).ok_or_else(|| msg!(WANT, ", not ", text::Quoted(name)))) {
         Some(Ok(kind)) => Ok(kind),
         Some(Err(message)) => Err(js_sys::TypeError::new(&message).into()),
         None => Err(js_sys::TypeError::new(WANT).into()),
@@ -108,7 +109,7 @@ fn json_text(value: &JsValue) -> Result<JsString, Issue> {
                 .dyn_ref::<js_sys::Error>()
                 .and_then(|e| read_str(&e.message(), str::to_owned))
                 .unwrap_or_else(|| "not representable".to_owned());
-            Err(Issue::new("", Code::InvalidJson, format!("not representable as JSON: {why}")))
+            Err(Issue::new("", Code::InvalidJson, msg!("not representable as JSON: ", why)))
         }
     }
 }
@@ -137,8 +138,7 @@ pub fn validate_job_object(input: &JsValue, kind_name: &JsValue, now: Option<f64
 #[wasm_bindgen(js_name = shapeMetadata, unchecked_return_type = "MetadataValidation")]
 pub fn shape_metadata(#[wasm_bindgen(unchecked_param_type = "unknown")] input: &JsValue) -> Result<JsValue, JsValue> {
     let parsed = json_text(input).and_then(|text| {
-        tape::with_utf8(&text, validate::json::parse_value)
-            .map_err(|e| Issue::new("", Code::InvalidJson, e.to_string()))
+        tape::with_utf8(&text, validate::json::parse_value).map_err(|e| Issue::new("", Code::InvalidJson, msg!(e)))
     });
     let value = match parsed {
         Ok(v) => v,
@@ -186,7 +186,7 @@ pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &Js
                 if i > 0 {
                     summary.push_str("; ");
                 }
-                summary.push_str(&issue.to_string());
+                issue.push_to(&mut summary);
             }
             let error = js_sys::Error::new(&summary);
             js_sys::Reflect::set(&error, &JsValue::from_str("errors"), &to_js(&issues)?)?;

@@ -517,15 +517,11 @@ impl ToTape for Uuid {
 impl ToTape for Timestamp {
     /// The Display text straight into the tape (no `core::fmt` on the way).
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        match self.to_text() {
-            Some(text) => {
-                tape.text.extend_from_slice(&text);
-                // Always ASCII (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
-                tape.utf16 += text.len();
-                tape.op(STR, tape.utf16)
-            }
-            None => tape.str(&self.to_string()),
-        }
+        let text = self.to_text();
+        tape.text.extend_from_slice(&text);
+        // Always ASCII (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+        tape.utf16 += text.len();
+        tape.op(STR, tape.utf16)
     }
 }
 
