@@ -68,6 +68,17 @@ test("validateJob normalises and reports every problem", () => {
   assert.throws(() => jobs.validateJob("{}", 5), TypeError);
 });
 
+test("a json that is not a string is a TypeError, however often, and the module lives on", () => {
+  // Each of these once threw inside the module, past wasm-bindgen's epilogues; a few thousand
+  // of them broke it for good ("table index is out of bounds").
+  for (let i = 0; i < 20_000; i++) {
+    for (const json of [123, undefined, null, {}, ["{}"], Symbol("x")]) {
+      assert.throws(() => jobs.validateJob(json, "record"), { name: "TypeError", message: "json must be a string" });
+    }
+  }
+  assert.equal(jobs.validateJob(JSON.stringify(JOB), "record").ok, true);
+});
+
 test("patch uses Date.now() unless given a clock", () => {
   const before = Date.now();
   const r = jobs.validateJob(JSON.stringify({ current: JOB, patch: { status: "SUCCEEDED" } }), "patch");
@@ -77,6 +88,20 @@ test("patch uses Date.now() unless given a clock", () => {
   assert.equal(r.job.version, 3);
   const pinned = jobs.validateJob(JSON.stringify({ current: JOB, patch: { status: "FAILED" } }), "patch", Date.UTC(2024, 5, 1));
   assert.equal(pinned.job.completed_at, "2024-06-01T00:00:00.000000Z");
+});
+
+test("an exception's throwing message getter is an issue, however often, and the module lives on", () => {
+  const evil = {
+    toJSON() {
+      const e = new Error("x");
+      Object.defineProperty(e, "message", { get() { throw new Error("gotcha"); } });
+      throw e;
+    },
+  };
+  for (let i = 0; i < 20_000; i++) {
+    assert.deepEqual(jobs.validateJobObject(evil, "record").errors.map((e) => e.code), ["invalid_json"]);
+  }
+  assert.equal(jobs.shapeMetadata({ a: 1 }).ok, true);
 });
 
 test("validateJobObject is validateJob(JSON.stringify(x))", () => {

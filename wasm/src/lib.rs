@@ -70,7 +70,7 @@ fn outcome(result: Result<Validated, Vec<Issue>>) -> Result<JsValue, JsValue> {
 /// would bring wasm-bindgen's own string-passing glue); `None` when it is not a string.
 fn read_str<R>(value: &JsValue, f: impl FnOnce(&str) -> R) -> Option<R> {
     let text = value.dyn_ref::<JsString>()?;
-    tape::with_utf8(text, |bytes| std::str::from_utf8(bytes).ok().map(f))
+    tape::with_string(text, |bytes| std::str::from_utf8(bytes).ok().map(f)).flatten()
 }
 
 fn kind(kind: &JsValue) -> Result<Kind, JsValue> {
@@ -105,9 +105,12 @@ fn json_text(value: &JsValue) -> Result<JsString, Issue> {
         Ok(text) if text.is_string() => Ok(text),
         Ok(_) => Ok(JsString::from("null")),
         Err(e) => {
+            // Reflect.get, not the `message` getter binding: a getter that throws would unwind
+            // through the module (see tape::NOT_A_STRING); Reflect.get's throw comes back as Err.
             let why = e
                 .dyn_ref::<js_sys::Error>()
-                .and_then(|e| read_str(&e.message(), str::to_owned))
+                .and_then(|e| js_sys::Reflect::get(e, &JsValue::from_str("message")).ok())
+                .and_then(|m| read_str(&m, str::to_owned))
                 .unwrap_or_else(|| "not representable".to_owned());
             Err(Issue::new("", Code::InvalidJson, msg!("not representable as JSON: ", why)))
         }
@@ -119,7 +122,10 @@ fn json_text(value: &JsValue) -> Result<JsString, Issue> {
 pub fn validate_job(json: &JsString, kind_name: &JsValue, now: Option<f64>) -> Result<JsValue, JsValue> {
     let kind = kind(kind_name)?;
     let now = clock(kind, now);
-    outcome(tape::with_utf8(json, |bytes| validate::validate_any(kind, bytes, now)))
+    match tape::with_string(json, |bytes| validate::validate_any(kind, bytes, now)) {
+        Some(result) => outcome(result),
+        None => Err(js_sys::TypeError::new("json must be a string").into()),
+    }
 }
 
 /// `validateJob(JSON.stringify(input), kind, now)`.

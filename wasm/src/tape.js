@@ -26,8 +26,12 @@ function views() {
   destPtr = -1;
 }
 
-/** Bytes written into the `len` bytes at `ptr`, or -1 when they hold less than the string. */
+/**
+ * Bytes written into the `len` bytes at `ptr`, -1 when they hold less than the string, or -2
+ * when `text` is not a string (never a throw: see NOT_A_STRING in tape.rs).
+ */
 export function encodeInto(text, ptr, len) {
+  if (typeof text !== "string") return -2;
   if (buffer !== memory.buffer) views();
   if (ptr !== destPtr || len !== destLen) {
     dest = u8.subarray(ptr, ptr + len);

@@ -21,9 +21,9 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(module = "/src/tape.js")]
 extern "C" {
     /// Encodes `text` into the `len` bytes of linear memory at `ptr`; returns the bytes
-    /// written, or -1 if they were too few. An address, not a `&mut [u8]`: JS keeps its view of
-    /// the reused buffer between calls instead of making one per call (a `subarray` cost ~0.15
-    /// µs of Chromium's ~1 µs `encodeInto`).
+    /// written, -1 if they were too few, or [`NOT_A_STRING`]. An address, not a `&mut [u8]`:
+    /// JS keeps its view of the reused buffer between calls instead of making one per call (a
+    /// `subarray` cost ~0.15 µs of Chromium's ~1 µs `encodeInto`).
     #[wasm_bindgen(js_name = encodeInto)]
     fn encode_into(text: &JsString, ptr: usize, len: usize) -> i32;
     /// The UTF-16 length of `text`.
@@ -58,8 +58,19 @@ thread_local! {
 }
 
 /// Runs `f` on the UTF-8 bytes of a JS string (lone surrogates become U+FFFD, as everywhere
-/// a JS string is encoded).
+/// a JS string is encoded); `None`, without calling `f`, when `text` is not a string after all
+/// (a `&JsString` parameter is not checked on the way in).
+pub fn with_string<R>(text: &JsString, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    with_input(text, |bytes| bytes.map(f))
+}
+
+/// [`with_string`] for text that is a string by construction (`JSON.stringify`'s); were it not
+/// one, `f` would read no bytes (and report empty input) rather than anything trapping.
 pub fn with_utf8<R>(text: &JsString, f: impl FnOnce(&[u8]) -> R) -> R {
+    with_input(text, |bytes| f(bytes.unwrap_or_default()))
+}
+
+fn with_input<R>(text: &JsString, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     let mut buf = INPUT.try_with(Cell::take).unwrap_or_default();
     let r = f(encode(text, &mut buf));
     if buf.capacity() <= KEEP_BYTES {
@@ -68,21 +79,30 @@ pub fn with_utf8<R>(text: &JsString, f: impl FnOnce(&[u8]) -> R) -> R {
     r
 }
 
-fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> &'b [u8] {
+/// What `encodeInto` answers for a value that is not a string. It must not throw: an exception
+/// unwinding through the module skips the epilogues that give back the shadow stack and the
+/// borrowed-reference slots of wasm-bindgen's table, and a few thousand of them broke the
+/// module for good ("table index is out of bounds").
+const NOT_A_STRING: i32 = -2;
+
+fn encode<'b>(text: &JsString, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
     ensure_setup();
     if buf.is_empty() {
         buf.resize(4096, 0);
     }
     // Most inputs fit the buffer kept from the last call: one crossing.
     let written = encode_into(text, buf.as_mut_ptr() as usize, buf.len());
+    if written == NOT_A_STRING {
+        return None;
+    }
     if let Ok(n) = usize::try_from(written) {
-        return &buf[..n];
+        return Some(&buf[..n]);
     }
     // Every UTF-16 unit is at most 3 bytes of UTF-8.
     let need = string_length(text) as usize * 3;
     buf.resize(need.max(buf.len()), 0);
     let n = usize::try_from(encode_into(text, buf.as_mut_ptr() as usize, buf.len())).unwrap_or(0);
-    &buf[..n]
+    Some(&buf[..n])
 }
 
 fn ensure_setup() {
