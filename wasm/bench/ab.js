@@ -5,6 +5,8 @@
 // `node bench/ab.js --base DIR [--pkg DIR] [--n 10000] [--rounds 25]`
 import { parseArgs } from "node:util";
 import { isDeepStrictEqual } from "node:util";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { generate } from "./jobs.js";
 import { ajvValidator } from "./schemas.js";
 
@@ -17,8 +19,8 @@ const { values: args } = parseArgs({
   },
 });
 if (!args.base) throw new Error("usage: node bench/ab.js --base DIR [--pkg DIR] [--n 10000] [--rounds 25]");
-const load = async (dir) =>
-  (await import(new URL("node.js", `file://${dir.replace(/\/?$/, "/")}`).href)).validateJob;
+// Folders as given on the command line, relative to the working directory or absolute.
+const load = async (dir) => (await import(pathToFileURL(join(resolve(dir), "node.js")).href)).validateJob;
 const base = await load(args.base);
 const pkg = await load(args.pkg);
 const corpus = generate(Number(args.n));

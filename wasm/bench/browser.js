@@ -1,8 +1,9 @@
 // The same benchmark inside Chromium (Debian's, driven by playwright-core): one page, one corpus,
 // the package loaded from /pkg/ as a browser would, ajv/valibot/zod bundled for the page with
 // esbuild (bench only; the demo page has no bundler). `node bench/browser.js [--n] [--rounds] [--json]
-// [--base DIR]`: with --base, another built package (served as /base/) runs beside it in the same
-// rounds as "base validateJob", for a before/after read within one page.
+// [--base DIR] [--prims]`: with --base, another built package (served as /base/) runs beside it in
+// the same rounds as "base validateJob", for a before/after read within one page; --prims measures
+// the engine's boundary primitives alone (bench/prims.js).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
@@ -17,6 +18,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "7" },
     json: { type: "boolean", default: false },
     base: { type: "string" },
+    prims: { type: "boolean", default: false },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -60,26 +62,36 @@ const browser = await chromium.launch({ executablePath: args.chromium, headless:
 try {
   const page = await browser.newPage();
   await page.goto(`${base}/`);
-  const result = await page.evaluate(
-    async ({ n, rounds, withBase }) => {
-      const [{ validateJob }, { generate }, libs, { contenders, measure }] = await Promise.all([
-        import("/pkg/index.js"),
-        import("/bench/jobs.js"),
-        import("/bench/libs.js"),
-        import("/bench/run.js"),
-      ]);
-      const validators = { ajv: libs.ajvValidator(), valibot: libs.valibotValidator(), zod: libs.zodValidator() };
-      const all = contenders(validateJob, validators);
-      if (withBase) {
-        const base = (await import("/base/index.js")).validateJob;
-        all["base validateJob"] = (s) => base(s, "record");
-      }
-      return measure(all, generate(n), rounds);
-    },
-    { n: Number(args.n), rounds: Number(args.rounds), withBase: Boolean(args.base) },
-  );
-  result.where = `Chromium ${browser.version()} (headless, ${args.chromium})`;
-  console.log(args.json ? JSON.stringify(result) : report(result, result.where));
+  const where = `Chromium ${browser.version()} (headless, ${args.chromium})`;
+  if (args.prims) {
+    const rows = await page.evaluate(async (n) => {
+      const [{ generate }, { prims }] = await Promise.all([import("/bench/jobs.js"), import("/bench/prims.js")]);
+      return prims(generate, n);
+    }, Number(args.n));
+    const { table } = await import("./prims.js");
+    console.log(table(rows, where));
+  } else {
+    const result = await page.evaluate(
+      async ({ n, rounds, withBase }) => {
+        const [{ validateJob }, { generate }, libs, { contenders, measure }] = await Promise.all([
+          import("/pkg/index.js"),
+          import("/bench/jobs.js"),
+          import("/bench/libs.js"),
+          import("/bench/run.js"),
+        ]);
+        const validators = { ajv: libs.ajvValidator(), valibot: libs.valibotValidator(), zod: libs.zodValidator() };
+        const all = contenders(validateJob, validators);
+        if (withBase) {
+          const base = (await import("/base/index.js")).validateJob;
+          all["base validateJob"] = (s) => base(s, "record");
+        }
+        return measure(all, generate(n), rounds);
+      },
+      { n: Number(args.n), rounds: Number(args.rounds), withBase: Boolean(args.base) },
+    );
+    result.where = where;
+    console.log(args.json ? JSON.stringify(result) : report(result, result.where));
+  }
 } finally {
   await browser.close();
   server.close();
