@@ -1,7 +1,7 @@
 //! Problem messages built from pieces (text, integers, quoted names) without `core::fmt`.
 //!
 //! Why not `format!`: the formatting machinery (`Formatter`, `write_fmt`, padding, integer
-//! `Display`) was ~2 KB of the gzipped WASM package, and a message needs none of it. The
+//! `Display`) was ~1.4 KB of the gzipped WASM package, and a message needs none of it. The
 //! `Display` impls of the types below print the same text through [`Piece`], so a message and
 //! `to_string()` never differ.
 
