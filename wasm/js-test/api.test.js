@@ -104,6 +104,45 @@ test("an exception's throwing message getter is an issue, however often, and the
   assert.equal(jobs.shapeMetadata({ a: 1 }).ok, true);
 });
 
+test("every export, any argument: an answer or a JS error, never a trap, and the module lives on", () => {
+  const throwing = new Proxy({}, { get() { throw new Error("get"); }, ownKeys() { throw new Error("keys"); } });
+  const deep = [];
+  for (let d = 0, at = deep; d < 100_000; d++) at = at[0] = [];
+  const values = [
+    undefined, null, true, 0, -0, NaN, 1e308, 12345678901234567890n, "", "{", "x".repeat(100_000), "\ud800",
+    Symbol("s"), {}, [], () => 1, new Date(0), new Map(), throwing, deep, Object.create(null),
+    { toJSON() { throw 7; } }, { toJSON: () => undefined }, "RUNNING", "record", "patch",
+  ];
+  const calls = [
+    (v) => jobs.validateJob(v, "record"),
+    (v) => jobs.validateJob("{}", v),
+    (v) => jobs.validateJob(JSON.stringify({ current: JOB, patch: {} }), "patch", v),
+    (v) => jobs.validateJobObject(v, "create"),
+    (v) => jobs.validateJobObject({}, v, v),
+    (v) => jobs.shapeMetadata(v),
+    (v) => jobs.canTransition(v, v),
+    (v) => jobs.nextStates(v),
+    (v) => jobs.toSearchDocument(v),
+  ];
+  // ~7,000 calls, most of them errors: the unwinding bug broke the module within ~4,000.
+  for (let round = 0; round < 30; round++) {
+    for (const call of calls) {
+      for (const v of values) {
+        try {
+          call(v);
+        } catch (e) {
+          // Errors of the arguments (TypeError, a throwing getter's own Error, RangeError for a
+          // BigInt turned into a number), never a RuntimeError: that would be a trap inside.
+          if (e instanceof WebAssembly.RuntimeError) assert.fail(`${e} from ${call} (value #${values.indexOf(v)})`);
+        }
+      }
+    }
+  }
+  assert.equal(jobs.validateJob(JSON.stringify(JOB), "create").ok, false);
+  assert.equal(jobs.validateJobObject({ type: "BUILD", project_name: "p" }, "create").ok, true);
+  assert.equal(jobs.nextStates("QUEUED").length > 0, true);
+});
+
 test("validateJobObject is validateJob(JSON.stringify(x))", () => {
   const obj = { ...JOB, extra: undefined, metadata: { ...JOB.metadata, big: 2 ** 60 } };
   assert.deepEqual(jobs.validateJobObject(obj, "record"), jobs.validateJob(JSON.stringify(obj), "record"));
