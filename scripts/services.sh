@@ -46,7 +46,9 @@ is_root() { [[ $EUID -eq 0 ]]; }
 # Run a command as the service user (root) or as ourselves (everyone else).
 SVC_PREFIX=()
 if is_root; then SVC_PREFIX=(runuser -u "$SVC_USER" --); fi
-as_svc() { "${SVC_PREFIX[@]}" "$@"; }
+# From /: the service user may not be allowed into the caller's folder (a CI clone in a private
+# temp dir), and Postgres's tools then print "could not change directory". Paths are absolute.
+as_svc() { (cd / && "${SVC_PREFIX[@]}" "$@"); }
 
 # Give a path (created by us) to the service user.
 own() { if is_root; then chown "$SVC_USER:" "$@"; fi; }
