@@ -4,7 +4,7 @@
 use crate::issue::{Code, Issues};
 use crate::json_len;
 use crate::msg;
-use crate::text::has_nul;
+use crate::text::{char_len_exceeds, has_nul};
 use crate::validate::json::{NumberText, number_text};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
@@ -132,9 +132,7 @@ impl<'a> Walk<'a, '_> {
     fn key(&mut self, k: &'a str) {
         // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
         self.size_bound += k.len() * 6 + 4;
-        // Characters are counted only when the bytes could exceed the limit.
-        let too_long = k.len() > KEY_MAX && k.chars().count() > KEY_MAX;
-        if k.is_empty() || too_long || has_nul(k) {
+        if k.is_empty() || char_len_exceeds(k, KEY_MAX) || has_nul(k) {
             self.stack.push(Cow::Borrowed(k));
             let p = self.path();
             self.stack.pop();
