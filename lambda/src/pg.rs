@@ -251,7 +251,7 @@ pub fn map_err(e: tokio_postgres::Error) -> DbError {
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_closed() || io || e.to_string().starts_with("error connecting") {
+    if e.is_closed() || io || chain.starts_with("error connecting") {
         return DbError::Unavailable(chain);
     }
     let message = match e.source() {
