@@ -36,7 +36,7 @@ macro_rules! string_enum {
 
         impl $crate::msg::Piece for $name {
             fn push_to(&self, out: &mut String) {
-                out.push_str(self.as_str());
+                $crate::msg::push(out, self.as_str());
             }
         }
     };
