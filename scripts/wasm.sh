@@ -85,8 +85,9 @@ build() {
   cargo_build
   # The module names this checkout's crate folder (wasm-bindgen reads package.json and the snippet
   # from it). Cargo's fingerprints are relative to the crate, so a module built by another
-  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crate when so.
-  if ! grep -qF "$ROOT/wasm/package.json" "$wasm"; then
+  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crate when so. The path
+  # is matched with the quote the module stores before it: /x/work/main also ends in /work/main.
+  if ! grep -qF "\"$ROOT/wasm/package.json" "$wasm"; then
     log "the cached module was built from another checkout: rebuilding jobs-wasm"
     cargo clean -p jobs-wasm --target wasm32-unknown-unknown --profile wasm >&2
     cargo_build
