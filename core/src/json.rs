@@ -1,5 +1,5 @@
 //! A strict RFC 8259 JSON reader for the validate path: the top level of an object read into
-//! borrowed fields (only containers become `serde_json` values), or a whole `Value`.
+//! borrowed fields (only containers become [`Json`] values), or a whole [`Json`].
 //!
 //! It accepts and rejects exactly what `serde_json::from_slice::<Value>` does, with the same
 //! values: numbers converted by serde_json's own rules (u64, then i64, then its `f64` without
@@ -9,7 +9,8 @@
 //! hold it to that. Why not serde_json itself: on the WASM path its reader was ~20% of
 //! `validateJob` and pulled in float formatting for error messages (BENCHMARKS.md "## WASM").
 
-use serde_json::{Map, Number, Value};
+use crate::tree::{Json, Object};
+use serde_json::Number;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -42,15 +43,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A top-level field's value; containers are `serde_json` values (only metadata has any).
+/// A top-level field's value; containers are [`Json`] values (only metadata has any).
 #[derive(Debug, Clone)]
 pub(crate) enum Loose<'a> {
     Null,
     Bool(bool),
     Num(Number),
     Str(Cow<'a, str>),
-    Arr(Vec<Value>),
-    Obj(Map<String, Value>),
+    Arr(Vec<Json>),
+    Obj(Object),
 }
 
 /// The top level of an input: an object's fields in order (duplicates kept), or what it was.
@@ -59,8 +60,8 @@ pub(crate) enum Top<'a> {
     Other(&'static str),
 }
 
-/// Parses a whole JSON text into a `Value`, as `serde_json::from_slice::<Value>` would.
-pub fn parse_value(bytes: &[u8]) -> Result<Value, Error> {
+/// Parses a whole JSON text, as `serde_json::from_slice::<Value>` would.
+pub fn parse_value(bytes: &[u8]) -> Result<Json, Error> {
     let mut r = Reader::new(bytes)?;
     let v = r.value()?;
     r.end()?;
@@ -80,7 +81,7 @@ pub(crate) fn parse_top(bytes: &[u8]) -> Result<Top<'_>, Error> {
         })?;
         Top::Object(fields)
     } else {
-        Top::Other(type_name(&r.value()?))
+        Top::Other(r.value()?.type_name())
     };
     r.end()?;
     Ok(top)
@@ -110,8 +111,8 @@ pub(crate) fn number_text(s: &str) -> NumberText {
 /// A JSON text whose top level is an object read as its fields in order (duplicates kept), or
 /// an array read as its items; for inputs shaped like a struct (serde accepts both forms).
 pub(crate) enum Fields<'a> {
-    Object(Vec<(Cow<'a, str>, Value)>),
-    Array(Vec<Value>),
+    Object(Vec<(Cow<'a, str>, Json)>),
+    Array(Vec<Json>),
     Other,
 }
 
@@ -129,7 +130,7 @@ pub(crate) fn parse_fields(bytes: &[u8]) -> Result<Fields<'_>, Error> {
             Fields::Object(fields)
         }
         Some(b'[') => match r.value()? {
-            Value::Array(items) => Fields::Array(items),
+            Json::Array(items) => Fields::Array(items),
             _ => Fields::Other,
         },
         _ => {
@@ -139,17 +140,6 @@ pub(crate) fn parse_fields(bytes: &[u8]) -> Result<Fields<'_>, Error> {
     };
     r.end()?;
     Ok(out)
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 struct Reader<'a> {
@@ -218,27 +208,27 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Any value, as serde_json's `Value`.
-    fn value(&mut self) -> R<Value> {
+    /// Any value.
+    fn value(&mut self) -> R<Json> {
         self.ws();
         match self.peek() {
-            Some(b'"') => Ok(Value::String(self.string()?.into_owned())),
+            Some(b'"') => Ok(Json::String(self.string()?.into_owned())),
             Some(b'{') => {
-                let mut map = Map::new();
+                let mut members = Vec::new();
                 self.members(|r, key| {
                     let v = r.value()?;
-                    map.insert(key.into_owned(), v);
+                    members.push((key.into_owned(), v));
                     Ok(())
                 })?;
-                Ok(Value::Object(map))
+                Ok(Json::Object(Object::from_members(members)))
             }
-            Some(b'[') => Ok(Value::Array(self.array()?)),
+            Some(b'[') => Ok(Json::Array(self.array()?)),
             _ => Ok(match self.scalar()? {
-                Loose::Null => Value::Null,
-                Loose::Bool(b) => Value::Bool(b),
-                Loose::Num(n) => Value::Number(n),
+                Loose::Null => Json::Null,
+                Loose::Bool(b) => Json::Bool(b),
+                Loose::Num(n) => Json::Number(n),
                 // scalar() returns only the three above.
-                _ => Value::Null,
+                _ => Json::Null,
             }),
         }
     }
@@ -249,8 +239,8 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => Ok(Loose::Str(self.string()?)),
             Some(b'{' | b'[') => Ok(match self.value()? {
-                Value::Object(m) => Loose::Obj(m),
-                Value::Array(a) => Loose::Arr(a),
+                Json::Object(m) => Loose::Obj(m),
+                Json::Array(a) => Loose::Arr(a),
                 _ => Loose::Null,
             }),
             _ => self.scalar(),
@@ -269,7 +259,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn array(&mut self) -> R<Vec<Value>> {
+    fn array(&mut self) -> R<Vec<Json>> {
         self.enter()?;
         self.i += 1;
         let mut items = Vec::new();

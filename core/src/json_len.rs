@@ -8,22 +8,23 @@
 //! holds every function here to `serde_json::to_string(..).len()` over random bits.
 
 use crate::float;
-use serde_json::{Map, Number, Value};
+use crate::tree::{Json, Object};
+use serde_json::Number;
 
 /// Length of `serde_json::to_string(value)`.
-pub fn value_len(value: &Value) -> usize {
+pub fn value_len(value: &Json) -> usize {
     match value {
-        Value::Null | Value::Bool(true) => 4,
-        Value::Bool(false) => 5,
-        Value::Number(n) => number_len(n),
-        Value::String(s) => str_len(s),
-        Value::Array(items) => 2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>(),
-        Value::Object(map) => map_len(map),
+        Json::Null | Json::Bool(true) => 4,
+        Json::Bool(false) => 5,
+        Json::Number(n) => number_len(n),
+        Json::String(s) => str_len(s),
+        Json::Array(items) => 2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>(),
+        Json::Object(map) => map_len(map),
     }
 }
 
 /// Length of `serde_json::to_string(map)`.
-pub fn map_len(map: &Map<String, Value>) -> usize {
+pub fn map_len(map: &Object) -> usize {
     // Braces, a colon per member and a comma between members.
     2 + map.len() * 2 - usize::from(!map.is_empty()) + map.iter().map(|(k, v)| str_len(k) + value_len(v)).sum::<usize>()
 }

@@ -16,8 +16,10 @@ pub mod status;
 pub mod sync;
 pub mod text;
 pub mod time;
+pub mod tree;
 pub mod validate;
 
 pub use issue::{Code, Issue};
 pub use model::{Job, JobStatus, JobType};
 pub use time::Timestamp;
+pub use tree::{Json, Object};

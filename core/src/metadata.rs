@@ -5,8 +5,9 @@ use crate::issue::{Code, Issues};
 use crate::json_len;
 use crate::msg;
 use crate::text::{char_len_exceeds, has_nul};
+use crate::tree::{Json, Object};
 use crate::validate::json::{NumberText, number_text};
-use serde_json::{Map, Number, Value};
+use serde_json::Number;
 use std::borrow::Cow;
 
 pub const MAX_BYTES: usize = 32 * 1024;
@@ -55,19 +56,19 @@ const MAX_SAFE_INT: i64 = 1 << 53;
 
 /// Shapes a metadata value in place of `path` (normally `metadata`): reports every problem in
 /// `issues` and returns the normalised object (meaningful only when nothing was reported).
-pub fn shape(value: Value, path: &str, issues: &mut Issues) -> Map<String, Value> {
+pub fn shape(value: Json, path: &str, issues: &mut Issues) -> Object {
     match value {
-        Value::Object(map) => shape_map(map, path, issues),
-        Value::Null => Map::new(),
+        Json::Object(map) => shape_map(map, path, issues),
+        Json::Null => Object::new(),
         _ => {
             issues.push(path, Code::MetadataNotObject, "metadata must be a JSON object");
-            Map::new()
+            Object::new()
         }
     }
 }
 
 /// Shapes a metadata object; see [`shape`].
-pub fn shape_map(mut map: Map<String, Value>, path: &str, issues: &mut Issues) -> Map<String, Value> {
+pub fn shape_map(mut map: Object, path: &str, issues: &mut Issues) -> Object {
     let before = issues.len();
     let mut walk = Walk { deep: false, size_bound: 2, stack: Vec::new(), root: path, issues };
     for (k, v) in &map {
@@ -144,17 +145,17 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
-    fn tree(&mut self, v: &'a Value, depth: usize) {
+    fn tree(&mut self, v: &'a Json, depth: usize) {
         match v {
-            Value::String(s) => {
+            Json::String(s) => {
                 self.size_bound += s.len() * 6 + 3;
                 if has_nul(s) {
                     let p = self.path();
                     self.issues.push(p, Code::ControlChars, "text must not contain NUL (\\u0000)");
                 }
             }
-            Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => self.deep = true,
-            Value::Array(items) => {
+            Json::Array(_) | Json::Object(_) if depth > MAX_DEPTH => self.deep = true,
+            Json::Array(items) => {
                 self.size_bound += 2;
                 for (i, item) in items.iter().enumerate() {
                     self.size_bound += 1;
@@ -163,7 +164,7 @@ impl<'a> Walk<'a, '_> {
                     self.stack.pop();
                 }
             }
-            Value::Object(map) => {
+            Json::Object(map) => {
                 self.size_bound += 2;
                 for (k, item) in map {
                     self.key(k);
@@ -177,14 +178,14 @@ impl<'a> Walk<'a, '_> {
     }
 }
 
-pub type KnownResult = Result<Option<Value>, (Code, String)>;
+pub type KnownResult = Result<Option<Json>, (Code, String)>;
 
 /// Checks one known key's value: `Ok(None)` when it is already normalised, `Ok(Some(v))` with
 /// the normalised value, or the problem.
-pub fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
+pub fn normalise_known(key: KnownKey, v: &Json) -> KnownResult {
     match key {
         KnownKey::DockerImageId => {
-            let Value::String(s) = v else {
+            let Json::String(s) = v else {
                 return Err((Code::InvalidType, "dockerImageId must be a string".into()));
             };
             let hex = s.strip_prefix("sha256:").unwrap_or("");
@@ -194,7 +195,7 @@ pub fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
             if hex.len() != 64 || !all_hex {
                 return Err((Code::InvalidDigest, "dockerImageId must be sha256: followed by 64 hex digits".into()));
             }
-            Ok(upper.then(|| Value::String(s.to_ascii_lowercase())))
+            Ok(upper.then(|| Json::String(s.to_ascii_lowercase())))
         }
         KnownKey::CpuCores => integer(v, key, 1, 1024),
         KnownKey::BuildDurationMs => integer(v, key, 0, MAX_SAFE_INT),
@@ -209,12 +210,12 @@ pub fn normalise_known(key: KnownKey, v: &Value) -> KnownResult {
             } else {
                 Number::from_f64(f).ok_or((Code::NotNumber, "memoryGb must be a number".to_owned()))?
             };
-            Ok((v != &Value::Number(canonical.clone())).then_some(Value::Number(canonical)))
+            Ok((v != &Json::Number(canonical.clone())).then_some(Json::Number(canonical)))
         }
     }
 }
 
-fn integer(v: &Value, key: KnownKey, min: i64, max: i64) -> KnownResult {
+fn integer(v: &Json, key: KnownKey, min: i64, max: i64) -> KnownResult {
     let name = key.name();
     let n = number(v, key)?;
     let i = if let Some(i) = n.as_i64() {
@@ -231,16 +232,16 @@ fn integer(v: &Value, key: KnownKey, min: i64, max: i64) -> KnownResult {
     if i < min || i > max {
         return Err((Code::OutOfRange, msg!(name, " must be between ", min, " and ", max)));
     }
-    let canonical = Value::Number(Number::from(i));
+    let canonical = Json::Number(Number::from(i));
     Ok((v != &canonical).then_some(canonical))
 }
 
 /// A JSON number, or a string holding one in JSON number syntax ("4" -> 4).
-fn number(v: &Value, key: KnownKey) -> Result<Number, (Code, String)> {
+fn number(v: &Json, key: KnownKey) -> Result<Number, (Code, String)> {
     let name = key.name();
     match v {
-        Value::Number(n) => Ok(n.clone()),
-        Value::String(s) => parse_json_number(s)
+        Json::Number(n) => Ok(n.clone()),
+        Json::String(s) => parse_json_number(s)
             .ok_or_else(|| (Code::NotNumber, msg!(name, " must be a number (or a string holding one)"))),
         _ => Err((Code::InvalidType, msg!(name, " must be a number"))),
     }
@@ -260,39 +261,30 @@ fn parse_json_number(s: &str) -> Option<Number> {
 
 /// Length of the compact JSON serialisation (`serde_json::to_string(map).len()`), without
 /// building the string ([`json_len`]).
-pub fn serialized_len(map: &Map<String, Value>) -> usize {
+pub fn serialized_len(map: &Object) -> usize {
     json_len::map_len(map)
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
 /// The patch is taken by value: its parts move into the target, nothing is copied.
-pub fn merge_patch(target: &mut Value, patch: Value) {
-    let Value::Object(p) = patch else {
+pub fn merge_patch(target: &mut Json, patch: Json) {
+    let Json::Object(p) = patch else {
         *target = patch;
         return;
     };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
+    if !matches!(target, Json::Object(_)) {
+        *target = Json::Object(Object::new());
     }
-    if let Value::Object(t) = target {
-        if p.iter().any(|(k, v)| v.is_null() && t.contains_key(k)) {
-            // Rebuilt without the removed keys rather than `remove`d: BTreeMap's removal and
-            // rebalancing code was ~5 KB of the WASM package for this one rare step.
-            for (k, v) in std::mem::take(t) {
-                if !matches!(p.get(&k), Some(Value::Null)) {
-                    t.insert(k, v);
-                }
-            }
-        }
+    if let Json::Object(t) = target {
         for (k, v) in p {
             if v.is_null() {
+                t.remove(&k);
                 continue;
             }
-            // `get_mut` then `insert` rather than `entry`: one search path fewer in the WASM.
             match t.get_mut(&k) {
                 Some(slot) => merge_patch(slot, v),
                 None => {
-                    let mut slot = Value::Null;
+                    let mut slot = Json::Null;
                     merge_patch(&mut slot, v);
                     t.insert(k, slot);
                 }
@@ -304,15 +296,15 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     /// `expected` is the normalised metadata, or the (path, code) pairs reported.
     #[track_caller]
     fn check(input: Value, expected: Result<Value, &[(&str, &str)]>) {
         let mut issues = Issues::default();
-        let out = shape(input.clone(), "metadata", &mut issues);
+        let out = shape(input.clone().into(), "metadata", &mut issues);
         let got: Result<Value, Vec<(String, String)>> = if issues.is_empty() {
-            Ok(Value::Object(out))
+            Ok(Json::Object(out).into())
         } else {
             Err(issues.into_vec().into_iter().map(|i| (i.path, i.code.to_string())).collect())
         };
@@ -422,10 +414,10 @@ mod tests {
 
         #[test]
         fn merge_patch_same_as_reference(target in arb_tree(), patch in arb_tree()) {
-            let (mut ours, mut theirs) = (target.clone(), target);
-            merge_patch(&mut ours, patch.clone());
+            let (mut ours, mut theirs) = (Json::from(target.clone()), target);
+            merge_patch(&mut ours, patch.clone().into());
             reference_merge_patch(&mut theirs, &patch);
-            proptest::prop_assert_eq!(ours, theirs);
+            proptest::prop_assert_eq!(Value::from(ours), theirs);
         }
     }
 
@@ -449,9 +441,10 @@ mod tests {
             (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
             (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
         ];
-        for (mut target, patch, want) in cases {
-            merge_patch(&mut target, patch.clone());
-            assert_eq!(target, want, "patch {patch}");
+        for (target, patch, want) in cases {
+            let mut target = Json::from(target);
+            merge_patch(&mut target, patch.clone().into());
+            assert_eq!(Value::from(target), want, "patch {patch}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! The job record and its enumerations.
 
 use crate::time::Timestamp;
+use crate::tree::Object;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 macro_rules! string_enum {
@@ -91,7 +91,7 @@ pub struct Job {
     pub arch: Option<String>,
     pub user_email: Option<String>,
     pub error_message: Option<String>,
-    pub metadata: Map<String, Value>,
+    pub metadata: Object,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,

@@ -19,6 +19,7 @@ use crate::search::ERROR_KEYWORD_IGNORE_ABOVE;
 use crate::sql::Param;
 use crate::text;
 use crate::time::Timestamp;
+use crate::tree::{Json, Object};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -638,8 +639,8 @@ fn meta_filter(spec: &str, value: &str) -> Result<MetaFilter, (Code, String)> {
         _ => return Err((Code::InvalidQuery, format!("unknown comparison {op:?}: use eq, gt, gte, lt or lte"))),
     };
     // Shape the value exactly as a stored value is shaped, so "4" and 4 mean the same.
-    let mut one = serde_json::Map::new();
-    one.insert(known.name().to_owned(), Value::String(value.to_owned()));
+    let mut one = Object::new();
+    one.insert(known.name().to_owned(), Json::String(value.to_owned()));
     let mut issues = Issues::default();
     let shaped = crate::metadata::shape_map(one, "", &mut issues);
     let v = match (issues.into_vec().into_iter().next(), shaped.get(known.name())) {
@@ -648,13 +649,13 @@ fn meta_filter(spec: &str, value: &str) -> Result<MetaFilter, (Code, String)> {
         (None, None) => return Err((Code::InvalidQuery, "no value".into())),
     };
     let value = match v {
-        Value::String(s) => {
+        Json::String(s) => {
             if op != Op::Eq {
                 return Err((Code::InvalidQuery, format!("{key} can only be compared for equality")));
             }
             MetaValue::Text(s)
         }
-        Value::Number(n) => match n.as_i64() {
+        Json::Number(n) => match n.as_i64() {
             Some(i) => MetaValue::Int(i),
             None => MetaValue::Float(n.as_f64().unwrap_or(0.0)),
         },
@@ -666,11 +667,11 @@ fn meta_filter(spec: &str, value: &str) -> Result<MetaFilter, (Code, String)> {
 fn meta_matches(f: &MetaFilter, job: &Job) -> bool {
     let Some(v) = job.metadata.get(&f.key) else { return false };
     match (&f.value, v) {
-        (MetaValue::Text(want), Value::String(have)) => f.op == Op::Eq && have == want,
-        (MetaValue::Int(want), Value::Number(have)) => {
+        (MetaValue::Text(want), Json::String(have)) => f.op == Op::Eq && have == want,
+        (MetaValue::Int(want), Json::Number(have)) => {
             have.as_f64().and_then(|h| h.partial_cmp(&(*want as f64))).is_some_and(|o| f.op.holds(o))
         }
-        (MetaValue::Float(want), Value::Number(have)) => {
+        (MetaValue::Float(want), Json::Number(have)) => {
             have.as_f64().and_then(|h| h.partial_cmp(want)).is_some_and(|o| f.op.holds(o))
         }
         _ => false,

@@ -6,6 +6,7 @@
 use crate::metadata::KnownKey;
 use crate::model::Job;
 use crate::time::Timestamp;
+use crate::tree::{Json, Object};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -53,7 +54,7 @@ pub struct Document<'a> {
     arch: Option<&'a str>,
     user_email: Option<&'a str>,
     error_message: Option<&'a str>,
-    metadata: &'a Map<String, Value>,
+    metadata: &'a Object,
     known_metadata: KnownMetadata<'a>,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -92,7 +93,7 @@ pub fn document(job: &Job) -> Document<'_> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct KnownMetadata<'a>(&'a Map<String, Value>);
+struct KnownMetadata<'a>(&'a Object);
 
 impl Serialize for KnownMetadata<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -100,8 +101,8 @@ impl Serialize for KnownMetadata<'_> {
         let mut m = s.serialize_map(None)?;
         for key in KnownKey::ALL {
             let fits = match self.0.get(key.name()) {
-                Some(Value::Number(_)) => key.is_numeric(),
-                Some(Value::String(_)) => !key.is_numeric(),
+                Some(Json::Number(_)) => key.is_numeric(),
+                Some(Json::String(_)) => !key.is_numeric(),
                 _ => false,
             };
             if let (true, Some(v)) = (fits, self.0.get(key.name())) {
@@ -329,10 +330,10 @@ mod tests {
     use crate::model::{JobStatus, JobType};
 
     fn job() -> Job {
-        let mut metadata = Map::new();
-        metadata.insert("cpuCores".into(), json!(4));
-        metadata.insert("cpu".into(), json!({"model": "x"}));
-        metadata.insert("memoryGb".into(), json!("lots"));
+        let mut metadata = Object::new();
+        metadata.insert("cpuCores".into(), json!(4).into());
+        metadata.insert("cpu".into(), json!({"model": "x"}).into());
+        metadata.insert("memoryGb".into(), json!("lots").into());
         Job {
             id: Uuid::from_u128(0x0190_a1b2_c3d4_7e5f_8a9b_0c1d_2e3f_4a5b),
             workspace_id: None,

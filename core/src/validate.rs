@@ -2,8 +2,8 @@
 //! `create` -> [`ValidNewJob`], `patch` -> [`ValidPatch`]. Every problem is reported at once;
 //! nothing panics, whatever the input.
 //!
-//! JSON text is read without building a `serde_json::Value` for the top level: strings are
-//! borrowed from the input where they have no escapes, only `metadata` becomes a map.
+//! JSON text is read without building a JSON tree for the top level: strings are borrowed from
+//! the input where they have no escapes, only `metadata` becomes a [`crate::tree::Object`].
 
 use crate::issue::{Code, Issue, Issues};
 use crate::metadata;
@@ -13,8 +13,9 @@ use crate::spec::{EMAIL_MAX, ERROR_MESSAGE_MAX, PROJECT_NAME_MAX};
 use crate::status;
 use crate::text::{self, UuidError};
 use crate::time::Timestamp;
+use crate::tree::{Json, Object};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use uuid::Uuid;
 
@@ -63,7 +64,7 @@ pub struct ValidNewJob {
     project_name: String,
     hostname: Option<String>,
     arch: Option<String>,
-    metadata: Map<String, Value>,
+    metadata: Object,
 }
 
 impl ValidNewJob {
@@ -88,7 +89,7 @@ impl ValidNewJob {
     pub fn arch(&self) -> Option<&str> {
         self.arch.as_deref()
     }
-    pub fn metadata(&self) -> &Map<String, Value> {
+    pub fn metadata(&self) -> &Object {
         &self.metadata
     }
     /// Sets the id when the client gave none (a UUIDv7 made by the caller).
@@ -128,7 +129,7 @@ pub struct ValidPatch {
     error_message: Option<String>,
     hostname: Option<String>,
     arch: Option<String>,
-    metadata: Map<String, Value>,
+    metadata: Object,
     completed_at: Option<Timestamp>,
 }
 
@@ -152,7 +153,7 @@ impl ValidPatch {
     pub fn arch(&self) -> Option<&str> {
         self.arch.as_deref()
     }
-    pub fn metadata(&self) -> &Map<String, Value> {
+    pub fn metadata(&self) -> &Object {
         &self.metadata
     }
     pub fn completed_at(&self) -> Option<Timestamp> {
@@ -198,37 +199,39 @@ impl Loose<'_> {
         }
     }
 
-    fn into_value(self) -> Value {
+    fn into_value(self) -> Json {
         match self {
-            Loose::Null => Value::Null,
-            Loose::Bool(b) => Value::Bool(b),
-            Loose::Num(n) => Value::Number(n),
-            Loose::Str(s) => Value::String(s.into_owned()),
-            Loose::Arr(a) => Value::Array(a),
-            Loose::Obj(o) => Value::Object(o),
+            Loose::Null => Json::Null,
+            Loose::Bool(b) => Json::Bool(b),
+            Loose::Num(n) => Json::Number(n),
+            Loose::Str(s) => Json::String(s.into_owned()),
+            Loose::Arr(a) => Json::Array(a),
+            Loose::Obj(o) => Json::Object(o),
         }
     }
 
     /// A value taken apart without copying (the patch envelope's two halves).
-    fn owned(v: Value) -> Loose<'static> {
+    fn owned(v: Json) -> Loose<'static> {
         match v {
-            Value::Null => Loose::Null,
-            Value::Bool(b) => Loose::Bool(b),
-            Value::Number(n) => Loose::Num(n),
-            Value::String(s) => Loose::Str(Cow::Owned(s)),
-            Value::Array(a) => Loose::Arr(a),
-            Value::Object(o) => Loose::Obj(o),
+            Json::Null => Loose::Null,
+            Json::Bool(b) => Loose::Bool(b),
+            Json::Number(n) => Loose::Num(n),
+            Json::String(s) => Loose::Str(Cow::Owned(s)),
+            Json::Array(a) => Loose::Arr(a),
+            Json::Object(o) => Loose::Obj(o),
         }
     }
 
+    /// A serde_json value's field, for [`record`], [`create`] and [`patch`]: strings borrowed,
+    /// containers converted.
     fn borrow(v: &Value) -> Loose<'_> {
         match v {
             Value::Null => Loose::Null,
             Value::Bool(b) => Loose::Bool(*b),
             Value::Number(n) => Loose::Num(n.clone()),
             Value::String(s) => Loose::Str(Cow::Borrowed(s)),
-            Value::Array(a) => Loose::Arr(a.clone()),
-            Value::Object(o) => Loose::Obj(o.clone()),
+            Value::Array(a) => Loose::Arr(a.iter().cloned().map(Json::from).collect()),
+            Value::Object(o) => Loose::Obj(o.clone().into()),
         }
     }
 }
@@ -248,9 +251,9 @@ fn borrow_top(value: &Value) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue
     }
 }
 
-fn owned_top(value: Value) -> Result<Vec<(Cow<'static, str>, Loose<'static>)>, Vec<Issue>> {
+fn owned_top(value: Json) -> Result<Vec<(Cow<'static, str>, Loose<'static>)>, Vec<Issue>> {
     match value {
-        Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (Cow::Owned(k), Loose::owned(v))).collect()),
+        Json::Object(map) => Ok(map.into_iter().map(|(k, v)| (Cow::Owned(k), Loose::owned(v))).collect()),
         other => Err(vec![not_object(Loose::owned(other).type_name())]),
     }
 }
@@ -503,7 +506,7 @@ fn version_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<i64> {
     None
 }
 
-fn metadata_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Map<String, Value>> {
+fn metadata_field(v: Loose<'_>, path: &str, issues: &mut Issues) -> Option<Object> {
     let before = issues.len();
     let m = metadata::shape(v.into_value(), path, issues);
     (issues.len() == before).then_some(m)
@@ -764,10 +767,10 @@ pub fn patch(current: &Job, value: &Value, now: Timestamp) -> Result<ValidPatch,
 }
 
 /// `current_metadata` gives `current.metadata` to keep or merge into: a copy for callers that
-/// keep the job, the map itself for [`validate_any`] (no `Map` clone in the WASM package).
+/// keep the job, the map itself for [`validate_any`] (no metadata clone in the WASM package).
 fn patch_fields(
     current: &Job,
-    current_metadata: impl FnOnce() -> Map<String, Value>,
+    current_metadata: impl FnOnce() -> Object,
     fields: Vec<(Cow<'_, str>, Loose<'_>)>,
     now: Timestamp,
 ) -> Result<ValidPatch, Vec<Issue>> {
@@ -799,14 +802,14 @@ fn patch_fields(
     let arch = change(take(ARCH), "arch", &mut issues, arch_field).resolve(&current.arch);
     let metadata = match take(METADATA) {
         None => Some(current_metadata()),
-        Some(Loose::Null) => Some(Map::new()),
+        Some(Loose::Null) => Some(Object::new()),
         Some(Loose::Obj(patch)) => {
-            let mut merged = Value::Object(current_metadata());
-            metadata::merge_patch(&mut merged, Value::Object(patch));
+            let mut merged = Json::Object(current_metadata());
+            metadata::merge_patch(&mut merged, Json::Object(patch));
             metadata_field(
                 Loose::Obj(match merged {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
+                    Json::Object(m) => m,
+                    _ => Object::new(),
                 }),
                 "metadata",
                 &mut issues,
@@ -870,7 +873,7 @@ fn patch_fields(
 /// One input line of `jobsctl validate --kind patch` and of the WASM `patch` kind:
 /// `{"current": <job>, "patch": <patch>}`, each field exactly once and no other, or the two as
 /// an array (what serde's derived `Deserialize` with `deny_unknown_fields` accepted).
-fn patch_envelope(bytes: &[u8]) -> Result<(Value, Value), String> {
+fn patch_envelope(bytes: &[u8]) -> Result<(Json, Json), String> {
     let fields = match json::parse_fields(bytes).map_err(|e| msg!(e))? {
         json::Fields::Array(items) => {
             let mut items = items.into_iter();

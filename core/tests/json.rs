@@ -26,7 +26,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 #[track_caller]
 fn check(text: &[u8]) {
-    let ours = json::parse_value(text);
+    let ours = json::parse_value(text).map(Value::from);
     let theirs = serde_json::from_slice::<Value>(text);
     match (&ours, &theirs) {
         (Ok(a), Ok(b)) => assert!(same(a, b), "{:?}: ours {a:?}, serde_json {b:?}", String::from_utf8_lossy(text)),

@@ -169,7 +169,7 @@ fn arb_job(users: Vec<Uuid>, workspaces: Vec<Uuid>) -> impl Strategy<Value = Job
                 arch: arch.map(str::to_owned),
                 user_email: None,
                 error_message: (status == JobStatus::Failed).then(|| "Exit 1: API down".to_owned()),
-                metadata,
+                metadata: metadata.into(),
                 created_at: created,
                 updated_at: created,
                 completed_at: status.is_terminal().then_some(created),

@@ -13,8 +13,9 @@ use jobs_core::search::Change;
 use jobs_core::sql::{self, Param};
 use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry};
 use jobs_core::time::Timestamp;
+use jobs_core::tree::Object;
 use jobs_core::validate::{ValidNewJob, ValidPatch};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -738,7 +739,7 @@ fn opt_uuid(v: Option<Uuid>) -> Param {
     v.map_or(Param::Null, Param::Uuid)
 }
 
-fn json_param(map: &Map<String, Value>) -> Param {
+fn json_param(map: &Object) -> Param {
     // Serialising a map of JSON values cannot fail (keys are strings).
     Param::Json(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()))
 }
@@ -857,7 +858,7 @@ impl<'a> Cols<'a> {
         self.opt_ts(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
     }
 
-    fn json_object(&mut self, name: &str) -> Result<Map<String, Value>, DbError> {
+    fn json_object(&mut self, name: &str) -> Result<Object, DbError> {
         let text = self.text(name)?;
         serde_json::from_str(&text).map_err(|e| DbError::Decode(format!("column {name}: {e}")))
     }

@@ -38,7 +38,7 @@ fn job(user: Uuid, n: i64) -> Job {
         arch: Some("x86_64".into()),
         user_email: None,
         error_message: None,
-        metadata: Map::new(),
+        metadata: jobs_core::Object::new(),
         created_at: t,
         updated_at: t,
         completed_at: None,
@@ -423,7 +423,7 @@ fn generate(rng: &mut Rng, users: &[Uuid], workspaces: &[Uuid], n: usize) -> Vec
             } else {
                 None
             },
-            metadata,
+            metadata: metadata.into(),
             created_at: ts(created),
             updated_at: ts(updated),
             completed_at: completed.map(ts),

@@ -434,7 +434,7 @@ async fn deadline_ends_the_run_between_batches(engine: &'static str) {
             arch: None,
             user_email: None,
             error_message: None,
-            metadata: serde_json::Map::new(),
+            metadata: jobs_core::Object::new(),
             created_at: now,
             updated_at: now,
             completed_at: None,

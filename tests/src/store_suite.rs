@@ -356,7 +356,7 @@ pub async fn jsonb_round_trip<E: Executor + 'static>(f: &Fixture<E>) {
         .await
         .expect("update");
     assert!(!patched.metadata.contains_key("big"));
-    assert_eq!(patched.metadata.get("added"), Some(&json!({"ключ": ["значение", 1]})));
+    assert_eq!(patched.metadata.get("added"), Some(&json!({"ключ": ["значение", 1]}).into()));
     assert_eq!(f.store.get(&me, job.id).await.expect("get").metadata, patched.metadata);
 }
 

@@ -12,8 +12,8 @@ use jobs_core::issue::{Code, Issue};
 use jobs_core::metadata::KnownKey;
 use jobs_core::model::{Job, JobStatus, JobType};
 use jobs_core::time::Timestamp;
+use jobs_core::tree::{Json, Object};
 use jobs_core::validate::Validated;
-use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::fmt;
 use wasm_bindgen::prelude::*;
@@ -600,21 +600,21 @@ fn free(s: &Option<String>) -> Option<Text<'_>> {
     s.as_deref().map(Text)
 }
 
-impl ToTape for Value {
+impl ToTape for Json {
     fn to_tape(&self, tape: &mut Tape) -> Result {
         match self {
-            Value::Null => tape.op(NULL, 0),
-            Value::Bool(b) => b.to_tape(tape),
+            Json::Null => tape.op(NULL, 0),
+            Json::Bool(b) => b.to_tape(tape),
             // u64 and i64 as f64 round as JSON.parse would; a serde_json float is finite.
-            Value::Number(n) => n.as_f64().to_tape(tape),
-            Value::String(s) => tape.str(s),
-            Value::Array(items) => items.to_tape(tape),
-            Value::Object(map) => map.to_tape(tape),
+            Json::Number(n) => n.as_f64().to_tape(tape),
+            Json::String(s) => tape.str(s),
+            Json::Array(items) => items.to_tape(tape),
+            Json::Object(map) => map.to_tape(tape),
         }
     }
 }
 
-impl ToTape for Map<String, Value> {
+impl ToTape for Object {
     fn to_tape(&self, tape: &mut Tape) -> Result {
         tape.op(OBJ, self.len())?;
         self.iter().try_for_each(|(k, v)| {
@@ -682,7 +682,7 @@ fn job(job: &Job, tape: &mut Tape, document: bool) -> Result {
 }
 
 /// The known metadata keys whose values have their field's type (`search`'s rule).
-struct KnownMetadata<'a>(&'a Map<String, Value>);
+struct KnownMetadata<'a>(&'a Object);
 
 impl ToTape for KnownMetadata<'_> {
     fn to_tape(&self, tape: &mut Tape) -> Result {
@@ -690,8 +690,8 @@ impl ToTape for KnownMetadata<'_> {
         for key in KnownKey::ALL {
             let v = self.0.get(key.name());
             let fits = match v {
-                Some(Value::Number(_)) => key.is_numeric(),
-                Some(Value::String(_)) => !key.is_numeric(),
+                Some(Json::Number(_)) => key.is_numeric(),
+                Some(Json::String(_)) => !key.is_numeric(),
                 _ => false,
             };
             if let (true, Some(v)) = (fits, v) {
@@ -728,6 +728,7 @@ mod tests {
     use super::*;
     use jobs_core::issue::Code;
     use jobs_core::model::{JobStatus, JobType};
+    use serde_json::Value;
 
     #[test]
     fn known_covers_the_core_lists_once() {
@@ -759,10 +760,10 @@ mod tests {
     #[test]
     fn tape_shape() {
         let mut tape = Tape::new();
-        let v = serde_json::json!({"ok": true, "job": {"id": "abc", "n": [1, 2.5, null], "é": "ü"}});
+        let v = Json::from(serde_json::json!({"ok": true, "job": {"id": "abc", "n": [1, 2.5, null], "é": "ü"}}));
         v.to_tape(&mut tape).expect("written");
         let k = |s: &str| KNOWN_STR | known(s).expect("known") << 4;
-        // serde_json's map (without preserve_order) is sorted: "job" before "ok".
+        // An object's members are sorted: "job" before "ok".
         let ops = [OBJ | 2 << 4, k("job"), OBJ | 3 << 4, k("id"), STR | 3 << 4, STR | 4 << 4, ARR | 3 << 4];
         assert_eq!(&tape.ops[..7], &ops);
         assert_eq!(&tape.ops[7..], &[NUM, NUM, NULL, STR | 5 << 4, STR | 6 << 4, k("ok"), TRUE]);
@@ -902,12 +903,12 @@ mod tests {
         }
         assert!(documents >= 10, "only {documents} jobs");
         let odd = serde_json::json!({"a": [1e300, -0.0, 18446744073709551615u64, -9007199254740993i64, "\u{1F600}x"], "": {}});
-        same(&odd, odd.clone());
-        let mut metadata = Map::new();
+        same(&Json::from(odd.clone()), odd);
+        let mut metadata = Object::new();
         for (k, v) in
             [("cpuCores", "4"), ("memoryGb", "4.5"), ("dockerImageId", "sha256:x"), ("buildDurationMs", "true")]
         {
-            metadata.insert(k.to_owned(), serde_json::from_str(v).unwrap_or(Value::String(v.to_owned())));
+            metadata.insert(k.to_owned(), serde_json::from_str(v).unwrap_or(Json::String(v.to_owned())));
         }
         let mut job: Job = serde_json::from_str(
             corpus
