@@ -71,20 +71,69 @@ pub fn parse_value(bytes: &[u8]) -> Result<Json, Error> {
 /// Reads a JSON text whose top level should be an object, keeping every field in order.
 pub(crate) fn parse_top(bytes: &[u8]) -> Result<Top<'_>, Error> {
     let mut r = Reader::new(bytes)?;
-    r.ws();
-    let top = if r.peek() == Some(b'{') {
-        let mut fields = Vec::with_capacity(16);
-        r.members(|r, key| {
-            let v = r.loose()?;
-            fields.push((key, v));
-            Ok(())
-        })?;
-        Top::Object(fields)
-    } else {
-        Top::Other(r.value()?.type_name())
-    };
+    let top = r.top()?;
     r.end()?;
     Ok(top)
+}
+
+/// Two objects in one text, each read as [`parse_top`] reads one: `{"<a>": .., "<b>": ..}`
+/// (each name at most once, no other) or `[.., ..]`.
+pub(crate) enum Pair<'a> {
+    /// The halves found (both, from an array).
+    Halves(Option<Top<'a>>, Option<Top<'a>>),
+    /// The first member named neither `a` nor `b`, or named a second time.
+    UnknownField(Cow<'a, str>),
+    DuplicateField(Cow<'a, str>),
+    /// An array of other than two items.
+    NotTwo,
+    /// Neither an object nor an array.
+    Other,
+}
+
+/// Reads a [`Pair`]. A text that is not JSON is an error wherever the fault is, before any
+/// problem of shape: the whole text is read either way.
+pub(crate) fn parse_pair<'a>(bytes: &'a [u8], names: [&str; 2]) -> Result<Pair<'a>, Error> {
+    let mut r = Reader::new(bytes)?;
+    r.ws();
+    let (mut a, mut b) = (None, None);
+    let mut problem = None;
+    match r.peek() {
+        Some(b'{') => r.members(|r, key| {
+            let slot = if *key == *names[0] {
+                &mut a
+            } else if *key == *names[1] {
+                &mut b
+            } else {
+                problem.get_or_insert(Pair::UnknownField(key));
+                return r.value().map(drop);
+            };
+            if slot.replace(r.top()?).is_some() {
+                problem.get_or_insert(Pair::DuplicateField(key));
+            }
+            Ok(())
+        })?,
+        Some(b'[') => {
+            let mut n = 0;
+            r.items(|r| {
+                match n {
+                    0 => a = Some(r.top()?),
+                    1 => b = Some(r.top()?),
+                    _ => drop(r.value()?),
+                }
+                n += 1;
+                Ok(())
+            })?;
+            if n != 2 {
+                problem = Some(Pair::NotTwo);
+            }
+        }
+        _ => {
+            r.value()?;
+            problem = Some(Pair::Other);
+        }
+    }
+    r.end()?;
+    Ok(problem.unwrap_or(Pair::Halves(a, b)))
 }
 
 /// What a string holding one JSON number (nothing around it) reads as.
@@ -106,40 +155,6 @@ pub(crate) fn number_text(s: &str) -> NumberText {
         Err(e) if e.what == OUT_OF_RANGE => NumberText::TooLarge(s.starts_with('-')),
         _ => NumberText::NotANumber,
     }
-}
-
-/// A JSON text whose top level is an object read as its fields in order (duplicates kept), or
-/// an array read as its items; for inputs shaped like a struct (serde accepts both forms).
-pub(crate) enum Fields<'a> {
-    Object(Vec<(Cow<'a, str>, Json)>),
-    Array(Vec<Json>),
-    Other,
-}
-
-pub(crate) fn parse_fields(bytes: &[u8]) -> Result<Fields<'_>, Error> {
-    let mut r = Reader::new(bytes)?;
-    r.ws();
-    let out = match r.peek() {
-        Some(b'{') => {
-            let mut fields = Vec::new();
-            r.members(|r, key| {
-                let v = r.value()?;
-                fields.push((key, v));
-                Ok(())
-            })?;
-            Fields::Object(fields)
-        }
-        Some(b'[') => match r.value()? {
-            Json::Array(items) => Fields::Array(items),
-            _ => Fields::Other,
-        },
-        _ => {
-            r.value()?;
-            Fields::Other
-        }
-    };
-    r.end()?;
-    Ok(out)
 }
 
 struct Reader<'a> {
@@ -260,15 +275,24 @@ impl<'a> Reader<'a> {
     }
 
     fn array(&mut self) -> R<Vec<Json>> {
+        let mut items = Vec::new();
+        self.items(|r| {
+            items.push(r.value()?);
+            Ok(())
+        })?;
+        Ok(items)
+    }
+
+    /// An array's items, each handed to `f` with the reader placed before it.
+    fn items(&mut self, mut f: impl FnMut(&mut Self) -> R<()>) -> R<()> {
         self.enter()?;
         self.i += 1;
-        let mut items = Vec::new();
         self.ws();
         if self.peek() == Some(b']') {
             self.i += 1;
         } else {
             loop {
-                items.push(self.value()?);
+                f(self)?;
                 self.ws();
                 match self.next()? {
                     b',' => {}
@@ -278,7 +302,22 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        Ok(items)
+        Ok(())
+    }
+
+    /// A value that should be an object: its fields in order (duplicates kept), or what it was.
+    fn top(&mut self) -> R<Top<'a>> {
+        self.ws();
+        if self.peek() != Some(b'{') {
+            return Ok(Top::Other(self.value()?.type_name()));
+        }
+        let mut fields = Vec::with_capacity(16);
+        self.members(|r, key| {
+            let v = r.loose()?;
+            fields.push((key, v));
+            Ok(())
+        })?;
+        Ok(Top::Object(fields))
     }
 
     /// An object's members, each handed to `f` with the reader placed before its value.

@@ -210,18 +210,6 @@ impl Loose<'_> {
         }
     }
 
-    /// A value taken apart without copying (the patch envelope's two halves).
-    fn owned(v: Json) -> Loose<'static> {
-        match v {
-            Json::Null => Loose::Null,
-            Json::Bool(b) => Loose::Bool(b),
-            Json::Number(n) => Loose::Num(n),
-            Json::String(s) => Loose::Str(Cow::Owned(s)),
-            Json::Array(a) => Loose::Arr(a),
-            Json::Object(o) => Loose::Obj(o),
-        }
-    }
-
     /// A serde_json value's field, for [`record`], [`create`] and [`patch`]: strings borrowed,
     /// containers converted.
     fn borrow(v: &Value) -> Loose<'_> {
@@ -238,9 +226,15 @@ impl Loose<'_> {
 
 fn parse_top(bytes: &[u8]) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>> {
     match json::parse_top(bytes) {
-        Ok(Top::Object(fields)) => Ok(fields),
-        Ok(Top::Other(what)) => Err(vec![not_object(what)]),
+        Ok(top) => top_fields(top),
         Err(e) => Err(vec![Issue::new("", Code::InvalidJson, msg!("malformed JSON: ", e))]),
+    }
+}
+
+fn top_fields(top: Top<'_>) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue>> {
+    match top {
+        Top::Object(fields) => Ok(fields),
+        Top::Other(what) => Err(vec![not_object(what)]),
     }
 }
 
@@ -248,13 +242,6 @@ fn borrow_top(value: &Value) -> Result<Vec<(Cow<'_, str>, Loose<'_>)>, Vec<Issue
     match value {
         Value::Object(map) => Ok(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Loose::borrow(v))).collect()),
         other => Err(vec![not_object(Loose::borrow(other).type_name())]),
-    }
-}
-
-fn owned_top(value: Json) -> Result<Vec<(Cow<'static, str>, Loose<'static>)>, Vec<Issue>> {
-    match value {
-        Json::Object(map) => Ok(map.into_iter().map(|(k, v)| (Cow::Owned(k), Loose::owned(v))).collect()),
-        other => Err(vec![not_object(Loose::owned(other).type_name())]),
     }
 }
 
@@ -872,34 +859,18 @@ fn patch_fields(
 
 /// One input line of `jobsctl validate --kind patch` and of the WASM `patch` kind:
 /// `{"current": <job>, "patch": <patch>}`, each field exactly once and no other, or the two as
-/// an array (what serde's derived `Deserialize` with `deny_unknown_fields` accepted).
-fn patch_envelope(bytes: &[u8]) -> Result<(Json, Json), String> {
-    let fields = match json::parse_fields(bytes).map_err(|e| msg!(e))? {
-        json::Fields::Array(items) => {
-            let mut items = items.into_iter();
-            return match (items.next(), items.next(), items.next()) {
-                (Some(current), Some(patch), None) => Ok((current, patch)),
-                _ => Err("an array of exactly two values".to_owned()),
-            };
-        }
-        json::Fields::Other => return Err("not an object".to_owned()),
-        json::Fields::Object(fields) => fields,
-    };
-    let (mut current, mut patch) = (None, None);
-    for (key, value) in fields {
-        let slot = match &*key {
-            "current" => &mut current,
-            "patch" => &mut patch,
-            _ => return Err(msg!("unknown field ", text::Quoted(&key))),
-        };
-        if slot.replace(value).is_some() {
-            return Err(msg!("duplicate field ", text::Quoted(&key)));
-        }
-    }
-    match (current, patch) {
-        (Some(current), Some(patch)) => Ok((current, patch)),
-        (None, _) => Err("missing field \"current\"".to_owned()),
-        (_, None) => Err("missing field \"patch\"".to_owned()),
+/// an array (what serde's derived `Deserialize` with `deny_unknown_fields` accepted). Each half
+/// is read as a top level is, strings borrowed and every field kept in order, so a half is
+/// checked exactly as the same object given alone (duplicate fields included).
+fn patch_envelope(bytes: &[u8]) -> Result<(Top<'_>, Top<'_>), String> {
+    match json::parse_pair(bytes, ["current", "patch"]).map_err(|e| msg!(e))? {
+        json::Pair::Halves(Some(current), Some(patch)) => Ok((current, patch)),
+        json::Pair::Halves(None, _) => Err("missing field \"current\"".to_owned()),
+        json::Pair::Halves(_, None) => Err("missing field \"patch\"".to_owned()),
+        json::Pair::UnknownField(key) => Err(msg!("unknown field ", text::Quoted(&key))),
+        json::Pair::DuplicateField(key) => Err(msg!("duplicate field ", text::Quoted(&key))),
+        json::Pair::NotTwo => Err("an array of exactly two values".to_owned()),
+        json::Pair::Other => Err("not an object".to_owned()),
     }
 }
 
@@ -923,11 +894,10 @@ pub fn validate_any(kind: Kind, bytes: &[u8], now: Timestamp) -> Result<Validate
             let (current, patch_value) = patch_envelope(bytes).map_err(|e| {
                 vec![Issue::new("", Code::InvalidJson, msg!("expected {\"current\": <job>, \"patch\": <patch>}: ", e))]
             })?;
-            // The two halves taken apart, not borrowed and copied as `record`/`patch` would.
-            let current = owned_top(current).and_then(record_fields).map_err(|issues| prefix("current", issues))?;
+            let current = top_fields(current).and_then(record_fields).map_err(|issues| prefix("current", issues))?;
             let mut current = current.into_job();
             let metadata = std::mem::take(&mut current.metadata);
-            let p = owned_top(patch_value)
+            let p = top_fields(patch_value)
                 .and_then(|fields| patch_fields(&current, || metadata, fields, now))
                 .map_err(|issues| prefix("patch", issues))?;
             // The patch holds the complete new metadata; `current`'s was moved into it.
