@@ -568,6 +568,9 @@ const fn known_at(s: &str) -> usize {
 const STATUS_AT: [usize; 5] =
     [known_at("QUEUED"), known_at("RUNNING"), known_at("SUCCEEDED"), known_at("FAILED"), known_at("CANCELLED")];
 const TYPE_AT: [usize; 4] = [known_at("BUILD"), known_at("TEST"), known_at("DEPLOY"), known_at("SCAN")];
+/// The codes are in KNOWN in `Code`'s declaration order, from the first one: no lookup, and no
+/// second copy of their names in the package.
+const CODE_AT: usize = known_at("required");
 
 impl ToTape for JobStatus {
     fn to_tape(&self, tape: &mut Tape) -> Result {
@@ -577,7 +580,7 @@ impl ToTape for JobStatus {
 
 impl ToTape for Code {
     fn to_tape(&self, tape: &mut Tape) -> Result {
-        tape.str(self.as_str())
+        tape.op(KNOWN_STR, CODE_AT + *self as usize)
     }
 }
 
@@ -753,6 +756,9 @@ mod tests {
         }
         for t in JobType::ALL {
             assert_eq!(KNOWN[TYPE_AT[*t as usize]], t.as_str());
+        }
+        for code in Code::ALL {
+            assert_eq!(KNOWN.get(CODE_AT + *code as usize).copied(), Some(code.as_str()));
         }
         assert_eq!(known(&"x".repeat(LONGEST + 1)), None);
     }
