@@ -8,7 +8,6 @@ use crate::text::{char_len_exceeds, has_nul};
 use crate::tree::{Json, Object};
 use crate::validate::json::{NumberText, number_text};
 use serde_json::Number;
-use std::borrow::Cow;
 
 pub const MAX_BYTES: usize = 32 * 1024;
 /// The metadata object itself is depth 1.
@@ -70,12 +69,11 @@ pub fn shape(value: Json, path: &str, issues: &mut Issues) -> Object {
 /// Shapes a metadata object; see [`shape`].
 pub fn shape_map(mut map: Object, path: &str, issues: &mut Issues) -> Object {
     let before = issues.len();
-    let mut walk = Walk { deep: false, size_bound: 2, stack: Vec::new(), root: path, issues };
+    let mut walk = Walk { deep: false, size_bound: 2, root: path, issues };
     for (k, v) in &map {
-        walk.key(k);
-        walk.stack.push(Cow::Borrowed(k));
-        walk.tree(v, 2);
-        walk.stack.pop();
+        let at = At { up: None, seg: Seg::Key(k) };
+        walk.key(&at);
+        walk.tree(v, 2, &at);
     }
     let (deep, size_bound) = (walk.deep, walk.size_bound);
     if deep {
@@ -110,33 +108,54 @@ fn join(path: &str, key: &str) -> String {
 
 /// One pass over the tree: key rules, NUL in strings (Postgres JSONB cannot hold `\u0000`),
 /// depth, and an upper bound of the serialised size. Paths are only built for problems.
-struct Walk<'a, 'i> {
+struct Walk<'i> {
     deep: bool,
     size_bound: usize,
-    stack: Vec<Cow<'a, str>>,
-    root: &'a str,
+    root: &'i str,
     issues: &'i mut Issues,
 }
 
-impl<'a> Walk<'a, '_> {
-    fn path(&self) -> String {
+/// Where the walk is, as a chain up to the metadata object on the call stack (nothing is
+/// allocated on the way down; a path is spelled out only for a problem).
+struct At<'p, 'a> {
+    up: Option<&'p At<'p, 'a>>,
+    seg: Seg<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Walk<'_> {
+    fn path(&self, at: &At<'_, '_>) -> String {
+        let mut segs = Vec::new();
+        let mut next = Some(at);
+        while let Some(a) = next {
+            segs.push(a.seg);
+            next = a.up;
+        }
         let mut p = self.root.to_owned();
-        for seg in &self.stack {
+        for seg in segs.iter().rev() {
             if !p.is_empty() {
                 p.push('.');
             }
-            p.push_str(seg);
+            match *seg {
+                Seg::Key(k) => p.push_str(k),
+                Seg::Index(i) => msg::push_u64(&mut p, i as u64),
+            }
         }
         p
     }
 
-    fn key(&mut self, k: &'a str) {
+    /// The key `at` ends in.
+    fn key(&mut self, at: &At<'_, '_>) {
+        let Seg::Key(k) = at.seg else { return };
         // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
         self.size_bound += k.len() * 6 + 4;
         if k.is_empty() || char_len_exceeds(k, KEY_MAX) || has_nul(k) {
-            self.stack.push(Cow::Borrowed(k));
-            let p = self.path();
-            self.stack.pop();
+            let p = self.path(at);
             self.issues.push(
                 p,
                 Code::InvalidMetadataKey,
@@ -145,12 +164,12 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
-    fn tree(&mut self, v: &'a Json, depth: usize) {
+    fn tree(&mut self, v: &Json, depth: usize, at: &At<'_, '_>) {
         match v {
             Json::String(s) => {
                 self.size_bound += s.len() * 6 + 3;
                 if has_nul(s) {
-                    let p = self.path();
+                    let p = self.path(at);
                     self.issues.push(p, Code::ControlChars, "text must not contain NUL (\\u0000)");
                 }
             }
@@ -159,18 +178,15 @@ impl<'a> Walk<'a, '_> {
                 self.size_bound += 2;
                 for (i, item) in items.iter().enumerate() {
                     self.size_bound += 1;
-                    self.stack.push(Cow::Owned(msg!(i)));
-                    self.tree(item, depth + 1);
-                    self.stack.pop();
+                    self.tree(item, depth + 1, &At { up: Some(at), seg: Seg::Index(i) });
                 }
             }
             Json::Object(map) => {
                 self.size_bound += 2;
                 for (k, item) in map {
-                    self.key(k);
-                    self.stack.push(Cow::Borrowed(k));
-                    self.tree(item, depth + 1);
-                    self.stack.pop();
+                    let inner = At { up: Some(at), seg: Seg::Key(k) };
+                    self.key(&inner);
+                    self.tree(item, depth + 1, &inner);
                 }
             }
             _ => self.size_bound += 26,
@@ -364,6 +380,15 @@ mod tests {
         check(json!({ long_key.clone(): 1 }), Err(&[(&format!("metadata.{long_key}"), "invalid_metadata_key")]));
         check(json!({"a": {"b\u{0}": 1}}), Err(&[("metadata.a.b\u{0}", "invalid_metadata_key")]));
         check(json!({"a": ["x\u{0}"]}), Err(&[("metadata.a.0", "control_chars")]));
+        // Paths through arrays and objects, several problems in one walk.
+        check(
+            json!({"a": [1, {"b": ["x", "y\u{0}"], "": 2}], "z": {"k": [[0, "\u{0}"]]}}),
+            Err(&[
+                ("metadata.a.1.", "invalid_metadata_key"),
+                ("metadata.a.1.b.1", "control_chars"),
+                ("metadata.z.k.0.1", "control_chars"),
+            ]),
+        );
         // depth: the metadata object is level 1; seven more levels are fine, eight are not.
         check(
             json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}),
