@@ -112,8 +112,11 @@ build() {
   for js in "$out/$NAME.js" "$out/index.js" "$out"/snippets/*/src/*.js; do
     banner=()
     [[ $js == "$out/$NAME.js" ]] && banner=("--banner:js=/* @ts-self-types=\"./$NAME.d.ts\" */")
-    "$TOOLS/npm/node_modules/.bin/esbuild" --minify --format=esm --log-level=warning "${banner[@]}" "$js" \
-      --outfile="$js.min"
+    # wasm-bindgen's import object names the snippet once per group of imports from it, all
+    # `import * as` the same module (the same namespace object): esbuild's duplicate-key warning
+    # about it is silenced, not a fault.
+    "$TOOLS/npm/node_modules/.bin/esbuild" --minify --format=esm --log-level=warning \
+      --log-override:duplicate-object-key=silent "${banner[@]}" "$js" --outfile="$js.min"
     mv "$js.min" "$js"
   done
   version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)"
