@@ -8,6 +8,7 @@ use crate::text::{char_len_exceeds, has_nul};
 use crate::tree::{Json, Object};
 use crate::validate::json::{NumberText, number_text};
 use serde_json::Number;
+use std::cmp::Ordering;
 
 pub const MAX_BYTES: usize = 32 * 1024;
 /// The metadata object itself is depth 1.
@@ -282,31 +283,49 @@ pub fn serialized_len(map: &Object) -> usize {
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
-/// The patch is taken by value: its parts move into the target, nothing is copied.
+/// The patch is taken by value: its parts move into the target, nothing is copied. Two objects
+/// merge in one pass over both sorted member lists, so a large patch costs O(n + m), not a
+/// vector shift per added or removed key.
 pub fn merge_patch(target: &mut Json, patch: Json) {
-    let Json::Object(p) = patch else {
+    let Json::Object(patch) = patch else {
         *target = patch;
         return;
     };
-    if !matches!(target, Json::Object(_)) {
-        *target = Json::Object(Object::new());
-    }
-    if let Json::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(&k);
+    let current = match std::mem::take(target) {
+        Json::Object(t) => t,
+        _ => Object::new(),
+    };
+    let mut merged = Vec::with_capacity(current.len() + patch.len());
+    let (mut t, mut p) = (current.into_iter().peekable(), patch.into_iter().peekable());
+    loop {
+        let order = match (t.peek(), p.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        // A member of the target only stays; one of the patch only, or of both, is merged
+        // (into null when new) unless the patch says null.
+        let (key, mut slot, change) = match order {
+            Ordering::Less => {
+                merged.extend(t.next());
                 continue;
             }
-            match t.get_mut(&k) {
-                Some(slot) => merge_patch(slot, v),
-                None => {
-                    let mut slot = Json::Null;
-                    merge_patch(&mut slot, v);
-                    t.insert(k, slot);
-                }
-            }
+            Ordering::Greater => match p.next() {
+                Some((k, v)) => (k, Json::Null, v),
+                None => break,
+            },
+            Ordering::Equal => match (t.next(), p.next()) {
+                (Some((k, old)), Some((_, v))) => (k, old, v),
+                _ => break,
+            },
+        };
+        if !change.is_null() {
+            merge_patch(&mut slot, change);
+            merged.push((key, slot));
         }
     }
+    *target = Json::Object(Object::from_members(merged));
 }
 
 #[cfg(test)]
