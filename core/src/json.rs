@@ -81,8 +81,9 @@ pub(crate) fn parse_top(bytes: &[u8]) -> Result<Top<'_>, Error> {
 pub(crate) enum Pair<'a> {
     /// The halves found (both, from an array).
     Halves(Option<Top<'a>>, Option<Top<'a>>),
-    /// The first member named neither `a` nor `b`, or named a second time.
+    /// The first member named neither `a` nor `b`.
     UnknownField(Cow<'a, str>),
+    /// The first member named a second time.
     DuplicateField(Cow<'a, str>),
     /// An array of other than two items.
     NotTwo,

@@ -863,10 +863,11 @@ fn patch_fields(
 /// is read as a top level is, strings borrowed and every field kept in order, so a half is
 /// checked exactly as the same object given alone (duplicate fields included).
 fn patch_envelope(bytes: &[u8]) -> Result<(Top<'_>, Top<'_>), String> {
-    match json::parse_pair(bytes, ["current", "patch"]).map_err(|e| msg!(e))? {
+    const HALVES: [&str; 2] = ["current", "patch"];
+    match json::parse_pair(bytes, HALVES).map_err(|e| msg!(e))? {
         json::Pair::Halves(Some(current), Some(patch)) => Ok((current, patch)),
-        json::Pair::Halves(None, _) => Err("missing field \"current\"".to_owned()),
-        json::Pair::Halves(_, None) => Err("missing field \"patch\"".to_owned()),
+        json::Pair::Halves(None, _) => Err(msg!("missing field ", text::Quoted(HALVES[0]))),
+        json::Pair::Halves(_, None) => Err(msg!("missing field ", text::Quoted(HALVES[1]))),
         json::Pair::UnknownField(key) => Err(msg!("unknown field ", text::Quoted(&key))),
         json::Pair::DuplicateField(key) => Err(msg!("duplicate field ", text::Quoted(&key))),
         json::Pair::NotTwo => Err("an array of exactly two values".to_owned()),
@@ -927,6 +928,77 @@ fn prefix(p: &str, issues: Vec<Issue>) -> Vec<Issue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The patch envelope: problems of the text, of the envelope, and of a half, each where it
+    /// belongs; a text that is not JSON wins over any envelope problem.
+    #[test]
+    fn patch_envelope() {
+        let rec = r#"{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":"0190a1b2-0000-7000-8000-000000000001",
+            "status":"RUNNING","type":"BUILD","project_name":"p","metadata":{},"created_at":"2024-05-01T12:00:00Z",
+            "updated_at":"2024-05-01T12:00:00Z","version":1}"#;
+        let envelope = |e: &str| {
+            Some(("", Code::InvalidJson, format!("expected {{\"current\": <job>, \"patch\": <patch>}}: {e}")))
+        };
+        // The input, and the one problem expected (path, code, message) or none.
+        type Want = Option<(&'static str, Code, String)>;
+        let cases: Vec<(String, Want)> = vec![
+            (format!(r#"{{"current":{rec},"patch":{{}}}}"#), None),
+            (format!(r#"[{rec},{{}}]"#), None),
+            (format!(" {{ \"patch\" : {{ }} , \"current\" : {rec} }} "), None),
+            (format!("[{rec}]"), envelope("an array of exactly two values")),
+            (format!("[{rec},{{}},1]"), envelope("an array of exactly two values")),
+            ("[]".to_owned(), envelope("an array of exactly two values")),
+            (format!(r#"{{"current":{rec}}}"#), envelope(r#"missing field "patch""#)),
+            (r#"{"patch":{}}"#.to_owned(), envelope(r#"missing field "current""#)),
+            (format!(r#"{{"current":{rec},"patch":{{}},"x":1}}"#), envelope(r#"unknown field "x""#)),
+            (format!(r#"{{"current":{rec},"current":{rec},"patch":{{}}}}"#), envelope(r#"duplicate field "current""#)),
+            ("7".to_owned(), envelope("not an object")),
+            // Not JSON: the reader's fault, even after an envelope problem.
+            (r#"{"x":1,"current":{}"#.to_owned(), envelope("unexpected end of input at byte 19")),
+            (r#"{"x":1,"patch":{},}"#.to_owned(), envelope("expected a key at byte 18")),
+            (r#"[{},{},{"a":tru}]"#.to_owned(), envelope("expected a value at byte 16")),
+            // A half that is not an object is that half's problem.
+            (
+                r#"{"current":5,"patch":{}}"#.to_owned(),
+                Some(("current", Code::InvalidType, "expected a JSON object, got a number".to_owned())),
+            ),
+            (
+                format!(r#"{{"current":{rec},"patch":[]}}"#),
+                Some(("patch", Code::InvalidType, "expected a JSON object, got an array".to_owned())),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = validate_any(Kind::Patch, text.as_bytes(), Timestamp::MIN);
+            match (&got, &want) {
+                (Ok(_), None) => {}
+                (Err(issues), Some((path, code, message))) => {
+                    assert_eq!(issues.len(), 1, "{text}: {issues:?}");
+                    assert_eq!(
+                        (issues[0].path.as_str(), issues[0].code, issues[0].message.as_str()),
+                        (*path, *code, message.as_str()),
+                        "{text}"
+                    );
+                }
+                _ => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    /// Nesting is counted from the envelope: `invalid_json` exactly where serde_json gives up.
+    #[test]
+    fn patch_envelope_nesting() {
+        for depth in 120..=130 {
+            let half = format!(r#"{{"metadata":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            for text in [format!(r#"{{"current":{half},"patch":{{}}}}"#), format!(r#"[{{}},{half}]"#)] {
+                let invalid_json = match validate_any(Kind::Patch, text.as_bytes(), Timestamp::MIN) {
+                    Ok(_) => false,
+                    Err(issues) => issues.iter().any(|i| i.code == Code::InvalidJson && i.path.is_empty()),
+                };
+                let serde_rejects = serde_json::from_str::<Value>(&text).is_err();
+                assert_eq!(invalid_json, serde_rejects, "depth {depth}: {}", &text[..40]);
+            }
+        }
+    }
 
     #[test]
     fn slot_of_matches_the_field_specs() {
