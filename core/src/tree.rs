@@ -7,7 +7,7 @@
 //! drop and iterator code was ~6 KB of the WASM package for maps that hold a handful of keys
 //! (BENCHMARKS.md "## WASM"); a sorted vector does the same job with a binary search.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
 use serde_json::Number;
 use std::fmt;
@@ -122,14 +122,9 @@ impl Object {
         self.find(key).ok().map(|i| self.0.remove(i).1)
     }
 
-    /// Keeps the members for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Json) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
-
     /// The members in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &Json)> {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.into_iter()
     }
 
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> {
@@ -264,10 +259,6 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         }
         Ok(Object::from_members(members))
     }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Object, E> {
-        Err(E::invalid_type(de::Unexpected::Unit, &self))
-    }
 }
 
 impl<'de> Deserialize<'de> for Object {
@@ -390,5 +381,9 @@ mod tests {
             serde_json::from_str::<Object>("[]").map_err(|e| e.classify()),
             Err(serde_json::error::Category::Data)
         );
+        // Numbers are numbers (serde_json's `arbitrary_precision` would hand them over as
+        // one-member maps, which this type does not expect).
+        assert_eq!(serde_json::from_str::<Json>("1").ok(), Some(Json::Number(1.into())));
+        assert_eq!(serde_json::from_str::<Json>("-1.5").ok(), Number::from_f64(-1.5).map(Json::Number));
     }
 }
