@@ -50,6 +50,16 @@ impl KnownKey {
     pub fn is_numeric(self) -> bool {
         !matches!(self, KnownKey::DockerImageId)
     }
+
+    /// This key's value in `metadata` when it has the key's type (a number, or a string for
+    /// `dockerImageId`): what the search document's typed `known_metadata` holds.
+    pub fn typed_value(self, metadata: &Object) -> Option<&Json> {
+        metadata.get(self.name()).filter(|v| match v {
+            Json::Number(_) => self.is_numeric(),
+            Json::String(_) => !self.is_numeric(),
+            _ => false,
+        })
+    }
 }
 
 const MAX_SAFE_INT: i64 = 1 << 53;

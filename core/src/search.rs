@@ -6,7 +6,7 @@
 use crate::metadata::KnownKey;
 use crate::model::Job;
 use crate::time::Timestamp;
-use crate::tree::{Json, Object};
+use crate::tree::Object;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -100,12 +100,7 @@ impl Serialize for KnownMetadata<'_> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
         for key in KnownKey::ALL {
-            let fits = match self.0.get(key.name()) {
-                Some(Json::Number(_)) => key.is_numeric(),
-                Some(Json::String(_)) => !key.is_numeric(),
-                _ => false,
-            };
-            if let (true, Some(v)) = (fits, self.0.get(key.name())) {
+            if let Some(v) = key.typed_value(self.0) {
                 m.serialize_entry(key.name(), v)?;
             }
         }

@@ -684,20 +684,14 @@ fn job(job: &Job, tape: &mut Tape, document: bool) -> Result {
     o.end()
 }
 
-/// The known metadata keys whose values have their field's type (`search`'s rule).
+/// The known metadata keys whose values have their field's type ([`KnownKey::typed_value`]).
 struct KnownMetadata<'a>(&'a Object);
 
 impl ToTape for KnownMetadata<'_> {
     fn to_tape(&self, tape: &mut Tape) -> Result {
         let mut o = tape.open(OBJ);
         for key in KnownKey::ALL {
-            let v = self.0.get(key.name());
-            let fits = match v {
-                Some(Json::Number(_)) => key.is_numeric(),
-                Some(Json::String(_)) => !key.is_numeric(),
-                _ => false,
-            };
-            if let (true, Some(v)) = (fits, v) {
+            if let Some(v) = key.typed_value(self.0) {
                 o.field(key.name(), v)?;
             }
         }
