@@ -82,9 +82,7 @@ pub fn shape_map(mut map: Object, path: &str, issues: &mut Issues) -> Object {
     let before = issues.len();
     let mut walk = Walk { deep: false, size_bound: 2, root: path, issues };
     for (k, v) in &map {
-        let at = At { up: None, seg: Seg::Key(k) };
-        walk.key(&at);
-        walk.tree(v, 2, &at);
+        walk.member(k, v, 2, None);
     }
     let (deep, size_bound) = (walk.deep, walk.size_bound);
     if deep {
@@ -160,19 +158,21 @@ impl Walk<'_> {
         p
     }
 
-    /// The key `at` ends in.
-    fn key(&mut self, at: &At<'_, '_>) {
-        let Seg::Key(k) = at.seg else { return };
+    /// An object's member `k` (below `up`; none for the metadata object's own): the key's
+    /// rules, then its value at `depth`.
+    fn member(&mut self, k: &str, v: &Json, depth: usize, up: Option<&At<'_, '_>>) {
+        let at = At { up, seg: Seg::Key(k) };
         // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
         self.size_bound += k.len() * 6 + 4;
         if k.is_empty() || char_len_exceeds(k, KEY_MAX) || has_nul(k) {
-            let p = self.path(at);
+            let p = self.path(&at);
             self.issues.push(
                 p,
                 Code::InvalidMetadataKey,
                 msg!("metadata keys must be 1 to ", KEY_MAX, " characters without NUL"),
             );
         }
+        self.tree(v, depth, &at);
     }
 
     fn tree(&mut self, v: &Json, depth: usize, at: &At<'_, '_>) {
@@ -195,9 +195,7 @@ impl Walk<'_> {
             Json::Object(map) => {
                 self.size_bound += 2;
                 for (k, item) in map {
-                    let inner = At { up: Some(at), seg: Seg::Key(k) };
-                    self.key(&inner);
-                    self.tree(item, depth + 1, &inner);
+                    self.member(k, item, depth + 1, Some(at));
                 }
             }
             _ => self.size_bound += 26,
@@ -293,18 +291,18 @@ pub fn serialized_len(map: &Object) -> usize {
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
-/// The patch is taken by value: its parts move into the target, nothing is copied. Two objects
-/// merge in one pass over both sorted member lists, so a large patch costs O(n + m), not a
-/// vector shift per added or removed key.
+/// The patch is taken by value: its parts move into the target, nothing is copied.
 pub fn merge_patch(target: &mut Json, patch: Json) {
-    let Json::Object(patch) = patch else {
-        *target = patch;
-        return;
+    *target = match (std::mem::take(target), patch) {
+        (Json::Object(current), Json::Object(patch)) => Json::Object(merge_objects(current, patch)),
+        (_, Json::Object(patch)) => Json::Object(merge_objects(Object::new(), patch)),
+        (_, patch) => patch,
     };
-    let current = match std::mem::take(target) {
-        Json::Object(t) => t,
-        _ => Object::new(),
-    };
+}
+
+/// [`merge_patch`] of two objects, in one pass over both sorted member lists: a large patch
+/// costs O(n + m), not a vector shift per added or removed key.
+pub fn merge_objects(current: Object, patch: Object) -> Object {
     let mut merged = Vec::with_capacity(current.len() + patch.len());
     let (mut t, mut p) = (current.into_iter().peekable(), patch.into_iter().peekable());
     loop {
@@ -335,7 +333,7 @@ pub fn merge_patch(target: &mut Json, patch: Json) {
             merged.push((key, slot));
         }
     }
-    *target = Json::Object(Object::from_members(merged));
+    Object::from_members(merged)
 }
 
 #[cfg(test)]

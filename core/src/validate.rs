@@ -791,16 +791,7 @@ fn patch_fields(
         None => Some(current_metadata()),
         Some(Loose::Null) => Some(Object::new()),
         Some(Loose::Obj(patch)) => {
-            let mut merged = Json::Object(current_metadata());
-            metadata::merge_patch(&mut merged, Json::Object(patch));
-            metadata_field(
-                Loose::Obj(match merged {
-                    Json::Object(m) => m,
-                    _ => Object::new(),
-                }),
-                "metadata",
-                &mut issues,
-            )
+            metadata_field(Loose::Obj(metadata::merge_objects(current_metadata(), patch)), "metadata", &mut issues)
         }
         Some(_) => {
             issues.push("metadata", Code::MetadataNotObject, "a metadata patch is a JSON object (RFC 7396) or null");
