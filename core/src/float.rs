@@ -1,42 +1,172 @@
 //! Exact float helpers on a small bignum, for the two places that need exactness without the
 //! standard library's or serde_json's big tables (BENCHMARKS.md "## WASM"): the shortest
 //! round-trip digits of a double ([`crate::json_len`]: the length of serde_json's text), and
-//! the powers of ten the JSON reader scales by, rounded as the literals `1e23` ... `1e308` are.
+//! the double nearest to a decimal number (the JSON reader, off its fast path).
 
-use std::sync::OnceLock;
+use std::cmp::Ordering;
 
-/// 10^k rounded to the nearest double, for k <= 308 (`None` above). Up to 10^22 the powers
-/// are exact and kept as literals; the rest are made once, on first use (a few reads of
-/// numbers with large exponents), instead of carrying 2.3 KB of table in the WASM package.
-pub(crate) fn pow10(k: u32) -> Option<f64> {
-    #[rustfmt::skip]
-    const EXACT: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
-    static LARGE: OnceLock<Vec<f64>> = OnceLock::new();
-    match EXACT.get(k as usize) {
-        Some(&p) => Some(p),
-        None => LARGE.get_or_init(|| (23..=308).map(pow10_rounded).collect()).get(k as usize - 23).copied(),
+/// The powers of ten a double holds exactly (Clinger's fast path).
+#[rustfmt::skip]
+pub(crate) const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The double nearest to a JSON number (`text`: its digits, fraction and exponent, without
+/// the sign), ties to even, as `str::parse` gives it; `None` when that is infinite. A guess
+/// from the first 19 digits (a few units in the last place away at most) steps to the double
+/// whose rounding interval holds the exact value, comparing it with the interval's ends as
+/// whole numbers: in 128 bits for most numbers, else in a bignum.
+#[inline(never)]
+pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
+    let mut d = Decimal { text, kept: 0, sticky: false, exp: 0, small: None };
+    // Digits; zeros before the first that is not; digits before the point; the first 19
+    // significant digits as a number, and whether any after them is not zero.
+    let (mut n, mut lead, mut point) = (0, 0, None);
+    let (mut first19, mut rough) = (0u64, false);
+    let mut rest = text.iter();
+    for &c in rest.by_ref() {
+        match c {
+            b'.' => point = Some(n),
+            b'0'..=b'9' => {
+                if lead == n && c == b'0' {
+                    lead += 1;
+                } else if n - lead < 19 {
+                    first19 = first19 * 10 + u64::from(c - b'0');
+                } else {
+                    rough |= c != b'0';
+                }
+                n += 1;
+                d.sticky |= n > Decimal::KEPT && c != b'0';
+            }
+            _ => break,
+        }
+    }
+    let (mut e, mut negative) = (0i64, false);
+    for &c in rest {
+        match c {
+            b'-' => negative = true,
+            b'0'..=b'9' => e = (e * 10 + i64::from(c - b'0')).min(1 << 40),
+            _ => {}
+        }
+    }
+    let e = if negative { -e } else { e };
+    let p = point.unwrap_or(n) as i64;
+    // The place of the first digit that is not zero: the value is below ten times that.
+    let first = p - lead as i64 - 1 + e;
+    if lead == n || first < -324 {
+        return Some(0.0);
+    }
+    if first >= 309 {
+        return None;
+    }
+    // The value is first19 × 10^e19, exactly unless `rough`; as a double, a guess.
+    let e19 = first + 1 - (n - lead).min(19) as i64;
+    d.small = (!rough).then_some((first19, e19));
+    let mut f = first19 as f64;
+    let mut left = e19.unsigned_abs();
+    while left > 0 {
+        let pow = EXACT_POW10[left.min(22) as usize];
+        f = if e19 > 0 { f * pow } else { f / pow };
+        left -= left.min(22);
+    }
+    let mut f = f.min(f64::MAX);
+    d.kept = n.min(Decimal::KEPT);
+    d.exp = e + p - d.kept as i64 - i64::from(d.sticky);
+    loop {
+        let bits = f.to_bits();
+        let biased = (bits >> 52) as i32;
+        let frac = bits & ((1 << 52) - 1);
+        let (m, q) = if biased == 0 { (frac, -1074) } else { (frac | (1 << 52), biased - 1075) };
+        // The ends of f's interval: halfway to the next double up, and down (a quarter of
+        // the way at a power of two, where the gap below is half the gap above).
+        let up = f64::from_bits(bits + 1);
+        match d.compare(2 * m + 1, q - 1) {
+            Ordering::Greater => f = up,
+            Ordering::Equal => return Some(if m & 1 == 1 { up } else { f }).filter(|f| f.is_finite()),
+            Ordering::Less if f == 0.0 => return Some(f),
+            Ordering::Less => {
+                let (low, at) = if frac == 0 && biased > 1 { (4 * m - 1, q - 2) } else { (2 * m - 1, q - 1) };
+                let down = f64::from_bits(bits - 1);
+                match d.compare(low, at) {
+                    Ordering::Less => f = down,
+                    Ordering::Equal => return Some(if m & 1 == 1 { down } else { f }),
+                    Ordering::Greater => return Some(f),
+                }
+            }
+        }
+        if f.is_infinite() {
+            return None;
+        }
     }
 }
 
-/// 10^k (k >= 20) rounded to nearest, ties to even: its top 64 bits with a sticky bit for
-/// the rest (so `as f64` rounds exactly as the whole number would), times 2^shift.
-#[inline(never)]
-fn pow10_rounded(k: u32) -> f64 {
-    let mut b = Big::from(1);
-    b.mul_pow10(k);
-    let bits = b.bits();
-    let shift = bits.saturating_sub(64);
-    let mut m = 0u64;
-    for j in 0..64 {
-        m |= u64::from(b.bit(shift + j)) << j;
+/// A decimal number as `digits × 10^exp`: the first `kept` digits of `text`, then a 1 when
+/// `sticky` (digits past them that are not all zero). A halfway point between two doubles
+/// has at most 767 significant digits, and at most 324 zeros come before them in a number
+/// that is not read as zero, so the digits past KEPT only count as being there. `small` is
+/// the same number as at most 19 digits and a power of ten, when it can be.
+struct Decimal<'a> {
+    text: &'a [u8],
+    kept: usize,
+    sticky: bool,
+    exp: i64,
+    small: Option<(u64, i64)>,
+}
+
+impl Decimal<'_> {
+    const KEPT: usize = 1100;
+
+    /// The digits as a whole number, in a bignum of at least `bits` bits.
+    fn digits(&self, bits: i64) -> Big {
+        let mut b = Big::sized(0, bits);
+        let mut left = self.kept;
+        for &c in self.text {
+            if left == 0 {
+                break;
+            }
+            if c.is_ascii_digit() {
+                b.mul_add(10, c - b'0');
+                left -= 1;
+            }
+        }
+        if self.sticky {
+            b.mul_add(10, 1);
+        }
+        b
     }
-    if (0..shift).any(|i| b.bit(i)) {
-        m |= 1;
+
+    /// This number against `half × 2^at`, both made whole numbers.
+    fn compare(&self, half: u64, at: i32) -> Ordering {
+        let at = i64::from(at);
+        // In 128 bits when both sides fit (most numbers written with up to 17 digits). The
+        // bounds keep each power of ten at or below 10^19, which a u64 holds.
+        if let Some((digits, exp)) = self.small {
+            let pow = |e: i64| EXACT_POW10.get(e.max(0) as usize).map(|&p| u128::from(p as u64));
+            if let (Some(pl), Some(pr)) = (pow(exp), pow(-exp))
+                && 64 + bits(exp) - at.min(0) <= 128
+                && 64 + bits(-exp) + at.max(0) <= 128
+            {
+                let l = (u128::from(digits) * pl) << at.min(0).unsigned_abs();
+                let r = (u128::from(half) * pr) << at.max(0);
+                return l.cmp(&r);
+            }
+        }
+        let left = bits(self.kept as i64 + 1) + bits(self.exp) - at.min(0);
+        let right = 64 + bits(-self.exp) + at.max(0);
+        let mut l = self.digits(left.max(right));
+        let mut r = Big::sized(half, left.max(right));
+        l.mul_pow10(self.exp.max(0) as u32);
+        r.mul_pow10(self.exp.min(0).unsigned_abs() as u32);
+        r.shl(at.max(0) as u32);
+        l.shl(at.min(0).unsigned_abs() as u32);
+        l.cmp(&r)
     }
-    (m as f64) * f64::from_bits(u64::from(shift + 1023) << 52)
+}
+
+/// Bits enough for 10^n (log2 10 < 10/3); 1 for n <= 0.
+fn bits(n: i64) -> i64 {
+    n.max(0) * 10 / 3 + 1
 }
 
 /// The shortest digits that read back as `f` (finite, > 0): their count and the decimal
@@ -145,26 +275,37 @@ pub(crate) fn shortest(f: f64) -> (usize, i32) {
     (n, k - 1)
 }
 
-/// An unsigned integer of 40 × 32 bits, enough for any double scaled as above: the largest
-/// is below 2^1132 (a subnormal's significand, 2^54, times 10^324 and one more 10). On the
-/// heap so that the compiler cannot unroll the loops over it (this is cold code; unrolled,
-/// it was 3 KB more of the WASM package).
+/// An unsigned integer in a fixed number of 32-bit limbs, sized by its maker: 40 hold any
+/// double scaled as in [`shortest`] (the largest is below 2^1132: a subnormal's significand,
+/// 2^54, times 10^324 and one more 10). On the heap so that the compiler cannot unroll the
+/// loops over it (this is cold code; unrolled, it was 3 KB more of the WASM package).
 #[derive(Clone)]
 struct Big {
     limbs: Vec<u32>,
 }
 
 impl Big {
+    /// 40 limbs.
     fn from(v: u64) -> Big {
-        let mut limbs = vec![0; 40];
+        Big::sized(v, 38 * 32)
+    }
+
+    /// `v` in limbs enough for `bits` bits and one to spare.
+    fn sized(v: u64, bits: i64) -> Big {
+        let mut limbs = vec![0; (bits.max(64) / 32 + 2) as usize];
         limbs[0] = v as u32;
         limbs[1] = (v >> 32) as u32;
         Big { limbs }
     }
 
-    #[inline(never)]
     fn mul_small(&mut self, x: u32) {
-        let mut carry = 0u64;
+        self.mul_add(x, 0);
+    }
+
+    /// `self × x + a`.
+    #[inline(never)]
+    fn mul_add(&mut self, x: u32, a: u8) {
+        let mut carry = u64::from(a);
         for l in &mut self.limbs {
             let v = u64::from(*l) * u64::from(x) + carry;
             *l = v as u32;
@@ -212,15 +353,6 @@ impl Big {
         }
     }
 
-    #[inline(never)]
-    fn bit(&self, i: u32) -> bool {
-        self.limbs.get((i / 32) as usize).is_some_and(|l| l >> (i % 32) & 1 == 1)
-    }
-
-    fn bits(&self) -> u32 {
-        (0..self.limbs.len() as u32 * 32).rev().find(|&i| self.bit(i)).map_or(0, |i| i + 1)
-    }
-
     fn cmp(&self, other: &Big) -> std::cmp::Ordering {
         self.limbs.iter().rev().cmp(other.limbs.iter().rev())
     }
@@ -231,12 +363,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn powers_of_ten_are_the_literals() {
-        for k in 0..=308 {
+    fn exact_powers_of_ten_are_the_literals() {
+        for (k, &p) in EXACT_POW10.iter().enumerate() {
             let literal: f64 = format!("1e{k}").parse().unwrap_or(f64::NAN);
-            assert_eq!(pow10(k).map(f64::to_bits), Some(literal.to_bits()), "1e{k}");
+            assert_eq!(p.to_bits(), literal.to_bits(), "1e{k}");
+            assert_eq!(p as u128, 10u128.pow(k as u32), "1e{k} is exact");
         }
-        assert_eq!(pow10(309), None);
-        assert_eq!(pow10(u32::MAX), None);
     }
 }

@@ -2,9 +2,10 @@
 //! borrowed fields (only containers become [`Json`] values), or a whole [`Json`].
 //!
 //! It accepts and rejects exactly what `serde_json::from_slice::<Value>` does, with the same
-//! values: numbers converted by serde_json's own rules (u64, then i64, then its `f64` without
-//! `float_roundtrip`; overflow to infinity is an error), 128 nested containers rejected,
-//! duplicate keys in a map keeping the last, lone surrogates rejected, trailing text rejected.
+//! values: numbers converted by serde_json's rules with `float_roundtrip` (u64, then i64, then
+//! the nearest double, ties to even, as `str::parse` gives it; a number that rounds to infinity
+//! is an error), 128 nested containers rejected, duplicate keys in a map keeping the last, lone
+//! surrogates rejected, trailing text rejected.
 //! Differential tests (`core/tests/json.rs`) and a fuzz target (`fuzz/fuzz_targets/json.rs`)
 //! hold it to that. Why not serde_json itself: on the WASM path its reader was ~20% of
 //! `validateJob` and pulled in float formatting for error messages (BENCHMARKS.md "## WASM").
@@ -140,7 +141,7 @@ pub(crate) fn parse_pair<'a>(bytes: &'a [u8], names: [&str; 2]) -> Result<Pair<'
 /// What a string holding one JSON number (nothing around it) reads as.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NumberText {
-    /// The value the same digits have as a JSON number (serde_json's conversion).
+    /// The value the same digits have as a JSON number.
     Number(Number),
     /// Number syntax, but beyond the largest double; `true` when negative.
     TooLarge(bool),
@@ -150,7 +151,7 @@ pub(crate) enum NumberText {
 /// Reads `s` as exactly one JSON number: the strict grammar, no whitespace, and the same value
 /// the reader gives the same digits inside JSON text.
 pub(crate) fn number_text(s: &str) -> NumberText {
-    let mut r = Reader { text: s, b: s.as_bytes(), i: 0, depth: 0 };
+    let mut r = Reader { text: s, b: s.as_bytes(), i: 0, depth: 0, number_at: 0 };
     match r.number() {
         Ok(n) if r.i == s.len() => NumberText::Number(n),
         Err(e) if e.what == OUT_OF_RANGE => NumberText::TooLarge(s.starts_with('-')),
@@ -163,6 +164,8 @@ struct Reader<'a> {
     b: &'a [u8],
     i: usize,
     depth: u32,
+    /// Where the digits of the number being read begin (after its sign).
+    number_at: usize,
 }
 
 type R<T> = Result<T, Error>;
@@ -172,7 +175,7 @@ impl<'a> Reader<'a> {
     /// (serde_json rejects them inside strings, and anywhere else they are not JSON).
     fn new(bytes: &'a [u8]) -> R<Self> {
         match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(Reader { text, b: bytes, i: 0, depth: 0 }),
+            Ok(text) => Ok(Reader { text, b: bytes, i: 0, depth: 0, number_at: 0 }),
             Err(e) => Err(Error { offset: e.valid_up_to(), what: "invalid UTF-8" }),
         }
     }
@@ -479,9 +482,9 @@ impl<'a> Reader<'a> {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Numbers, step for step as serde_json 1.x reads them without `float_roundtrip` (de.rs:
-    // parse_integer, parse_number, parse_decimal, parse_exponent, f64_from_parts, ...), so the
-    // values are the same to the bit.
+    // Numbers, step for step as serde_json 1.x reads them (de.rs: parse_integer, parse_number,
+    // parse_decimal, parse_exponent, ...): the same syntax errors and integer kinds; a double is
+    // the nearest one (`scaled`), as serde_json gives with `float_roundtrip`.
 
     fn digit(&self) -> Option<u8> {
         match self.peek() {
@@ -497,6 +500,7 @@ impl<'a> Reader<'a> {
         } else {
             true
         };
+        self.number_at = self.i;
         let significand = match self.next()? {
             b'0' => {
                 if self.digit().is_some() {
@@ -633,33 +637,21 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn scaled(&self, positive: bool, significand: u64, mut exponent: i32) -> R<f64> {
-        let mut f = significand as f64;
-        loop {
-            match crate::float::pow10(exponent.unsigned_abs()) {
-                Some(pow) => {
-                    if exponent >= 0 {
-                        f *= pow;
-                        if f.is_infinite() {
-                            return self.err(OUT_OF_RANGE);
-                        }
-                    } else {
-                        f /= pow;
-                    }
-                    break;
-                }
-                None => {
-                    if f == 0.0 {
-                        break;
-                    }
-                    if exponent >= 0 {
-                        return self.err(OUT_OF_RANGE);
-                    }
-                    f /= 1e308;
-                    exponent += 308;
-                }
+    /// The number read so far, `significand × 10^exponent` (its first digits, and the exponent
+    /// that scales them), as the nearest double, ties to even: one rounding when both are
+    /// exact (Clinger's fast path: up to 2^53, and 10^22); otherwise the number's text is read
+    /// again, all of it, by [`crate::float::nearest`].
+    fn scaled(&self, positive: bool, significand: u64, exponent: i32) -> R<f64> {
+        let f = match crate::float::EXACT_POW10.get(exponent.unsigned_abs() as usize) {
+            Some(&pow) if significand <= 1 << 53 => {
+                let s = significand as f64;
+                if exponent >= 0 { s * pow } else { s / pow }
             }
-        }
+            _ => match crate::float::nearest(self.b.get(self.number_at..self.i).unwrap_or_default()) {
+                Some(f) => f,
+                None => return self.err(OUT_OF_RANGE),
+            },
+        };
         Ok(if positive { f } else { -f })
     }
 }

@@ -273,7 +273,7 @@ fn number(v: &Json, key: KnownKey) -> Result<Number, (Code, String)> {
 }
 
 /// A string holding exactly one JSON number (strict grammar, nothing around it), converted
-/// as the same digits are inside JSON text (`json::number_text`: serde_json's conversion), so
+/// as the same digits are inside JSON text (`json::number_text`: the nearest double), so
 /// `"4.5"` and `4.5` are the same value. Too large for a double: the largest one, which every
 /// known key reports as out of range.
 fn parse_json_number(s: &str) -> Option<Number> {

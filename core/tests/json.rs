@@ -267,3 +267,103 @@ proptest! {
         check(&doc);
     }
 }
+
+/// The double the reader gives for one number, or `None` where it refuses the text.
+fn read(text: &str) -> Option<f64> {
+    json::parse_value(text.as_bytes()).ok().map(Value::from).and_then(|v| v.as_f64())
+}
+
+/// `str::parse` is the standard library's correctly rounded reader: an oracle that is not
+/// serde_json. (It reads what JSON refuses too, and says infinity where the reader refuses.)
+#[track_caller]
+fn check_nearest(text: &str) {
+    let expected = text.parse::<f64>().ok().filter(|f| f.is_finite());
+    assert_eq!(read(text).map(f64::to_bits), expected.map(f64::to_bits), "{text}");
+}
+
+#[test]
+fn numbers_are_the_nearest_double() {
+    let max_plus_half = "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
+    let half_min = format!(
+        "0.{}24703282292062327208828439643411068618252990130716238221279284125033775363510437593264991818081799618989828234772285886546332835517796989819938739800539093906315035659515570226392290858392449105184435931802849936536152500319370457678249219365623669863658480757001585769269903706311928279558551332927834338409351978015531246597263579574622766465272827220056374006485499977096599470454020828166226237857393450736339007967761930577506740176324673600968951340535537458516661134223766678604162159680461914467291840300530057530849048765391711386591646239524912623653881879636239373280423891018672348497668235089863388587925628302755995657524455507255189313690836254779186948667994968324049705821028513185451396213837722826145437693412532098591327667236328125",
+        "0".repeat(323)
+    );
+    let cases = [
+        // Read wrongly before: one rounding too many (a tenth of Math.random() * 1000 was).
+        "985.6906946328695",
+        "212.91890726713459",
+        "0.30000000000000004",
+        "1.0715660391465826e-75",
+        "1.603964615428183e143",
+        "123456789012345678901234567890.123e5",
+        // 1.7976931348623155e308 as PostgreSQL writes it back from a jsonb column: the CI
+        // failure of 2026-11-27 (the server could not read a row it had written).
+        "179769313486231550000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "1.7976931348623159e308",
+        max_plus_half,
+        "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497791.999",
+        "2.2250738585072011e-308",
+        "2.2250738585072012e-308",
+        "2.2250738585072014e-308",
+        "4.9406564584124654e-324",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        half_min.as_str(),
+        "7.4109846876186982e-324",
+        "1e-320",
+        "1e23",
+        "8.98846567431158e307",
+        "9007199254740993",
+        "9007199254740993.0",
+        "9007199254740992.5",
+        "18014398509481987e-1",
+        "1e-22",
+        "1e22",
+        "4503599627370496.5",
+        "4503599627370497.5",
+        "2.0000000000000004440892098500626161694526672363281250000000000000000000000000000000000000000001",
+        "2.000000000000000444089209850062616169452667236328125",
+        "0.1e310",
+        "0.000001e-318",
+    ];
+    for text in cases {
+        check_nearest(text);
+        check_nearest(&format!("-{text}"));
+    }
+    // Halfway cases with more digits than are kept, and a non-zero digit past them.
+    let long_half = format!("{max_plus_half}{}", "0".repeat(900));
+    check_nearest(&long_half);
+    check_nearest(&format!("{}1", &long_half[..long_half.len() - 1]));
+    check_nearest(&format!("{half_min}{}1", "0".repeat(900)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Every double written the ways JSON text carries one reads back as itself: shortest
+    /// digits (serde_json, JavaScript), every digit with no exponent (PostgreSQL's numeric).
+    #[test]
+    fn doubles_read_back_as_themselves(bits in any::<u64>(), small in -1e6f64..1e6) {
+        for f in [f64::from_bits(bits), small] {
+            if f.is_finite() {
+                for text in [serde_json::to_string(&f).unwrap_or_default(), format!("{f:e}"), format!("{f}")] {
+                    prop_assert_eq!(read(&text).map(f64::to_bits), Some(f.to_bits()), "{}", text);
+                }
+            }
+        }
+    }
+
+    /// Any digits at any scale, as `str::parse` reads them.
+    #[test]
+    fn numbers_are_the_nearest_double_at_any_scale(
+        text in "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,3})?",
+        long in "[1-9][0-9]{700,820}",
+        exp in -1200i32..400,
+    ) {
+        check_nearest(&text);
+        check_nearest(&format!("{long}e{exp}"));
+        check_nearest(&format!("0.{long}e{exp}"));
+    }
+}

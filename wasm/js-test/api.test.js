@@ -175,6 +175,40 @@ test("values cross intact: unicode, __proto__ keys, big and float numbers", () =
   assert.equal(jobs.validateJob(`{"type":"BUILD","project_name":"a\ud800b"}`, "create").job.project_name, "a\ufffdb");
 });
 
+test("numbers read as JSON.parse reads them: the nearest double, every digit", () => {
+  // Random doubles over every exponent, and Math.random()-like fractions (a tenth of those
+  // changed in the last bit before the reader rounded correctly), written as JavaScript writes
+  // them, with 21 significant digits, and long decimals as PostgreSQL's numeric gives them.
+  let x = 0x9e3779b97f4a7c15n;
+  const next = () => {
+    x ^= (x << 13n) & 0xffffffffffffffffn;
+    x ^= x >> 7n;
+    x ^= (x << 17n) & 0xffffffffffffffffn;
+    return x;
+  };
+  const view = new DataView(new ArrayBuffer(8));
+  const texts = [];
+  for (let i = 0; i < 1500; i++) {
+    view.setBigUint64(0, next() & 0x7fffffffffffffffn);
+    const bits = view.getFloat64(0);
+    const fraction = Number(next() >> 11n) / 2 ** 53 * 1000;
+    for (const f of [bits, fraction]) {
+      if (!Number.isFinite(f)) continue;
+      texts.push(JSON.stringify(f), f.toPrecision(21));
+      if (f >= 1 && f < 1e300) texts.push(BigInt(Math.round(f)).toString());
+    }
+  }
+  texts.push("0." + "0".repeat(300) + "17976931348623157", "4.9406564584124654e-324", "2.4703282292062328e-324", "1.7976931348623158e308");
+  for (let i = 0; i < texts.length; i += 500) {
+    const chunk = texts.slice(i, i + 500);
+    const text = `{"type":"BUILD","project_name":"p","metadata":{"n":[${chunk.join(",")}]}}`;
+    const r = jobs.validateJob(text, "create");
+    assert.equal(r.ok, true, JSON.stringify(r.errors));
+    const want = JSON.parse(text).metadata.n;
+    r.job.metadata.n.forEach((got, j) => assert.ok(Object.is(got, want[j]), `${chunk[j]}: ${got} != ${want[j]}`));
+  }
+});
+
 test("shapeMetadata", () => {
   assert.deepEqual(jobs.shapeMetadata({ cpuCores: "8", memoryGb: 16.0, k: [1] }), { ok: true, metadata: { cpuCores: 8, memoryGb: 16, k: [1] } });
   const bad = jobs.shapeMetadata({ cpuCores: 0, dockerImageId: "sha256:xyz" });
