@@ -1,10 +1,11 @@
 //! Our work beside bare serde_json on the same bytes, so the ratio is visible:
 //! parse+validate vs parse to `Value`; document mapping vs serialising the job; a 1,000-job
-//! `_bulk` body vs serialising the same jobs.
+//! `_bulk` body vs serialising the same jobs; arrays of numbers read by the core's reader vs
+//! serde_json's (`float_roundtrip`: both give the nearest double).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jobs_core::search::{self, Change};
-use jobs_core::validate;
+use jobs_core::validate::{self, json};
 use jobs_core::{Job, Timestamp};
 use serde_json::Value;
 use std::hint::black_box;
@@ -66,5 +67,36 @@ fn bulk(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse_validate, document, bulk);
+/// 200 numbers of one kind as a JSON array: what JavaScript writes for fractions (16-17
+/// digits), doubles with large exponents, and short decimals (Clinger's fast path).
+fn numbers(c: &mut Criterion) {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut g = c.benchmark_group("numbers_200");
+    for name in ["fractions", "large_exponents", "short"] {
+        let mut numbers = Vec::new();
+        while numbers.len() < 200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = match name {
+                "fractions" => (x >> 11) as f64 / (1u64 << 53) as f64 * 1000.0,
+                "large_exponents" => f64::from_bits(x >> 1),
+                _ => (x % 10_000) as f64 / 8.0,
+            };
+            if f.is_finite() {
+                numbers.push(format!("{f:?}"));
+            }
+        }
+        let text = format!("[{}]", numbers.join(","));
+        let bytes = text.as_bytes();
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(BenchmarkId::new("serde_json_value", name), |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(bytes)))
+        });
+        g.bench_function(BenchmarkId::new("jobs_core_json", name), |b| b.iter(|| json::parse_value(black_box(bytes))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse_validate, document, bulk, numbers);
 criterion_main!(benches);
