@@ -20,7 +20,7 @@ pub(crate) const EXACT_POW10: [f64; 23] = [
 /// faster for 17-digit numbers and 0.3 KB more of the WASM package.)
 #[inline(never)]
 pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
-    let mut d = Decimal { text, kept: 0, sticky: false, exp: 0 };
+    let mut d = Decimal { text, lead: 0, kept: 0, sticky: false, exp: 0 };
     // Digits; zeros before the first that is not; digits before the point; the first 19
     // significant digits as a number.
     let (mut n, mut lead, mut point) = (0, 0, None);
@@ -36,7 +36,7 @@ pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
                     first19 = first19 * 10 + u64::from(c - b'0');
                 }
                 n += 1;
-                d.sticky |= n > Decimal::KEPT && c != b'0';
+                d.sticky |= n - lead > Decimal::KEPT && c != b'0';
             }
             _ => break,
         }
@@ -69,9 +69,12 @@ pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
         left -= left.min(22);
     }
     let mut f = f.min(f64::MAX);
-    d.kept = n.min(Decimal::KEPT);
+    d.kept = n.min(lead + Decimal::KEPT);
+    d.lead = lead;
     d.exp = e + p - d.kept as i64 - i64::from(d.sticky);
-    loop {
+    // The guess is a few units in the last place away: a bound, so that nothing unforeseen
+    // can keep the search stepping.
+    for _ in 0..64 {
         let bits = f.to_bits();
         let biased = (bits >> 52) as i32;
         let frac = bits & ((1 << 52) - 1);
@@ -97,21 +100,24 @@ pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
             return None;
         }
     }
+    debug_assert!(false, "no double found near {:?}", String::from_utf8_lossy(text));
+    Some(f)
 }
 
-/// A decimal number as `digits × 10^exp`: the first `kept` digits of `text`, then a 1 when
-/// `sticky` (digits past them that are not all zero). A halfway point between two doubles
-/// has at most 767 significant digits, and at most 324 zeros come before them in a number
-/// that is not read as zero, so the digits past KEPT only count as being there.
+/// A decimal number as `digits × 10^exp`: the first `kept` digits of `text` (`lead` zeros,
+/// then at most KEPT more), then a 1 when `sticky` (digits past them that are not all zero).
+/// A halfway point between two doubles has at most 767 significant digits, so digits past
+/// KEPT significant ones only count as being there.
 struct Decimal<'a> {
     text: &'a [u8],
+    lead: usize,
     kept: usize,
     sticky: bool,
     exp: i64,
 }
 
 impl Decimal<'_> {
-    const KEPT: usize = 1100;
+    const KEPT: usize = 800;
 
     /// The digits as a whole number, in a bignum of at least `bits` bits.
     fn digits(&self, bits: i64) -> Big {
@@ -141,7 +147,7 @@ impl Decimal<'_> {
     /// This number against `half × 2^at`, both made whole numbers.
     fn compare(&self, half: u64, at: i32) -> Ordering {
         let at = i64::from(at);
-        let left = bits(self.kept as i64 + 1) + bits(self.exp) - at.min(0);
+        let left = bits((self.kept - self.lead) as i64 + 1) + bits(self.exp) - at.min(0);
         let right = 64 + bits(-self.exp) + at.max(0);
         let mut l = self.digits(left.max(right));
         let mut r = Big::sized(half, left.max(right));

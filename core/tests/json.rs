@@ -337,6 +337,14 @@ fn numbers_are_the_nearest_double() {
     check_nearest(&long_half);
     check_nearest(&format!("{}1", &long_half[..long_half.len() - 1]));
     check_nearest(&format!("{half_min}{}1", "0".repeat(900)));
+    // Zeros before the digits that an exponent makes up for: the digits kept are counted
+    // from the first that is not zero.
+    let digits_of_half_min = half_min.trim_start_matches(['0', '.']);
+    for tail in ["", "1", "00000000000000000000000000000000000000000000000001"] {
+        check_nearest(&format!("0.{}{digits_of_half_min}{tail}e{}", "0".repeat(1_000), 1_000 - 323));
+        check_nearest(&format!("0.{}{max_plus_half}{tail}e{}", "0".repeat(5_000), 5_000 + 309));
+        check_nearest(&format!("0.{}{}{tail}e{}", "0".repeat(5_000), &max_plus_half[..300], 5_000 + 300));
+    }
 }
 
 proptest! {
@@ -361,9 +369,11 @@ proptest! {
         text in "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,3})?",
         long in "[1-9][0-9]{700,820}",
         exp in -1200i32..400,
+        zeros in 0usize..3000,
     ) {
         check_nearest(&text);
         check_nearest(&format!("{long}e{exp}"));
         check_nearest(&format!("0.{long}e{exp}"));
+        check_nearest(&format!("0.{}{long}e{}", "0".repeat(zeros), exp + zeros as i32));
     }
 }
