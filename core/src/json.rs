@@ -557,7 +557,8 @@ impl<'a> Reader<'a> {
         while let Some(d) = self.digit() {
             let d = u64::from(d);
             if overflows(significand, d, u64::MAX) {
-                // Further digits are ignored, as serde_json does.
+                // Further digits are only skipped here: a significand this long is off the
+                // fast path, and `scaled` reads the whole number again.
                 while self.digit().is_some() {
                     self.i += 1;
                 }
@@ -623,7 +624,8 @@ impl<'a> Reader<'a> {
         self.scaled(positive, significand, exponent)
     }
 
-    /// An integer part longer than u64: its further digits only scale it.
+    /// An integer part longer than u64: its further digits are only counted here (`scaled`
+    /// reads the whole number again).
     fn long_integer(&mut self, positive: bool, significand: u64) -> R<f64> {
         let mut exponent = 0i32;
         while self.digit().is_some() {
