@@ -12,12 +12,40 @@ pub(crate) const EXACT_POW10: [f64; 23] = [
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// A number the embedding reads for the core: its digits, fraction and exponent as JSON writes
+/// them (ASCII, no sign), to the nearest double, or `None` when that is infinite.
+#[cfg(feature = "host-numbers")]
+pub type HostNumbers = fn(&[u8]) -> Option<f64>;
+
+#[cfg(feature = "host-numbers")]
+static HOST: std::sync::OnceLock<HostNumbers> = std::sync::OnceLock::new();
+
+/// With the `host-numbers` feature (jobs-wasm's build only): the JSON reader's numbers off its
+/// fast path are read by `host` instead of [`nearest`], so the package does not carry it
+/// (1.1 KB gzipped): the browser's `Number`, which is the conversion `JSON.parse` uses.
+/// Install it once, before any JSON is read; later calls change nothing. Until then such
+/// numbers read as out of range.
+#[cfg(feature = "host-numbers")]
+pub fn use_host_numbers(host: HostNumbers) {
+    let _ = HOST.set(host);
+}
+
+/// The double nearest to a JSON number's text (see [`nearest`]), as the reader gets it: the
+/// embedding's conversion when built with `host-numbers`, else [`nearest`].
+pub(crate) fn read(text: &[u8]) -> Option<f64> {
+    #[cfg(feature = "host-numbers")]
+    return HOST.get().and_then(|host| host(text));
+    #[cfg(not(feature = "host-numbers"))]
+    nearest(text)
+}
+
 /// The double nearest to a JSON number (`text`: its digits, fraction and exponent, without
 /// the sign), ties to even, as `str::parse` gives it; `None` when that is infinite. A guess
 /// from the first 19 digits (a few units in the last place away at most) steps to the double
 /// whose rounding interval holds the exact value, comparing it with the interval's ends as
 /// whole numbers in a bignum sized to them. (Comparing in 128 bits where both fit was 1.8x
 /// faster for 17-digit numbers and 0.3 KB more of the WASM package.)
+#[cfg_attr(feature = "host-numbers", allow(dead_code))]
 #[inline(never)]
 pub(crate) fn nearest(text: &[u8]) -> Option<f64> {
     let mut d = Decimal { text, lead: 0, kept: 0, sticky: false, exp: 0 };

@@ -642,14 +642,14 @@ impl<'a> Reader<'a> {
     /// The number read so far, `significand × 10^exponent` (its first digits, and the exponent
     /// that scales them), as the nearest double, ties to even: one rounding when both are
     /// exact (Clinger's fast path: up to 2^53, and 10^22); otherwise the number's text is read
-    /// again, all of it, by [`crate::float::nearest`].
+    /// again, all of it, by [`crate::float::nearest`] (or the embedding: `float::read`).
     fn scaled(&self, positive: bool, significand: u64, exponent: i32) -> R<f64> {
         let f = match crate::float::EXACT_POW10.get(exponent.unsigned_abs() as usize) {
             Some(&pow) if significand <= 1 << 53 => {
                 let s = significand as f64;
                 if exponent >= 0 { s * pow } else { s / pow }
             }
-            _ => match crate::float::nearest(self.b.get(self.number_at..self.i).unwrap_or_default()) {
+            _ => match crate::float::read(self.b.get(self.number_at..self.i).unwrap_or_default()) {
                 Some(f) => f,
                 None => return self.err(OUT_OF_RANGE),
             },

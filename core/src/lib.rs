@@ -19,6 +19,8 @@ pub mod time;
 pub mod tree;
 pub mod validate;
 
+#[cfg(feature = "host-numbers")]
+pub use float::{HostNumbers, use_host_numbers};
 pub use issue::{Code, Issue};
 pub use model::{Job, JobStatus, JobType};
 pub use time::Timestamp;

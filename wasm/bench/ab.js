@@ -2,12 +2,13 @@
 // process are what to read): validateJob(string, "record") of `--base` and of `--pkg` against
 // ajv (allErrors) and JSON.parse on the same corpus, rounds interleaved with the order reversed
 // every other round, medians. Also checks that both packages give the same results.
-// `node bench/ab.js --base DIR [--pkg DIR] [--n 10000] [--rounds 25]`
+// `--numbers K` adds K 17-digit doubles to each job's metadata (`withNumbers` in jobs.js).
+// `node bench/ab.js --base DIR [--pkg DIR] [--n 10000] [--rounds 25] [--numbers K]`
 import { parseArgs } from "node:util";
 import { isDeepStrictEqual } from "node:util";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { generate } from "./jobs.js";
+import { generate, withNumbers } from "./jobs.js";
 import { ajvValidator } from "./schemas.js";
 
 const { values: args } = parseArgs({
@@ -16,6 +17,7 @@ const { values: args } = parseArgs({
     pkg: { type: "string", default: new URL("../pkg/", import.meta.url).pathname },
     n: { type: "string", default: "10000" },
     rounds: { type: "string", default: "25" },
+    numbers: { type: "string", default: "0" },
   },
 });
 if (!args.base) throw new Error("usage: node bench/ab.js --base DIR [--pkg DIR] [--n 10000] [--rounds 25]");
@@ -23,7 +25,7 @@ if (!args.base) throw new Error("usage: node bench/ab.js --base DIR [--pkg DIR] 
 const load = async (dir) => (await import(pathToFileURL(join(resolve(dir), "node.js")).href)).validateJob;
 const base = await load(args.base);
 const pkg = await load(args.pkg);
-const corpus = generate(Number(args.n));
+const corpus = withNumbers(generate(Number(args.n)), Number(args.numbers));
 for (const s of corpus) {
   if (!isDeepStrictEqual(base(s, "record"), pkg(s, "record"))) throw new Error(`the packages disagree on ${s}`);
 }
@@ -48,7 +50,7 @@ for (let r = 0; r < Number(args.rounds); r++) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ops = Object.fromEntries(names.map((k) => [k, median(samples[k])]));
-console.log(`node ${process.version}; ${corpus.length} jobs; median of ${args.rounds} rounds (order reversed every other)`);
+console.log(`node ${process.version}; ${corpus.length} jobs (${args.numbers} extra numbers each); median of ${args.rounds} rounds (order reversed every other)`);
 for (const k of names) console.log(`  ${k.padEnd(20)} ${String(Math.round(ops[k])).padStart(9)} ops/s`);
 const ajv = ops["ajv (allErrors)"];
 console.log(`base / ajv = ${(ops["base validateJob"] / ajv).toFixed(2)}x, pkg / ajv = ${(ops["pkg validateJob"] / ajv).toFixed(2)}x, pkg / base = ${(ops["pkg validateJob"] / ops["base validateJob"]).toFixed(3)}x`);

@@ -1,7 +1,8 @@
 // The same benchmark inside Chromium (Debian's, driven by playwright-core): one page, one corpus,
 // the package loaded from /pkg/ as a browser would, ajv/valibot/zod bundled for the page with
 // esbuild (bench only; the demo page has no bundler). `node bench/browser.js [--n] [--rounds] [--json]
-// [--base DIR] [--prims]`: with --base, another built package (served as /base/) runs beside it in
+// [--base DIR] [--numbers K] [--prims]`: --numbers adds K 17-digit doubles to each job's metadata
+// (`withNumbers` in jobs.js); with --base, another built package (served as /base/) runs beside it in
 // the same rounds as "base validateJob", for a before/after read within one page; --prims measures
 // the engine's boundary primitives alone (bench/prims.js).
 import { createServer } from "node:http";
@@ -18,6 +19,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "7" },
     json: { type: "boolean", default: false },
     base: { type: "string" },
+    numbers: { type: "string", default: "0" },
     prims: { type: "boolean", default: false },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
@@ -72,8 +74,8 @@ try {
     console.log(table(rows, where));
   } else {
     const result = await page.evaluate(
-      async ({ n, rounds, withBase }) => {
-        const [{ validateJob }, { generate }, libs, { contenders, measure }] = await Promise.all([
+      async ({ n, rounds, withBase, numbers }) => {
+        const [{ validateJob }, { generate, withNumbers }, libs, { contenders, measure }] = await Promise.all([
           import("/pkg/index.js"),
           import("/bench/jobs.js"),
           import("/bench/libs.js"),
@@ -85,9 +87,9 @@ try {
           const base = (await import("/base/index.js")).validateJob;
           all["base validateJob"] = (s) => base(s, "record");
         }
-        return measure(all, generate(n), rounds);
+        return measure(all, withNumbers(generate(n), numbers), rounds);
       },
-      { n: Number(args.n), rounds: Number(args.rounds), withBase: Boolean(args.base) },
+      { n: Number(args.n), rounds: Number(args.rounds), withBase: Boolean(args.base), numbers: Number(args.numbers) },
     );
     result.where = where;
     console.log(args.json ? JSON.stringify(result) : report(result, result.where));

@@ -37,6 +37,20 @@ export const BREAKAGES = [
   "bad_digest",
 ];
 
+/**
+ * The corpus with `k` more doubles in each job's metadata, as `JSON.stringify` writes
+ * `Math.random() * 1000` (17 significant digits: numbers off the JSON reader's fast path).
+ */
+export function withNumbers(corpus, k, seed = 7) {
+  if (!k) return corpus;
+  const r = rng(seed);
+  return corpus.map((s) => {
+    const job = JSON.parse(s);
+    job.metadata = { ...job.metadata, samples: Array.from({ length: k }, () => r() * 1000) };
+    return JSON.stringify(job);
+  });
+}
+
 export function generate(n = 10_000, seed = 42) {
   const r = rng(seed);
   const pick = (xs) => xs[Math.floor(r() * xs.length)];

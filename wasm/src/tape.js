@@ -46,6 +46,16 @@ export function stringLength(text) {
   return text.length;
 }
 
+/** `Number` of the `len` ASCII bytes at `ptr`: a number the core reads through JavaScript. */
+export function number(ptr, len) {
+  if (buffer !== memory.buffer) views();
+  // Char by char: a TextDecoder call costs ~0.3 µs in Chromium, more than the whole loop for
+  // the usual 17-25 digits (BENCHMARKS.md "## WASM").
+  let s = "";
+  for (let i = ptr; i < ptr + len; i++) s += String.fromCharCode(u8[i]);
+  return +s;
+}
+
 /** The index of a known string (a kind, a status), or -1 for anything else. */
 export function knownIndex(value) {
   const i = index.get(value);
