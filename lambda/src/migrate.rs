@@ -21,8 +21,13 @@ pub struct Migration {
 
 /// The migrations this binary knows, in file-name order (a test checks this list against the
 /// `migrations/` folder, so a new file cannot be forgotten here).
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { file: "V1__init.sql", sql: include_str!("../../migrations/V1__init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { file: "V1__init.sql", sql: include_str!("../../migrations/V1__init.sql") },
+    Migration {
+        file: "V2__recreated_id_continues_version.sql",
+        sql: include_str!("../../migrations/V2__recreated_id_continues_version.sql"),
+    },
+];
 
 /// The table recording applied migrations, in the target schema.
 pub const HISTORY_TABLE: &str = "jobs_schema_history";
@@ -173,7 +178,8 @@ async fn next_step<T: Transaction>(
     }
     tx.execute(CREATE_HISTORY, &[]).await?;
     let rows = tx.query(SELECT_HISTORY, &[]).await?;
-    let mut done = std::collections::HashMap::new();
+    // Ordered, so an unknown applied migration is always reported the same way (the first).
+    let mut done = std::collections::BTreeMap::new();
     for row in rows {
         match row.as_slice() {
             [Cell::Text(version), Cell::Text(script), Cell::Int(sum)] => {

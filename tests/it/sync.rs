@@ -31,6 +31,7 @@ jobs_tests::per_engine!(
     run_killed_between_bulk_and_mark_loses_nothing,
     deadline_ends_the_run_between_batches,
     write_through_pushes_one_job,
+    a_recreated_id_continues_past_its_delete,
     reindex_with_concurrent_writes_then_swap,
     verify_detects_and_repair_fixes_drift,
 );
@@ -497,6 +498,39 @@ async fn write_through_pushes_one_job(engine: &'static str) {
     assert!(f.store().queue_entry(other.id).await.expect("queue").is_some());
     let s = run(&f, &SyncConfig::default()).await;
     assert_eq!(s.counts.indexed, 1);
+    f.cleanup().await;
+}
+
+/// A job deleted and created again with the same id (clients may choose ids) continues its
+/// version past the delete's, so search takes the new job: whether the delete reached the engine
+/// first (which then remembers its version for `index.gc_deletes`) or was still on its way.
+async fn a_recreated_id_continues_past_its_delete(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "recreate").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    let cfg = SyncConfig::default();
+    for delete_synced_first in [true, false] {
+        let id = new_id();
+        let job = f.pg.create(&me, json!({"id": id, "type": "BUILD", "project_name": "first"})).await;
+        let job = f.store().update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
+        f.store().update(&me, &patch(&job, json!({"status": "SUCCEEDED"}))).await.expect("update");
+        drain(&f, &cfg, MINUTE).await;
+        assert_eq!(f.client.get(id, None).await.expect("get").map(|(_, v)| v), Some(2));
+        f.store().delete(&me, id, None).await.expect("delete");
+        if delete_synced_first {
+            drain(&f, &cfg, MINUTE).await;
+            assert!(f.client.get(id, None).await.expect("get").is_none(), "the delete reached search");
+        }
+        let again = f.pg.create(&me, json!({"id": id, "type": "TEST", "project_name": "second"})).await;
+        // The delete went to search as version 3: the new job starts above it.
+        assert_eq!(again.version, 4, "delete synced first: {delete_synced_first}");
+        let s = drain(&f, &cfg, MINUTE).await;
+        assert_eq!(s.counts.stale, 0, "{s:?}");
+        let (doc, version) = f.client.get(id, None).await.expect("get").expect("the new job is in search");
+        assert_eq!((doc.project_name.as_str(), version), ("second", 4), "delete synced first: {delete_synced_first}");
+        let next = f.store().update(&me, &patch(&again, json!({"status": "RUNNING"}))).await.expect("update");
+        assert_eq!(next.version, 5);
+    }
     f.cleanup().await;
 }
 

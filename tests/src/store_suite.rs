@@ -890,17 +890,16 @@ pub async fn migrations<E: Executor + 'static>(f: &Fixture<E>) {
 
     // An applied migration that changed is an error, and so is one this build does not know.
     let changed: &'static str = Box::leak(format!("{}\n-- edited\n", migrate::MIGRATIONS[0].sql).into_boxed_str());
-    let edited = [Migration { file: "V1__init.sql", sql: changed }];
+    let mut edited = migrate::MIGRATIONS.to_vec();
+    edited[0] = Migration { file: "V1__init.sql", sql: changed };
     let r = migrate::migrate_with(f.db(), &Options::schema(&other), &edited).await;
     assert!(matches!(r, Err(MigrateError::ChecksumMismatch { .. })), "{r:?}");
     let r = migrate::migrate_with(f.db(), &Options::schema(&other), &[]).await;
     assert!(matches!(r, Err(MigrateError::UnknownApplied { ref version }) if version == "1"), "{r:?}");
 
     // A failing migration leaves nothing behind.
-    let broken = [
-        migrate::MIGRATIONS[0],
-        Migration { file: "V2__broken.sql", sql: "CREATE TABLE half_done (id int);\nSELECT 1/0;" },
-    ];
+    let mut broken = migrate::MIGRATIONS.to_vec();
+    broken.push(Migration { file: "V900__broken.sql", sql: "CREATE TABLE half_done (id int);\nSELECT 1/0;" });
     let r = migrate::migrate_with(f.db(), &Options::schema(&other), &broken).await;
     match r {
         Err(MigrateError::Statement { statement, source, .. }) => {
