@@ -724,7 +724,10 @@ fn decode_cursor(c: &str, r: &SearchRequest) -> Option<After> {
     if parts.next().is_some() || tag != sort_tag(r) || fp != format!("{:016x}", r.fingerprint()) {
         return None;
     }
-    Some(After { key: key.parse().ok()?, id: text::parse_uuid(id).ok()? })
+    // The key is a timestamp's microseconds: anything outside years 0001-9999 is no cursor of
+    // ours (PostgreSQL would refuse it as out of range: a 500 instead of a 400).
+    let key = key.parse().ok().filter(|&k| crate::Timestamp::from_micros(k).is_some())?;
+    Some(After { key, id: text::parse_uuid(id).ok()? })
 }
 
 fn scope_es(scope: &Scope) -> Value {
@@ -847,5 +850,15 @@ mod tests {
         assert!(parse(&format!("status=FAILED&cursor={c}")).is_err(), "other filters");
         assert!(parse(&format!("status=RUNNING&sort=created_at&cursor={c}")).is_err(), "other sort");
         assert!(parse(&format!("status=RUNNING&limit=7&cursor={c}")).is_ok(), "page size may change");
+        // The fingerprint does not cover the key: a key edited out of timestamp range is refused.
+        let fp = format!("{:016x}", r.fingerprint());
+        let forge = |key: &str| {
+            let body = format!("-created_at:{key}:{}:{fp}", job.id);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
+        };
+        assert!(parse(&format!("status=RUNNING&cursor={}", forge("5000"))).is_ok(), "the forge is right");
+        for key in ["-1000000000000000000", &i64::MIN.to_string(), &i64::MAX.to_string(), "253402300800000000"] {
+            assert!(parse(&format!("status=RUNNING&cursor={}", forge(key))).is_err(), "{key}");
+        }
     }
 }
