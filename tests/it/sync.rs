@@ -6,6 +6,7 @@ use jobs_core::model::{Job, JobStatus};
 use jobs_core::search::Change;
 use jobs_core::sql::Param;
 use jobs_core::sync::Policy;
+use jobs_faultproxy::{self as faultproxy, FaultProxy};
 use jobs_lambda::cli::reindex::{self, ReindexOptions, ReindexStep};
 use jobs_lambda::cli::verify::{self, Drift, DriftKind, VerifyOptions, VerifyReport};
 use jobs_lambda::db::Executor;
@@ -27,6 +28,7 @@ jobs_tests::per_engine!(
     a_run_leaves_its_changes_searchable,
     concurrent_sync_runs_and_writers_converge,
     rejected_document_dead_letters_without_blocking_others,
+    a_change_too_large_alone_is_rejected_not_a_stop,
     engine_down_releases_the_batch,
     run_killed_between_bulk_and_mark_loses_nothing,
     deadline_ends_the_run_between_batches,
@@ -293,6 +295,40 @@ async fn rejected_document_dead_letters_without_blocking_others(engine: &'static
     let s = drain(&f, &cfg, Duration::from_secs(20)).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dead_lettered), Some(2));
     assert_eq!(f.client.get(fixed.id, None).await.expect("get").map(|(_, v)| v), Some(fixed.version));
+    f.cleanup().await;
+}
+
+/// A change over the engine's request size limit even alone (a 64 KB error message, an engine
+/// with a small `http.max_content_length`: here the fault proxy's) is rejected and dead-lettered;
+/// it does not stop the run, nor every later run, in front of the changes behind it.
+async fn a_change_too_large_alone_is_rejected_not_a_stop(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_too_large").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let proxy =
+        FaultProxy::start_with(faultproxy::Options { max_body: 48 * 1024, ..faultproxy::Options::new(&f.url, 1) })
+            .await
+            .expect("fault proxy");
+    let client = f.client_via(&proxy.url()).await;
+    let me = f.pg.user("me@example.com").await;
+    let mut ids = create_many(&f, &me, 12, "small").await.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let big = f.pg.create(&me, json!({"type": "BUILD", "project_name": "big", "status": "RUNNING"})).await;
+    let big = f
+        .store()
+        .update(&me, &patch(&big, json!({"status": "FAILED", "error_message": "x".repeat(60_000)})))
+        .await
+        .expect("update");
+    ids.extend(create_many(&f, &me, 12, "after").await.into_iter().map(|j| j.id));
+    let policy = Policy { max_rejected_attempts: 1, ..Policy::default() };
+    let cfg = SyncConfig { policy, ..SyncConfig::default() };
+    let s = sync_run::run(f.store(), &client, &cfg, Deadline::after(MINUTE)).await;
+    assert_eq!((s.stopped, s.counts.indexed, s.counts.rejected), (Stop::Clean, 24, 1), "{s:?}");
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 1)), "{s:?}");
+    let q = f.store().queue_entry(big.id).await.expect("queue").expect("dead-lettered, kept");
+    assert!(q.dead_lettered_at.is_some(), "{q:?}");
+    assert!(q.last_error.as_deref().is_some_and(|e| e.starts_with("413: ")), "{q:?}");
+    f.refresh().await;
+    let es = search_side(&f.client).await;
+    assert!(ids.iter().all(|id| es.contains_key(id)) && !es.contains_key(&big.id), "{} documents", es.len());
     f.cleanup().await;
 }
 

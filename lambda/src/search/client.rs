@@ -444,7 +444,8 @@ impl SearchClient {
     /// Sends `changes` to every index in `indices` with external versioning, in requests of at
     /// most `bulk_max_docs` actions and about `bulk_max_bytes` bytes. A change is done only if
     /// every index took it (or already had it). Stops sending at the first request that fails
-    /// as a whole; a 413 splits the request and tries again.
+    /// as a whole; a 413 splits the request and tries again, and a change too large alone is
+    /// rejected.
     pub async fn bulk(&self, indices: &[String], changes: &[Change<'_>], timeout: Option<Duration>) -> BulkReport {
         self.bulk_inner(indices, indices.len(), false, changes, timeout).await
     }
@@ -507,6 +508,18 @@ impl SearchClient {
                     let head = build_chunk(indices, &changes[chunk.start..mid], chunk.start);
                     pending.push(tail);
                     pending.push(head);
+                    continue;
+                }
+                Ok(r) if r.status == 413 => {
+                    // One change alone is over that limit: it cannot be indexed as it is, and
+                    // stopping here would stop every later change behind it, run after run. It
+                    // is rejected (dead-lettered as the policy says, its reason kept); the
+                    // others go on.
+                    let reason = error_of(r).to_string();
+                    tracing::warn!(%reason, "a change alone is too large for the engine");
+                    if let Some(slot) = report.outcomes.get_mut(chunk.start) {
+                        *slot = Some(Outcome::Rejected { status: 413, reason });
+                    }
                     continue;
                 }
                 Ok(r) => error_of(r),
