@@ -44,9 +44,36 @@ macro_rules! sql_utc {
     };
 }
 
+/// Whether a job row's wide columns fit one RDS Data API row, which may hold at most 64 KB
+/// (larger rows fail the whole statement): the error message up to [`INLINE_ERROR_BYTES`] and
+/// the metadata's text up to [`INLINE_METADATA_BYTES`], with room left for the other columns
+/// and for the Data API's JSON escaping. A row that does not fit is read with its metadata
+/// NULL (never NULL otherwise; the error message too when it is the long one) and completed by
+/// [`SELECT_JOB_PIECES`]. The test costs one more conversion of the metadata to text per row
+/// (~0.2 µs for a small object).
+#[macro_export]
+macro_rules! sql_job_fits {
+    ($p:literal) => {
+        concat!(
+            "(coalesce(octet_length(",
+            $p,
+            "error_message), 0) <= 4096 AND octet_length(",
+            $p,
+            "metadata::text) <= 24576)"
+        )
+    };
+}
+
+/// The error message bytes a job row carries inline (see [`sql_job_fits!`]).
+pub const INLINE_ERROR_BYTES: usize = 4096;
+
+/// The metadata text bytes a job row carries inline (see [`sql_job_fits!`]).
+pub const INLINE_METADATA_BYTES: usize = 24576;
+
 /// The job columns as the store reads them (the order of [`crate::spec::JOB_FIELDS`]), each
 /// qualified with the given prefix (`"j."`, or `""` for a single-table query). A macro so
-/// statements can be built with `concat!`.
+/// statements can be built with `concat!`. A row too wide for the RDS Data API reads its error
+/// message and metadata as NULL ([`sql_job_fits!`]); the store reads them again in pieces.
 #[macro_export]
 macro_rules! sql_job_columns {
     () => {
@@ -72,10 +99,16 @@ macro_rules! sql_job_columns {
             "arch, ",
             $p,
             "user_email, ",
+            "CASE WHEN coalesce(octet_length(",
             $p,
-            "error_message, ",
+            "error_message), 0) <= 4096 THEN ",
             $p,
-            "metadata::text, ",
+            "error_message END, ",
+            "CASE WHEN ",
+            $crate::sql_job_fits!($p),
+            " THEN ",
+            $p,
+            "metadata::text END, ",
             $crate::sql_utc!($p, "created_at"),
             ", ",
             $crate::sql_utc!($p, "updated_at"),
@@ -96,15 +129,36 @@ pub const JOB_COLUMNS: &str = sql_job_columns!();
 /// WHERE ...`) and read by the store's `list`.
 pub const JOB_SELECT: &str = sql_job_columns!("");
 
-/// `SELECT {JOB_COLUMNS} FROM job j WHERE j.id IN ($1, ..., $n)`: jobs by id, for paging a
-/// result that is too large for one response (the RDS Data API has no array parameters).
-pub fn select_jobs_by_ids(n: usize) -> String {
-    let list: Vec<String> = (1..=n).map(|i| format!("${i}::uuid")).collect();
-    format!("SELECT {JOB_COLUMNS} FROM job j WHERE j.id IN ({})", list.join(", "))
-}
+/// `$1` JSON array of ids -> those jobs (in no particular order; ids without a row are left
+/// out), by primary key: for reading in parts what is too large for one response.
+pub const SELECT_JOBS_BY_IDS: &str = concat!(
+    "SELECT ",
+    sql_job_columns!(),
+    " FROM job j WHERE j.id = ANY (ARRAY(SELECT s.x::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(x)))"
+);
 
 /// How many columns [`JOB_COLUMNS`] selects.
 pub const JOB_COLUMN_COUNT: usize = 15;
+
+/// The characters of one piece in [`SELECT_JOB_PIECES`]: at most 16 KB of UTF-8, escaped at
+/// most twice that as JSON, beside a cut row's other columns.
+pub const PIECE_CHARS: usize = 4096;
+
+/// `$1` id -> the job as [`JOB_COLUMNS`] reads it (possibly cut), then `field` (1: the error
+/// message, 2: the metadata's text), the piece's start and the piece: every row of one
+/// statement, so the pieces and the job are one state of the row. The error message always has
+/// at least one piece, NULL when it is; the metadata at least one.
+pub const SELECT_JOB_PIECES: &str = concat!(
+    "SELECT ",
+    sql_job_columns!(),
+    ", p.field, p.at, p.piece FROM job j CROSS JOIN LATERAL (",
+    "SELECT 1 AS field, s.at, substr(j.error_message, s.at, 4096) AS piece ",
+    "FROM generate_series(1, greatest(length(j.error_message), 1), 4096) AS s(at) ",
+    "UNION ALL ",
+    "SELECT 2, s.at, substr(j.metadata::text, s.at, 4096) ",
+    "FROM generate_series(1, greatest(length(j.metadata::text), 1), 4096) AS s(at)",
+    ") p WHERE j.id = $1::uuid ORDER BY p.field, p.at"
+);
 
 /// The tenancy predicate over `job j`: the caller's own jobs and their workspaces' jobs.
 /// `$u` is the user id, `$w` a JSON array of workspace ids.
@@ -198,8 +252,10 @@ pub const DELETE_JOB: &str = concat!(
 /// statement, no transaction to hold open while the search engine is called.
 ///
 /// Columns: 0 job id, 1 deleted, 2 attempts, 3 tombstone version, 4 tombstone user id,
-/// 5 tombstone workspace id, 6 tombstone deleted_at, 7.. the job ([`JOB_COLUMNS`], all NULL
-/// when the job is gone).
+/// 5 tombstone workspace id, 6 tombstone deleted_at, 7 the job's version (NULL when the job is
+/// gone). The jobs themselves are read next, by id ([`SELECT_JOBS_BY_IDS`]), in responses the
+/// RDS Data API can return (1 MiB): a thousand ordinary jobs are about that already, and the
+/// leases taken here would be held for nothing were this statement's answer refused.
 pub const CLAIM_DIRTY: &str = concat!(
     "WITH due AS (",
     "SELECT q.job_id FROM job_sync_queue q ",
@@ -213,16 +269,12 @@ pub const CLAIM_DIRTY: &str = concat!(
     "SELECT c.job_id::text, c.deleted, c.attempts, t.version, t.user_id::text, ",
     "t.workspace_id::text, ",
     sql_utc!("t.deleted_at"),
-    ", ",
-    sql_job_columns!(),
+    ", j.version",
     " FROM claimed c ",
     "LEFT JOIN job j ON j.id = c.job_id AND NOT c.deleted ",
     "LEFT JOIN job_tombstone t ON t.id = c.job_id AND c.deleted ",
     "ORDER BY c.next_attempt_at, c.job_id"
 );
-
-/// The number of columns before the job's in [`CLAIM_DIRTY`].
-pub const CLAIM_DIRTY_PREFIX: usize = 7;
 
 /// Marks jobs synced at the version that was indexed. `$1` JSON `[{"id": uuid, "v": version}]`
 /// -> the ids marked. `es_sync_version` never moves backwards, and never beyond the row's
@@ -443,6 +495,8 @@ mod tests {
         check(INSERT_JOB, 9);
         check(SELECT_JOB_SCOPED, 3);
         check(SELECT_JOB, 1);
+        check(SELECT_JOB_PIECES, 1);
+        check(SELECT_JOBS_BY_IDS, 1);
         check(UPDATE_JOB, 10);
         check(DELETE_JOB, 4);
         check(CLAIM_DIRTY, 2);
@@ -472,7 +526,12 @@ mod tests {
     #[test]
     fn job_columns_follow_the_field_specs() {
         assert_eq!(JOB_COLUMN_COUNT, crate::spec::JOB_FIELDS.len());
-        assert_eq!(JOB_COLUMNS.matches("j.").count(), JOB_COLUMN_COUNT);
+        // Each column once, and the two wide ones each behind the fit test (which names both).
+        assert_eq!(JOB_COLUMNS.matches("j.").count(), JOB_COLUMN_COUNT + 3);
+        assert_eq!(JOB_COLUMNS.matches(" END").count(), 2);
+        let fits = sql_job_fits!("j.");
+        assert!(fits.contains(&INLINE_ERROR_BYTES.to_string()) && fits.contains(&INLINE_METADATA_BYTES.to_string()));
+        assert!(SELECT_JOB_PIECES.matches(&format!(", {PIECE_CHARS})")).count() == 4);
         let order: Vec<usize> = crate::spec::JOB_FIELDS
             .iter()
             .map(|f| JOB_COLUMNS.find(&format!("j.{}", f.name)).unwrap_or(usize::MAX))

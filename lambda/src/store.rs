@@ -244,7 +244,7 @@ impl<E: Executor> Store<E> {
             json_param(new.metadata()),
         ];
         let rows = self.query(sql::INSERT_JOB, &params).await?;
-        one_job(&rows)?.ok_or_else(|| DbError::Decode("insert returned no row".into()).into())
+        self.one_job(&rows).await?.ok_or_else(|| DbError::Decode("insert returned no row".into()).into())
     }
 
     /// The job, if the caller may see it.
@@ -252,13 +252,14 @@ impl<E: Executor> Store<E> {
         let rows = self
             .query(sql::SELECT_JOB_SCOPED, &[Param::Uuid(id), Param::Uuid(scope.user_id), workspaces_param(scope)])
             .await?;
-        one_job(&rows)?.ok_or(StoreError::NotFound)
+        // A cut row is completed as it is then, which may be a newer state: still the caller's?
+        self.one_job(&rows).await?.filter(|job| scope.allows(job)).ok_or(StoreError::NotFound)
     }
 
     /// The job, whoever owns it (sync, operators, tests).
     pub async fn get_unscoped(&self, id: Uuid) -> Result<Option<Job>> {
         let rows = self.query(sql::SELECT_JOB, &[Param::Uuid(id)]).await?;
-        one_job(&rows)
+        self.one_job(&rows).await
     }
 
     /// Applies a validated patch if the job is still at the version it was checked against:
@@ -278,7 +279,7 @@ impl<E: Executor> Store<E> {
             patch.completed_at().map_or(Param::Null, |t| Param::Timestamp(t.as_micros())),
         ];
         let rows = self.query(sql::UPDATE_JOB, &params).await?;
-        match one_job(&rows)? {
+        match self.one_job(&rows).await? {
             Some(job) => Ok(job),
             None => Err(self.explain_miss(scope, patch.id()).await),
         }
@@ -319,7 +320,7 @@ impl<E: Executor> Store<E> {
     /// then the rows by id in chunks that halve until each fits.
     pub async fn list(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
         match self.db.query(sql, params).await {
-            Ok(rows) => rows.iter().map(|r| read_job(r).map_err(Into::into)).collect(),
+            Ok(rows) => self.jobs(&rows).await,
             Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) => self.list_paged(sql, params).await,
             Err(e) => Err(StoreError::from_db(e)),
         }
@@ -340,25 +341,86 @@ impl<E: Executor> Store<E> {
             })
             .collect::<std::result::Result<_, _>>()?;
         let mut by_id = std::collections::HashMap::with_capacity(ids.len());
-        let mut chunk = 64usize;
+        for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
+            by_id.insert(job.id, job);
+        }
+        // Rows deleted between the two steps are simply not returned.
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// Rows of [`sql::JOB_COLUMNS`] by id (in no particular order; ids without a row are left
+    /// out), in requests whose size halves until each answer fits one response: the RDS Data
+    /// API returns at most 1 MiB, about a thousand ordinary jobs.
+    async fn rows_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Row>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut chunk = 500usize;
         let mut at = 0;
         while at < ids.len() {
             let part = &ids[at..(at + chunk).min(ids.len())];
-            let binds: Vec<Param> = part.iter().map(|id| Param::Uuid(*id)).collect();
-            match self.db.query(&sql::select_jobs_by_ids(part.len()), &binds).await {
+            let list = Param::Json(serde_json::to_string(part).unwrap_or_else(|_| "[]".to_owned()));
+            match self.db.query(sql::SELECT_JOBS_BY_IDS, &[list]).await {
                 Ok(rows) => {
-                    for r in &rows {
-                        let job = read_job(r)?;
-                        by_id.insert(job.id, job);
-                    }
+                    out.extend(rows);
                     at += part.len();
                 }
                 Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) && chunk > 1 => chunk /= 2,
                 Err(e) => return Err(StoreError::from_db(e)),
             }
         }
-        // Rows deleted between the two steps are simply not returned.
-        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+        Ok(out)
+    }
+
+    /// The jobs of rows of [`sql::JOB_COLUMNS`], cut rows completed (those deleted meanwhile
+    /// left out).
+    async fn jobs(&self, rows: &[Row]) -> Result<Vec<Job>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(job) = self.complete(read_head(row)?).await? {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The job of the first row, if any (see [`Store::complete`]).
+    async fn one_job(&self, rows: &[Row]) -> Result<Option<Job>> {
+        match rows.first() {
+            Some(row) => self.complete(read_head(row)?).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The job of a row as read; for a row cut to fit an RDS Data API row (64 KB at most: the
+    /// error message may be 65,536 characters, the metadata 32 KiB), the row read again with
+    /// its error message and metadata in pieces ([`sql::SELECT_JOB_PIECES`], one statement, so
+    /// one state of the row: possibly newer than the cut one). `None`: deleted meanwhile.
+    async fn complete(&self, head: Head) -> Result<Option<Job>> {
+        if !head.cut {
+            return Ok(Some(head.job));
+        }
+        let rows = self.query(sql::SELECT_JOB_PIECES, &[Param::Uuid(head.job.id)]).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let Head { mut job, cut } = read_head(first)?;
+        if !cut {
+            return Ok(Some(job));
+        }
+        let (mut error, mut error_null, mut metadata) = (String::new(), false, String::new());
+        for row in &rows {
+            let mut c = Cols { row, at: sql::JOB_COLUMN_COUNT };
+            let field = c.int("field")?;
+            c.int("at")?;
+            match (field, c.opt_text("piece")?) {
+                (1, None) => error_null = true,
+                (1, Some(piece)) => error.push_str(&piece),
+                (2, Some(piece)) => metadata.push_str(&piece),
+                (field, piece) => {
+                    return Err(DbError::Decode(format!("job {}: piece {field} {piece:?}", job.id)).into());
+                }
+            }
+        }
+        job.error_message = (!error_null).then_some(error);
+        job.metadata = parse_metadata(&metadata)?;
+        Ok(Some(job))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -386,6 +448,16 @@ impl<E: Executor> Store<E> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let rows = self.query(sql::CLAIM_DIRTY, &[Param::Int(limit), Param::Int(lease_ms)]).await?;
+        // The claimed jobs, read by id in responses that fit (see sql::CLAIM_DIRTY).
+        let live: Vec<Uuid> = rows
+            .iter()
+            .filter(|r| matches!(r.get(1), Some(Cell::Bool(false))) && !matches!(r.get(7), None | Some(Cell::Null)))
+            .map(|r| Cols::new(r).uuid("job_id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut job_rows = std::collections::HashMap::with_capacity(live.len());
+        for row in self.rows_by_ids(&live).await? {
+            job_rows.insert(Cols::new(&row).uuid("id")?, row);
+        }
         let mut out = Vec::with_capacity(rows.len());
         let mut raced = Vec::new();
         let mut unreadable = Vec::new();
@@ -398,7 +470,7 @@ impl<E: Executor> Store<E> {
             let t_user = c.opt_uuid("tombstone.user_id")?;
             let t_ws = c.opt_uuid("tombstone.workspace_id")?;
             let t_deleted_at = c.opt_ts("tombstone.deleted_at")?;
-            let job_present = !matches!(row.get(sql::CLAIM_DIRTY_PREFIX), None | Some(Cell::Null));
+            let job_row = if deleted { None } else { job_rows.remove(&id) };
             let item = match (deleted, t_version, t_user, t_deleted_at) {
                 (true, Some(version), Some(user_id), Some(deleted_at)) => Item::Tombstone(Tombstone {
                     id,
@@ -408,14 +480,20 @@ impl<E: Executor> Store<E> {
                     deleted_at,
                     es_synced_at: None,
                 }),
-                (false, ..) if job_present => match read_job(&row[sql::CLAIM_DIRTY_PREFIX..]) {
-                    Ok(job) => Item::Job(job),
+                (false, ..) if job_row.is_some() => match read_head(job_row.as_deref().unwrap_or_default()) {
+                    Ok(head) => match self.complete(head).await? {
+                        Some(job) => Item::Job(job),
+                        None => {
+                            raced.push(id);
+                            continue;
+                        }
+                    },
                     Err(e) => {
                         // A row this code cannot read (another writer stored a status or a
                         // type it does not know, or metadata that is not an object): retrying
                         // cannot help, and failing the claim would stop every run on this
                         // row. Dead-letter it with the reason; a later write requeues it.
-                        let version = match row.last() {
+                        let version = match job_row.as_deref().and_then(<[Cell]>::last) {
                             Some(Cell::Int(v)) => *v,
                             _ => return Err(e.into()),
                         };
@@ -644,7 +722,7 @@ impl<E: Executor> Store<E> {
             None => self.query(sql::SCAN_JOBS_FIRST, &[limit]).await?,
             Some(id) => self.query(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await?,
         };
-        rows.iter().map(|r| read_job(r).map_err(Into::into)).collect()
+        self.jobs(&rows).await
     }
 
     /// Up to `limit` (id, version) pairs after `after`, in id order.
@@ -748,12 +826,24 @@ fn ids(rows: &[Row]) -> Result<Vec<Uuid>> {
     rows.iter().map(|r| Cols::new(r).uuid("id")).collect::<Result<_, _>>().map_err(Into::into)
 }
 
-fn one_job(rows: &[Row]) -> Result<Option<Job>> {
-    rows.first().map(|r| read_job(r)).transpose().map_err(Into::into)
+/// A job as one row of [`sql::JOB_COLUMNS`] holds it: whole, or cut to fit an RDS Data API row
+/// (`cut`: its error message and metadata were not read; [`Store::complete`] reads them).
+struct Head {
+    job: Job,
+    cut: bool,
 }
 
-/// Reads a job from cells in [`sql::JOB_COLUMNS`] order.
+/// Reads a whole job from cells in [`sql::JOB_COLUMNS`] order (a cut row is an error: see
+/// [`Store::complete`]).
 pub fn read_job(row: &[Cell]) -> Result<Job, DbError> {
+    let head = read_head(row)?;
+    if head.cut {
+        return Err(DbError::Decode(format!("job {}: its row was cut to fit a response", head.job.id)));
+    }
+    Ok(head.job)
+}
+
+fn read_head(row: &[Cell]) -> Result<Head, DbError> {
     if row.len() < sql::JOB_COLUMN_COUNT {
         return Err(DbError::Decode(format!("a job row needs {} columns, got {}", sql::JOB_COLUMN_COUNT, row.len())));
     }
@@ -765,23 +855,38 @@ pub fn read_job(row: &[Cell]) -> Result<Job, DbError> {
     let status = JobStatus::parse(&status).ok_or_else(|| DbError::Decode(format!("unknown status {status:?}")))?;
     let job_type = c.text("type")?;
     let job_type = JobType::parse(&job_type).ok_or_else(|| DbError::Decode(format!("unknown type {job_type:?}")))?;
-    Ok(Job {
+    let (project_name, hostname, arch, user_email) =
+        (c.text("project_name")?, c.opt_text("hostname")?, c.opt_text("arch")?, c.opt_text("user_email")?);
+    let error_message = c.opt_text("error_message")?;
+    // The metadata column is NULL only in a cut row (it is NOT NULL in the table).
+    let metadata = c.opt_text("metadata")?;
+    let cut = metadata.is_none();
+    let metadata = match metadata {
+        Some(text) => parse_metadata(&text)?,
+        None => Object::new(),
+    };
+    let job = Job {
         id,
         workspace_id,
         user_id,
         status,
         job_type,
-        project_name: c.text("project_name")?,
-        hostname: c.opt_text("hostname")?,
-        arch: c.opt_text("arch")?,
-        user_email: c.opt_text("user_email")?,
-        error_message: c.opt_text("error_message")?,
-        metadata: c.json_object("metadata")?,
+        project_name,
+        hostname,
+        arch,
+        user_email,
+        error_message,
+        metadata,
         created_at: c.ts("created_at")?,
         updated_at: c.ts("updated_at")?,
         completed_at: c.opt_ts("completed_at")?,
         version: c.int("version")?,
-    })
+    };
+    Ok(Head { job, cut })
+}
+
+fn parse_metadata(text: &str) -> Result<Object, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Decode(format!("column metadata: {e}")))
 }
 
 /// Reads cells left to right, naming the column in errors.
@@ -857,11 +962,6 @@ impl<'a> Cols<'a> {
     fn ts(&mut self, name: &str) -> Result<Timestamp, DbError> {
         self.opt_ts(name)?.ok_or_else(|| DbError::Decode(format!("column {name} is NULL")))
     }
-
-    fn json_object(&mut self, name: &str) -> Result<Object, DbError> {
-        let text = self.text(name)?;
-        serde_json::from_str(&text).map_err(|e| DbError::Decode(format!("column {name}: {e}")))
-    }
 }
 
 #[cfg(test)]
@@ -916,6 +1016,17 @@ mod tests {
             assert!(err.as_ref().is_err_and(|e| e.contains(needle)), "{needle}: {err:?}");
         }
         assert!(read_job(&job_row()[..14]).is_err());
+    }
+
+    #[test]
+    fn a_cut_row_is_told_apart() {
+        let mut row = job_row();
+        row[10] = Cell::Null;
+        let head = read_head(&row).map_err(|e| e.to_string());
+        assert_eq!(head.as_ref().map(|h| (h.cut, h.job.metadata.len())), Ok((true, 0)));
+        let err = read_job(&row).map(|_| ()).map_err(|e| e.to_string());
+        assert!(err.as_ref().is_err_and(|e| e.contains("cut")), "{err:?}");
+        assert_eq!(read_head(&job_row()).map(|h| h.cut).ok(), Some(false));
     }
 
     #[test]

@@ -185,7 +185,8 @@ macro_rules! store_conformance {
             mark_synced_never_goes_backwards, stale_mark_leaves_row_dirty,
             concurrent_claims_do_not_overlap, retry_dead_letter_and_lease,
             unreadable_rows_are_dead_lettered, sync_lag,
-            list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index);
+            list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index,
+            wide_rows_read_whole, large_claims_fit_one_response);
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
         $(
@@ -237,7 +238,9 @@ where
         list_by_fallback_query,
         migrations,
         executor_semantics,
-        dirty_batch_uses_the_index
+        dirty_batch_uses_the_index,
+        wide_rows_read_whole,
+        large_claims_fit_one_response
     );
 }
 
@@ -868,6 +871,54 @@ pub async fn list_by_fallback_query<E: Executor + 'static>(f: &Fixture<E>) {
         );
         assert_eq!(got, want, "{params:?}: whole jobs");
     }
+}
+
+/// Rows wider than one RDS Data API row may be (64 KB; the rules allow an error message of
+/// 65,536 characters, 160 KB here, and 32 KiB of metadata) read whole on every path: the
+/// write's own answer, get, the search fallback's list, the claim and the scan.
+pub async fn wide_rows_read_whole<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("wide@example.com").await;
+    // 28 KB as compact JSON, over the inline limit as PostgreSQL writes it (with spaces).
+    let metadata: serde_json::Map<String, Value> = (0..2000).map(|i| (format!("k{i:04}"), json!("vé"))).collect();
+    let body = json!({"type": "BUILD", "project_name": "wide", "status": "RUNNING", "metadata": metadata});
+    let new = new_job(body.clone());
+    let job = f.store.create(&me, &new, new_id()).await.expect("create");
+    assert_eq!((&job.metadata, job.error_message.as_deref()), (new.metadata(), None));
+    let message = "é€😀x".repeat(16_384);
+    let failed =
+        f.store.update(&me, &patch(&job, json!({"status": "FAILED", "error_message": message}))).await.expect("update");
+    assert_eq!(failed.error_message.as_deref(), Some(message.as_str()));
+    assert_eq!(&failed.metadata, new.metadata());
+    assert_eq!(f.store.get(&me, job.id).await.expect("get"), failed);
+    assert_eq!(f.store.get_unscoped(job.id).await.expect("get"), Some(failed.clone()));
+    let small = f.create(&me, json!({"type": "TEST", "project_name": "small", "metadata": {"a": 1}})).await;
+    let req = SearchRequest::from_params([("sort", "created_at")]).expect("valid search");
+    let (sql, binds) = req.to_sql(&me, sql::JOB_SELECT);
+    assert_eq!(f.store.list(&sql, &binds).await.expect("list"), vec![failed.clone(), small.clone()]);
+    let claimed = f.store.claim_dirty(10, LEASE).await.expect("claim");
+    let mut items: Vec<Job> =
+        claimed.into_iter().filter_map(|c| if let Item::Job(j) = c.item { Some(j) } else { None }).collect();
+    items.sort_by_key(|j| j.created_at);
+    assert_eq!(items, vec![failed.clone(), small.clone()]);
+    assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").len(), 2);
+    assert!(f.store.scan_jobs(None, 10).await.expect("scan").contains(&failed));
+}
+
+/// A claim of a thousand jobs of 1.5 KB each is more than one RDS Data API response may hold
+/// (1 MiB): the claim takes its leases in one statement and reads the jobs in parts that fit.
+pub async fn large_claims_fit_one_response<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("many@example.com").await;
+    f.exec(
+        "INSERT INTO job (id, user_id, status, type, project_name, metadata) \
+         SELECT gen_random_uuid(), $1::uuid, 'QUEUED', 'BUILD', 'p' || g, jsonb_build_object('notes', repeat('x', 1500)) \
+         FROM generate_series(1, 1000) AS g",
+        &[Param::Uuid(me.user_id)],
+    )
+    .await;
+    let claimed = f.store.claim_dirty(1000, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 1000);
+    assert!(claimed.iter().all(|c| matches!(&c.item, Item::Job(j) if j.metadata.len() == 1 && j.version == 0)));
+    assert!(f.store.claim_dirty(1000, LEASE).await.expect("claim").is_empty(), "all leased");
 }
 
 pub async fn migrations<E: Executor + 'static>(f: &Fixture<E>) {
