@@ -13,6 +13,12 @@ use jobs_core::sql::Param;
 /// return in one response (the RDS Data API's 1 MiB limit). Callers page and try again.
 pub const RESPONSE_TOO_LARGE: &str = "54000";
 
+/// SQLSTATEs that mean "the server is going away or not taking connections": retry later
+/// (both drivers map them to [`DbError::Unavailable`]).
+pub fn is_unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 /// One column value of a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {

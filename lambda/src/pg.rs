@@ -220,17 +220,12 @@ async fn run_execute(client: &deadpool_postgres::Object, sql: &str, params: &[Pa
     client.execute(&stmt, &refs).await.map_err(map_err)
 }
 
-/// SQLSTATEs that mean "the server is going away or not taking connections": retry later.
-fn is_unavailable_state(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
-}
-
 /// Maps a tokio-postgres error: server errors keep their SQLSTATE; a broken connection (or one
 /// that never opened) is `Unavailable`; the rest are statements the client could not run.
 pub fn map_err(e: tokio_postgres::Error) -> DbError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        if is_unavailable_state(code) {
+        if crate::db::is_unavailable_state(code) {
             return DbError::Unavailable(format!("{code}: {}", db.message()));
         }
         let mut message = db.message().to_owned();

@@ -221,27 +221,7 @@ where
     match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let message = e.message().unwrap_or_default().to_owned();
-            match e.code().unwrap_or_default() {
-                "DatabaseResumingException" => Failure::Resuming(message),
-                "DatabaseUnavailableException" | "ServiceUnavailableError" | "InternalServerErrorException" => {
-                    Failure::Other(DbError::Unavailable(message))
-                }
-                // PostgreSQL's statement_timeout raises 57014 too: callers see one code for both.
-                "StatementTimeoutException" => {
-                    Failure::Other(DbError::Database { sqlstate: Some("57014".to_owned()), message })
-                }
-                // The 1 MiB response limit: a code callers can act on (page and retry).
-                "BadRequestException" if message.contains("response size limit") => Failure::Other(DbError::Database {
-                    sqlstate: Some(crate::db::RESPONSE_TOO_LARGE.to_owned()),
-                    message,
-                }),
-                code => {
-                    let (sqlstate, text) = split_sqlstate(&message);
-                    let text = if sqlstate.is_some() || code.is_empty() { text } else { format!("{code}: {text}") };
-                    Failure::Other(DbError::Database { sqlstate, message: text })
-                }
-            }
+            classify_service(e.code().unwrap_or_default(), e.message().unwrap_or_default().to_owned())
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             Failure::Other(DbError::Unavailable(aws_sdk_rdsdata::error::DisplayErrorContext(&err).to_string()))
@@ -250,6 +230,36 @@ where
             sqlstate: None,
             message: aws_sdk_rdsdata::error::DisplayErrorContext(&err).to_string(),
         }),
+    }
+}
+
+/// Maps the service's error code and message.
+fn classify_service(code: &str, message: String) -> Failure {
+    match code {
+        "DatabaseResumingException" => Failure::Resuming(message),
+        "DatabaseUnavailableException" | "ServiceUnavailableError" | "InternalServerErrorException" => {
+            Failure::Other(DbError::Unavailable(message))
+        }
+        // PostgreSQL's statement_timeout raises 57014 too: callers see one code for both.
+        "StatementTimeoutException" => {
+            Failure::Other(DbError::Database { sqlstate: Some("57014".to_owned()), message })
+        }
+        // The 1 MiB response limit: a code callers can act on (page and retry). The service has
+        // been seen to word it two ways: "Database returned more than the allowed response size
+        // limit" and "Database response exceeded size limit".
+        "BadRequestException" if message.contains("response size limit") || message.contains("exceeded size limit") => {
+            Failure::Other(DbError::Database { sqlstate: Some(crate::db::RESPONSE_TOO_LARGE.to_owned()), message })
+        }
+        code => {
+            let (sqlstate, text) = split_sqlstate(&message);
+            // The connection behind the service went away (a failover, a restart, too many
+            // connections): retry later, as the direct driver says for the same states.
+            if let Some(state) = sqlstate.as_deref().filter(|s| crate::db::is_unavailable_state(s)) {
+                return Failure::Other(DbError::Unavailable(format!("{state}: {text}")));
+            }
+            let text = if sqlstate.is_some() || code.is_empty() { text } else { format!("{code}: {text}") };
+            Failure::Other(DbError::Database { sqlstate, message: text })
+        }
     }
 }
 
@@ -445,6 +455,24 @@ mod tests {
         );
         assert_eq!(split_sqlstate("no code here"), (None, "no code here".to_owned()));
         assert_eq!(split_sqlstate("x; SQLState: toolong"), (None, "x; SQLState: toolong".to_owned()));
+    }
+
+    #[test]
+    fn service_errors_map_to_what_callers_act_on() {
+        let db = |code: &str, message: &str| classify_service(code, message.to_owned()).into_db_error();
+        for message in
+            ["Database returned more than the allowed response size limit", "Database response exceeded size limit"]
+        {
+            assert_eq!(db("BadRequestException", message).sqlstate(), Some(crate::db::RESPONSE_TOO_LARGE), "{message}");
+        }
+        for state in ["57P01", "08006", "53300"] {
+            let e = db("DatabaseErrorException", &format!("FATAL: terminating connection; SQLState: {state}"));
+            assert!(matches!(e, DbError::Unavailable(_)), "{state}: {e:?}");
+        }
+        let e = db("DatabaseErrorException", "ERROR: duplicate key; SQLState: 23505");
+        assert_eq!(e.sqlstate(), Some("23505"));
+        assert!(matches!(db("BadRequestException", "some other problem"), DbError::Database { sqlstate: None, .. }));
+        assert!(matches!(db("DatabaseResumingException", "resuming"), DbError::Unavailable(_)));
     }
 
     #[test]
