@@ -242,7 +242,13 @@ async fn recheck<E: Executor>(
     let mut deletes = Vec::new();
     for s in &suspects {
         let state = Uuid::parse_str(&s.id).ok().and_then(|u| states.iter().find(|st| st.id == u));
-        let now_doc = docs.iter().find(|(id, _)| id == &s.id).and_then(|(_, d)| d.as_ref()).or(s.doc.as_ref());
+        // The engine's real-time answer, found or not, is final; the snapshot's copy stands in
+        // only when the engine said nothing of the id. (A job deleted, delete pushed, after the
+        // snapshot opened is in neither store now: not an extra document.)
+        let now_doc = match docs.iter().find(|(id, _)| id == &s.id) {
+            Some((_, doc)) => doc.as_ref(),
+            None => s.doc.as_ref(),
+        };
         let pg = state.and_then(|st| st.job_version);
         let es = now_doc.map(|d| d.version);
         if pg == es {
