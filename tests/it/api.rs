@@ -315,11 +315,11 @@ async fn api_error_statuses_write_nothing() {
         .expect("send");
     assert_eq!(raw.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    // 413: over 256 KiB, declared or streamed
-    let big = json!({"type": "BUILD", "project_name": "x", "metadata": {"blob": "y".repeat(300 * 1024)}});
+    // 413: over 1 MiB, declared or streamed
+    let big = json!({"type": "BUILD", "project_name": "x", "metadata": {"blob": "y".repeat(1100 * 1024)}});
     let r = s.send(Method::POST, "/v1/jobs", Some(&alice), &[], Some(&big)).await;
     assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
-    assert_eq!(s.chunked_post(&alice, 40 * 8 * 1024).await, 413, "chunked, no Content-Length");
+    assert_eq!(s.chunked_post(&alice, 140 * 8 * 1024).await, 413, "chunked, no Content-Length");
     assert_eq!(s.chunked_post(&alice, 1024).await, 400, "a small chunked body is read (and is not JSON)");
 
     // 400: malformed JSON, not an object, invalid fields (all reported), bad search parameters
@@ -390,6 +390,35 @@ async fn api_error_statuses_write_nothing() {
     assert_eq!(s.job_count().await, before, "a rejected request wrote a job");
     let got = s.send(Method::GET, &path, Some(&alice), &[], None).await;
     assert_eq!(got.body, job, "a rejected request changed the job");
+    s.finish().await;
+}
+
+/// The largest job the rules accept, with every character escaped as JSON allows, is a body the
+/// API reads: 65,536 characters outside the BMP as `\uD83D\uDE00` (786 KB).
+#[tokio::test]
+async fn api_the_largest_valid_job_fits_the_body_limit() {
+    let Some(s) = serve("api_largest", Options::default()).await else { return };
+    let alice = User::new("alice", &[]);
+    let body = json!({"type": "BUILD", "project_name": "big", "status": "RUNNING"});
+    let r = s.send(Method::POST, "/v1/jobs", Some(&alice), &[], Some(&body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let path = format!("/v1/jobs/{}", r.body["id"].as_str().expect("id"));
+    let escaped = format!(r#"{{"status":"FAILED","error_message":"{}"}}"#, "\\ud83d\\ude00".repeat(65_536));
+    assert!(escaped.len() > 780_000);
+    let resp = s
+        .http
+        .patch(format!("{}{path}", s.base))
+        .bearer_auth(token_for(&alice))
+        .header("content-type", "application/json")
+        .header("if-match", "\"0\"")
+        .body(escaped)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let job: Value = resp.json().await.expect("json");
+    assert_eq!(job["error_message"].as_str().map(|m| m.chars().count()), Some(65_536));
+    assert!(job["error_message"].as_str().is_some_and(|m| m.chars().all(|c| c == '😀')));
     s.finish().await;
 }
 

@@ -37,8 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Bodies larger than this are refused with 413.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Bodies larger than this are refused with 413. The largest valid job with every character
+/// escaped as JSON allows (an error message of 65,536 characters outside the BMP, `\uD83D\uDE00`,
+/// 12 bytes each; 32 KiB of metadata written the same way) is ~0.9 MB: it fits.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Identities remembered as already recorded (users row, memberships) before the memory is reset.
 const KNOWN_IDENTITIES: usize = 10_000;
 
