@@ -294,15 +294,16 @@ pub const MARK_TOMBSTONES_SYNCED: &str = "UPDATE job_tombstone t SET es_synced_a
      WHERE t.id = x.id AND t.version <= x.v AND t.es_synced_at IS NULL \
      RETURNING t.id::text";
 
-/// Schedules another attempt. `$1` JSON `[{"id": uuid, "deleted": bool, "attempts": n,
-/// "at": timestamptz text, "error": text}]` -> the ids updated. Applies only while the claim's
-/// lease is held: a newer version (or a delete) releases the lease and resets the retry state,
-/// and a stale outcome must not overwrite that.
+/// Schedules another attempt. `$1` JSON `[{"id": uuid, "deleted": bool, "v": version,
+/// "attempts": n, "at": timestamptz text, "error": text}]` -> the ids updated. Applies only
+/// while a lease is held on the version that was sent: a newer version (or a delete) releases
+/// the lease and resets the retry state, and a stale outcome must not overwrite that, nor take
+/// over the lease of a newer claim of the new version.
 pub const RECORD_RETRY: &str = "UPDATE job_sync_queue q SET attempts = x.attempts, \
      next_attempt_at = x.at, last_error = x.error, claimed_until = NULL \
-     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, deleted boolean, attempts integer, \
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, deleted boolean, v bigint, attempts integer, \
      at timestamptz, error text) \
-     WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.claimed_until IS NOT NULL \
+     WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.version = x.v AND q.claimed_until IS NOT NULL \
      RETURNING q.job_id::text";
 
 /// Gives up on an entry until its row changes again (or an operator requeues it). `$1` JSON

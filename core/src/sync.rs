@@ -62,6 +62,8 @@ pub struct Mark {
 pub struct Retry {
     pub id: Uuid,
     pub kind: PendingKind,
+    /// The version that was sent: the retry applies only while the entry is still at it.
+    pub version: i64,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
     pub error: String,
@@ -140,7 +142,14 @@ pub fn plan(rows: &[Pending], outcomes: &[Outcome], now: Timestamp, random: u64,
             let delay = backoff_ms(attempts, rng.next(), policy);
             let at = Timestamp::from_micros(now.as_micros().saturating_add(delay.saturating_mul(1000)))
                 .unwrap_or(Timestamp::MAX);
-            p.retry.push(Retry { id: row.id, kind: row.kind, attempts, next_attempt_at: at, error });
+            p.retry.push(Retry {
+                id: row.id,
+                kind: row.kind,
+                version: row.version,
+                attempts,
+                next_attempt_at: at,
+                error,
+            });
         }
     }
     p

@@ -555,6 +555,7 @@ impl<E: Executor> Store<E> {
                 json!({
                     "id": r.id,
                     "deleted": r.kind == PendingKind::Tombstone,
+                    "v": r.version,
                     "attempts": r.attempts,
                     "at": r.next_attempt_at.to_string(),
                     "error": truncate(&r.error),

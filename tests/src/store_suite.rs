@@ -765,8 +765,14 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     assert_eq!(claimed.len(), 3);
 
     let later = Timestamp::from_micros(now().as_micros() + 3_600_000_000).expect("timestamp");
-    let retry =
-        Retry { id: a.id, kind: PendingKind::Upsert, attempts: 1, next_attempt_at: later, error: "429: busy".into() };
+    let retry = Retry {
+        id: a.id,
+        kind: PendingKind::Upsert,
+        version: 0,
+        attempts: 1,
+        next_attempt_at: later,
+        error: "429: busy".into(),
+    };
     assert_eq!(f.store.record_retries(std::slice::from_ref(&retry)).await.expect("retry"), vec![a.id]);
     let e = f.store.queue_entry(a.id).await.expect("entry").expect("queued");
     assert_eq!(
@@ -786,7 +792,7 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     assert_eq!((lag.dirty, lag.dead_lettered), (2, 1));
 
     // An outcome for an entry no longer leased by the run (released, re-claimed, or changed) is ignored.
-    assert!(f.store.record_retries(&[retry]).await.expect("retry").is_empty());
+    assert!(f.store.record_retries(std::slice::from_ref(&retry)).await.expect("retry").is_empty());
 
     // A new version makes the waiting entry due at once with fresh retry state.
     let a1 = f.store.update(&me, &patch(&a, json!({"status": "RUNNING"}))).await.expect("update");
@@ -794,6 +800,12 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     assert_eq!((e.version, e.attempts), (a1.version, 0));
     assert!(e.next_attempt_at < later);
     assert_eq!(ids(&f.store.claim_dirty(10, LEASE).await.expect("claim")), vec![a.id]);
+    // The outcome of a run that sent the old version lands now: it leaves the new claim, its
+    // lease and its fresh retry state alone.
+    let old = Retry { attempts: 7, ..retry };
+    assert!(f.store.record_retries(&[old]).await.expect("retry").is_empty());
+    let e = f.store.queue_entry(a.id).await.expect("entry").expect("queued");
+    assert_eq!((e.version, e.attempts, e.claimed_until.is_some()), (a1.version, 0, true));
 
     // Dead letters wait for an operator (or a change of the row).
     assert_eq!(f.store.requeue_dead_letters(Some(&[b.id])).await.expect("requeue"), vec![b.id]);
