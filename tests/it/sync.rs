@@ -35,6 +35,8 @@ jobs_tests::per_engine!(
     write_through_pushes_one_job,
     a_recreated_id_continues_past_its_delete,
     reindex_with_concurrent_writes_then_swap,
+    a_reindex_swap_applied_but_unanswered_is_a_swap,
+    a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
     verify_ignores_a_job_deleted_during_its_scan,
 );
@@ -822,5 +824,79 @@ async fn verify_ignores_a_job_deleted_during_its_scan(engine: &'static str) {
     assert_eq!(report.search, 300, "the snapshot held the job: {report:?}");
     assert_eq!(report.postgres, 299, "the scan did not: {report:?}");
     assert_eq!((report.extra, report.drift()), (0, 0), "{drifts:?}");
+    f.cleanup().await;
+}
+
+/// The swap's request reached the engine and was applied, but its answer was lost: the reindex
+/// looks before failing and finds the alias on the new index. It must not take the path that
+/// deletes the new index (which is then the live one: every document gone).
+async fn a_reindex_swap_applied_but_unanswered_is_a_swap(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_lost_swap").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 20, "kept").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("an index");
+    let new = f.client.index_name(2);
+    // Applies the very swap the reindex is about to ask for: its own request then fails (the
+    // old index no longer has the alias), as a swap whose answer was lost looks from here.
+    let hook: reindex::ReindexHook = {
+        let (client, old, new) = (f.client.clone(), old.clone(), new.clone());
+        Arc::new(move |step| {
+            let (client, old, new) = (client.clone(), old.clone(), new.clone());
+            Box::pin(async move {
+                if step != ReindexStep::CaughtUp {
+                    return;
+                }
+                let swap = json!({"actions": [
+                    {"remove": {"index": old, "alias": client.alias()}},
+                    {"add": {"index": new, "alias": client.alias(), "is_write_index": true}},
+                    {"remove": {"index": new, "alias": client.reindex_alias()}}
+                ]});
+                client.update_aliases(&swap).await.expect("the swap, applied behind the reindex's back");
+            })
+        })
+    };
+    let opts = ReindexOptions { hook: Some(hook), ..ReindexOptions::default() };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("the reindex succeeded");
+    assert_eq!(report.new, new);
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(new.clone()));
+    f.refresh().await;
+    assert_eq!(f.client.count(&new).await.expect("count"), 20, "the live index kept its documents");
+    f.cleanup().await;
+}
+
+/// A delete sent to the reindex alias just as the swap removed it makes an index by that name
+/// (the engines create a missing index for a delete, `require_alias` or not). The next reindex
+/// clears it out of its way instead of failing on it for good.
+async fn a_late_delete_leaves_no_index_in_a_reindex_s_way(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_late_delete").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 5, "x").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let hook: reindex::ReindexHook = {
+        let (client, seen) = (f.client.clone(), seen.clone());
+        Arc::new(move |step| {
+            let (client, seen) = (client.clone(), seen.clone());
+            Box::pin(async move {
+                if step == ReindexStep::Backfilled {
+                    let targets = client.targets().await.expect("targets");
+                    *seen.lock().expect("lock") = Some(targets);
+                }
+            })
+        })
+    };
+    let opts = ReindexOptions { hook: Some(hook), ..ReindexOptions::default() };
+    reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("first reindex");
+    let late = seen.lock().expect("lock").clone().expect("targets seen during the reindex");
+    assert!(late.reindexing.is_some(), "{late:?}");
+    // The sync's write, resolved while the reindex ran, lands after its swap.
+    let report = f.client.write(&late, &[Change::Delete { id: new_id(), version: 0 }], None).await;
+    assert!(report.error.is_none(), "{report:?}");
+    let marker = f.client.reindex_alias();
+    assert!(f.client.is_index(&marker).await.expect("is_index"), "the engine made an index by the marker's name");
+    let second = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect("second");
+    assert!(!f.client.is_index(&marker).await.expect("is_index"));
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(second.new));
     f.cleanup().await;
 }

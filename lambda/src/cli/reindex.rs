@@ -195,6 +195,14 @@ pub async fn reindex<E: Executor>(
         tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
         client.delete_index(&stale).await?;
     }
+    // An index (not an alias) by the marker's name is what a delete makes when it reaches the
+    // marker alias just after a swap removed it: the engines create a missing index for a
+    // delete even under `require_alias`. Ours are all named `-vN`, so it holds nothing of ours,
+    // and creating the marker alias would fail on it, every time, --force or not.
+    if client.is_index(&marker).await? {
+        tracing::warn!(index = %marker, "an index has the reindex marker's name (a late delete made it): deleting it");
+        client.delete_index(&marker).await?;
+    }
     client.put_template().await?;
     let next = client.versions().await?.last().map_or(1, |(n, _)| n + 1);
     let new = client.index_name(next);
@@ -209,6 +217,17 @@ pub async fn reindex<E: Executor>(
     match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {
         Ok(report) => Ok(report),
         Err(e) => {
+            // Never the index the alias points at (a swap applied whose answer was lost is
+            // handled where it happens; this keeps any other way there from deleting the live
+            // index), nor one we cannot tell about.
+            match client.alias_target(client.alias()).await {
+                Ok(Some(live)) if live != new => {}
+                Ok(None) => {}
+                live => {
+                    tracing::error!(error = %e, index = %new, ?live, "reindex failed; the new index is kept (the alias may point at it)");
+                    return Err(e);
+                }
+            }
             tracing::error!(error = %e, index = %new, "reindex failed: deleting the new index; the alias is unchanged");
             if let Err(d) = client.delete_index(&new).await {
                 tracing::error!(error = %d, index = %new, "could not delete the unfinished index (rerun with --force)");
@@ -271,7 +290,16 @@ async fn fill_and_swap<E: Executor>(
         {"add": {"index": new, "alias": alias, "is_write_index": true}},
         {"remove": {"index": new, "alias": client.reindex_alias()}}
     ]});
-    client.update_aliases(&swap).await?;
+    if let Err(e) = client.update_aliases(&swap).await {
+        // The engine may have applied the swap and its answer been lost (a timeout, a dropped
+        // connection): look before failing, or the failure path would take the live index.
+        match client.alias_target(alias).await {
+            Ok(Some(live)) if live == new => {
+                tracing::warn!(error = %e, alias, new, "reindex: the swap's answer was lost, but it was applied");
+            }
+            _ => return Err(e.into()),
+        }
+    }
     tracing::info!(alias, old, new, "reindex: alias swapped; the old index is kept");
 
     let search_count = client.count(new).await.unwrap_or(0);

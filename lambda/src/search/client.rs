@@ -394,6 +394,17 @@ impl SearchClient {
         self.call(Method::PUT, &format!("/{name}"), Some(body), None).await.map(drop)
     }
 
+    /// Whether `name` is an index itself (not an alias of one, not missing).
+    pub async fn is_index(&self, name: &str) -> Result<bool, SearchError> {
+        let path = format!("/_cat/indices/{name}?format=json&h=index&expand_wildcards=all");
+        let resp = self.request(Method::GET, &path, Body::None, None).await?;
+        if resp.status == 404 {
+            return Ok(false);
+        }
+        let v = ok_json(resp)?;
+        Ok(v.as_array().is_some_and(|rows| rows.iter().any(|r| r["index"].as_str() == Some(name))))
+    }
+
     pub async fn delete_index(&self, name: &str) -> Result<(), SearchError> {
         self.call(Method::DELETE, &format!("/{name}"), None, None).await.map(drop)
     }
