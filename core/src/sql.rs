@@ -192,6 +192,15 @@ pub const UPSERT_WORKSPACE: &str = "INSERT INTO workspace (id, name) VALUES ($1:
 pub const UPSERT_MEMBER: &str = "INSERT INTO workspace_member (workspace_id, user_id) \
      VALUES ($1::uuid, $2::uuid) ON CONFLICT DO NOTHING";
 
+/// `$1` JSON array of workspace ids, sorted (concurrent callers insert in the same order): each
+/// created, named by its id, unless it exists (an existing workspace keeps its name).
+pub const ENSURE_WORKSPACES: &str = "INSERT INTO workspace (id, name) \
+     SELECT s.w::uuid, s.w FROM jsonb_array_elements_text($1::jsonb) AS s(w) ON CONFLICT (id) DO NOTHING";
+
+/// `$1` JSON array of workspace ids, sorted, `$2` user id: the user a member of each.
+pub const ENSURE_MEMBERSHIPS: &str = "INSERT INTO workspace_member (workspace_id, user_id) \
+     SELECT s.w::uuid, $2::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(w) ON CONFLICT DO NOTHING";
+
 /// `$1` user id -> workspace ids (text), ordered.
 pub const SELECT_MEMBER_WORKSPACES: &str = "SELECT workspace_id::text FROM workspace_member \
      WHERE user_id = $1::uuid ORDER BY workspace_id";
@@ -492,6 +501,8 @@ mod tests {
         check(UPSERT_USER, 2);
         check(UPSERT_WORKSPACE, 2);
         check(UPSERT_MEMBER, 2);
+        check(ENSURE_WORKSPACES, 1);
+        check(ENSURE_MEMBERSHIPS, 2);
         check(SELECT_MEMBER_WORKSPACES, 1);
         check(INSERT_JOB, 9);
         check(SELECT_JOB_SCOPED, 3);

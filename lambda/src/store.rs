@@ -209,6 +209,28 @@ impl<E: Executor> Store<E> {
         Ok(())
     }
 
+    /// Makes the user a member of each workspace, creating those that do not exist (named by
+    /// their id; an existing one keeps its name): two statements however many workspaces (a
+    /// token may claim hundreds; one statement each was seconds through the Data API).
+    pub async fn ensure_memberships(&self, user_id: Uuid, workspaces: &[Uuid]) -> Result<()> {
+        if workspaces.is_empty() {
+            return Ok(());
+        }
+        let mut ids = workspaces.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let list = Param::Json(json!(ids).to_string());
+        self.execute(sql::ENSURE_WORKSPACES, std::slice::from_ref(&list)).await?;
+        match self.execute(sql::ENSURE_MEMBERSHIPS, &[list.clone(), Param::Uuid(user_id)]).await {
+            // A workspace deleted between the two: create it again, once.
+            Err(StoreError::UnknownReference(_)) => {
+                self.execute(sql::ENSURE_WORKSPACES, std::slice::from_ref(&list)).await?;
+                self.execute(sql::ENSURE_MEMBERSHIPS, &[list, Param::Uuid(user_id)]).await.map(drop)
+            }
+            r => r.map(drop),
+        }
+    }
+
     /// The workspaces the user belongs to (to build a [`Scope`] from membership).
     pub async fn workspaces_of(&self, user_id: Uuid) -> Result<Vec<Uuid>> {
         let rows = self.query(sql::SELECT_MEMBER_WORKSPACES, &[Param::Uuid(user_id)]).await?;

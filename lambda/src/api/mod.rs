@@ -101,16 +101,7 @@ impl<E: Executor + 'static> Api<E> {
             return Ok(());
         }
         self.store.ensure_user(id.user_id, id.email.as_deref()).await?;
-        for ws in &id.workspaces {
-            match self.store.add_member(*ws, id.user_id).await {
-                Ok(()) => {}
-                Err(crate::store::StoreError::UnknownReference(_)) => {
-                    self.store.ensure_workspace(*ws, &ws.to_string()).await?;
-                    self.store.add_member(*ws, id.user_id).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.store.ensure_memberships(id.user_id, &id.workspaces).await?;
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= KNOWN_IDENTITIES {
                 known.clear();
@@ -186,4 +177,67 @@ pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
         .fallback(fallback::<E>)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Cell, DbError, Executor, Transaction};
+    use async_trait::async_trait;
+    use jobs_core::sql::Param;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts the statements it is given; answers each with nothing.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    struct NoTx;
+
+    #[async_trait]
+    impl Transaction for NoTx {
+        async fn query(&mut self, _: &str, _: &[Param]) -> Result<Vec<Vec<Cell>>, DbError> {
+            Err(DbError::Unavailable("no transactions here".into()))
+        }
+        async fn execute(&mut self, _: &str, _: &[Param]) -> Result<u64, DbError> {
+            Err(DbError::Unavailable("no transactions here".into()))
+        }
+        async fn commit(self) -> Result<(), DbError> {
+            Ok(())
+        }
+        async fn rollback(self) -> Result<(), DbError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Executor for Counting {
+        type Tx<'a> = NoTx;
+        async fn query(&self, _: &str, _: &[Param]) -> Result<Vec<Vec<Cell>>, DbError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+        async fn execute(&self, _: &str, _: &[Param]) -> Result<u64, DbError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(0)
+        }
+        async fn begin(&self) -> Result<NoTx, DbError> {
+            Ok(NoTx)
+        }
+    }
+
+    /// A token may claim hundreds of workspaces: recording the caller costs three statements
+    /// however many (one each was seconds through the Data API on every cold instance), and
+    /// none the second time.
+    #[tokio::test]
+    async fn recording_a_caller_is_a_constant_number_of_statements() {
+        let store = Arc::new(Store::new(Counting::default()));
+        let api = Api::new(store.clone(), Auth { key: None }, Options::default());
+        let mut workspaces: Vec<Uuid> = (0..500).map(|i| Uuid::from_u128(1000 + i)).collect();
+        workspaces.sort_unstable();
+        let id = Identity { user_id: Uuid::from_u128(1), email: Some("a@example.com".into()), workspaces };
+        api.ensure_identity(&id).await.expect("recorded");
+        assert_eq!(store.executor().0.load(Ordering::SeqCst), 3);
+        api.ensure_identity(&id).await.expect("known");
+        assert_eq!(store.executor().0.load(Ordering::SeqCst), 3);
+    }
 }
