@@ -422,6 +422,56 @@ async fn api_the_largest_valid_job_fits_the_body_limit() {
     s.finish().await;
 }
 
+/// A page of large jobs stops at `PAGE_BYTES` of items (a Lambda response holds 6 MB, and API
+/// Gateway's event can double a body by escaping it) and continues at its cursor: every job
+/// once, none lost.
+#[tokio::test]
+async fn api_pages_of_large_jobs_fit_a_lambda_response() {
+    let Some(s) = serve("api_large_pages", Options::default()).await else { return };
+    let alice = User::new("alice", &[]);
+    let quotes = "\"".repeat(65_536); // 131 KB of JSON in a response, 262 KB once escaped again
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let job =
+            s.create(&alice, json!({"type": "BUILD", "project_name": format!("p{i}"), "status": "RUNNING"})).await;
+        let path = format!("/v1/jobs/{}", job["id"].as_str().expect("id"));
+        let failed = json!({"status": "FAILED", "error_message": quotes});
+        let r = s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"0\"")], Some(&failed)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        want.push(job["id"].as_str().expect("id").to_owned());
+    }
+    let raw = s
+        .http
+        .get(format!("{}/v1/jobs?limit=100&sort=created_at", s.base))
+        .bearer_auth(token_for(&alice))
+        .send()
+        .await
+        .expect("send")
+        .bytes()
+        .await
+        .expect("body");
+    assert!(raw.len() <= jobs_lambda::api::PAGE_BYTES + 4096, "{} bytes", raw.len());
+    let page: Value = serde_json::from_slice(&raw).expect("json");
+    let n = page["items"].as_array().map_or(0, Vec::len);
+    assert!((10..40).contains(&n) && page["next_cursor"].is_string(), "{n} items");
+    let mut got = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..40 {
+        let r =
+            s.send(Method::GET, &format!("/v1/jobs?limit=100&sort=created_at{cursor}"), Some(&alice), &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        got.extend(
+            r.body["items"].as_array().expect("items").iter().filter_map(|j| j["id"].as_str()).map(str::to_owned),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "every job once, in order");
+    s.finish().await;
+}
+
 #[tokio::test]
 async fn api_concurrent_patches_exactly_one_wins() {
     let Some(s) = serve("api_locking", Options::default()).await else { return };

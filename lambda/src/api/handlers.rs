@@ -286,7 +286,8 @@ pub async fn list_jobs<E: Executor + 'static>(
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let req = SearchRequest::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(ApiError::InvalidQuery)?;
-    let page = api.search(&caller.scope, &req).await?;
+    let mut page = api.search(&caller.scope, &req).await?;
+    page.fit(&req, super::PAGE_BYTES);
     Ok(json_response(StatusCode::OK, &page))
 }
 

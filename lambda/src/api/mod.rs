@@ -41,6 +41,10 @@ use uuid::Uuid;
 /// escaped as JSON allows (an error message of 65,536 characters outside the BMP, `\uD83D\uDE00`,
 /// 12 bytes each; 32 KiB of metadata written the same way) is ~0.9 MB: it fits.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most bytes of jobs one page of `GET /v1/jobs` holds; a page cut there continues with its
+/// `next_cursor`. A Lambda response holds at most 6 MB, and API Gateway's event wraps the body
+/// as a JSON string, which can double it (every `"` and `\` escaped again).
+pub const PAGE_BYTES: usize = 2_500_000;
 /// Identities remembered as already recorded (users row, memberships) before the memory is reset.
 const KNOWN_IDENTITIES: usize = 10_000;
 

@@ -9,7 +9,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -79,6 +79,9 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            // Read whole, so a response over Lambda's limit is refused as Lambda refuses it
+            // rather than by axum's 2 MB default.
+            .layer(DefaultBodyLimit::disable())
             .with_state(inner.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -159,7 +162,20 @@ fn finish(inner: &Inner, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
+/// The most a synchronous invocation's response may be (6 MB): Lambda refuses a larger one
+/// (413 to the runtime) and the invocation fails with `Function.ResponseSizeTooLarge`.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
 async fn response(State(inner): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    if body.len() > MAX_RESPONSE_BYTES {
+        let message = format!(
+            r#"{{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."}}"#,
+            body.len()
+        );
+        let error_type = Some("Function.ResponseSizeTooLarge".to_owned());
+        finish(&inner, &id, Outcome::Error { error_type, body: Bytes::from(message) });
+        return StatusCode::PAYLOAD_TOO_LARGE;
+    }
     finish(&inner, &id, Outcome::Response(body))
 }
 
@@ -173,4 +189,33 @@ async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode 
         *e = Some(body);
     }
     StatusCode::ACCEPTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A function's answers as Lambda takes them: up to 6 MB a response; past that the runtime
+    /// is told 413 and the invocation fails with `Function.ResponseSizeTooLarge`.
+    #[tokio::test]
+    async fn responses_over_six_megabytes_fail_the_invocation() {
+        let api = RuntimeApi::start().await.expect("runtime api");
+        let base = format!("http://{}/2018-06-01/runtime/invocation", api.host());
+        let http = reqwest::Client::new();
+        for (size, accepted) in [(MAX_RESPONSE_BYTES, true), (MAX_RESPONSE_BYTES + 1, false)] {
+            let function = async {
+                let next = http.get(format!("{base}/next")).send().await.expect("next");
+                let id = next.headers()["lambda-runtime-aws-request-id"].to_str().expect("id").to_owned();
+                http.post(format!("{base}/{id}/response")).body(vec![b'x'; size]).send().await.expect("post").status()
+            };
+            let (outcome, status) = tokio::join!(api.invoke("{}", Duration::from_secs(10)), function);
+            match outcome.expect("invoke") {
+                Outcome::Response(body) => assert!(accepted && body.len() == size && status == 202, "{size}"),
+                Outcome::Error { error_type, .. } => {
+                    assert!(!accepted && status == 413, "{size}");
+                    assert_eq!(error_type.as_deref(), Some("Function.ResponseSizeTooLarge"));
+                }
+            }
+        }
+    }
 }

@@ -37,6 +37,42 @@ pub struct Page {
     pub fallback_reason: Option<String>,
 }
 
+impl Page {
+    /// Cuts the page after the items whose JSON fits in `budget` bytes (at least one item
+    /// stays), the next page continuing at the cut. A Lambda response holds at most 6 MB, and
+    /// the rules allow a job of ~300 KB (a 65,536-character error message): 500 of them would
+    /// be 150 MB.
+    pub fn fit(&mut self, req: &SearchRequest, budget: usize) {
+        let mut total = 0usize;
+        for (i, job) in self.items.iter().enumerate() {
+            total = total.saturating_add(json_len(job) + 1);
+            if total > budget && i > 0 {
+                self.items.truncate(i);
+                self.next_cursor = self.items.last().map(|last| req.cursor_after(last));
+                return;
+            }
+        }
+    }
+}
+
+/// The length of a value's compact JSON, written nowhere.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail, and a job always serialises.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearcherOptions {
     /// How long the engine may take before the database answers instead.
@@ -240,6 +276,40 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_cut_where_its_jobs_fill_the_budget() {
+        let req = SearchRequest::from_params([("limit", "10")]).expect("valid");
+        let job = |i: u128, size: usize| {
+            let mut j: Job = serde_json::from_value(serde_json::json!({
+                "id": uuid::Uuid::from_u128(i), "workspace_id": null, "user_id": uuid::Uuid::from_u128(1),
+                "status": "FAILED", "type": "BUILD", "project_name": "p", "hostname": null, "arch": null,
+                "user_email": null, "error_message": "x", "metadata": {}, "created_at": "2024-01-01T00:00:00.000000Z",
+                "updated_at": "2024-01-01T00:00:00.000000Z", "completed_at": null, "version": 0
+            }))
+            .expect("a job");
+            j.error_message = Some("\"".repeat(size));
+            j
+        };
+        let page = |sizes: &[usize]| Page {
+            items: sizes.iter().enumerate().map(|(i, &n)| job(i as u128 + 10, n)).collect(),
+            next_cursor: None,
+            source: Source::Database,
+            fallback_reason: None,
+        };
+        // Each job is ~2 x 1000 bytes of JSON (its quotes escaped): two fit in 5,000, not three.
+        let mut p = page(&[1000, 1000, 1000, 1000]);
+        p.fit(&req, 5_000);
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.next_cursor, Some(req.cursor_after(&p.items[1])));
+        // One job alone over the budget still makes a page; a page that fits is left alone.
+        let mut p = page(&[10_000, 10]);
+        p.fit(&req, 5_000);
+        assert_eq!((p.items.len(), p.next_cursor.is_some()), (1, true));
+        let mut p = page(&[10, 10]);
+        p.fit(&req, 5_000);
+        assert_eq!((p.items.len(), p.next_cursor), (2, None));
+    }
 
     #[test]
     fn breaker_opens_cools_down_and_half_opens() {
