@@ -350,24 +350,35 @@ impl<E: Executor> Store<E> {
 
     async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
         // A plain projection over the subquery keeps its order.
-        let ids_sql = format!("SELECT q.id FROM ({sql}) q");
-        let ids: Vec<Uuid> = self
-            .db
-            .query(&ids_sql, params)
-            .await
-            .map_err(StoreError::from_db)?
-            .iter()
-            .map(|r| match r.first() {
-                Some(Cell::Text(t)) => Uuid::parse_str(t).map_err(|e| DbError::Decode(format!("id {t:?}: {e}"))),
-                other => Err(DbError::Decode(format!("expected an id, got {other:?}"))),
-            })
-            .collect::<std::result::Result<_, _>>()?;
-        let mut by_id = std::collections::HashMap::with_capacity(ids.len());
-        for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
-            by_id.insert(job.id, job);
+        let keys_sql = format!("SELECT q.id, q.version FROM ({sql}) q");
+        let mut jobs = Vec::new();
+        // The rows are read after their ids: a row deleted or changed in between would make a
+        // short page (read as the last one: the caller stops early) or one out of order (its
+        // cursor skipping or repeating jobs). Such a page is read again, a few times at most.
+        for _ in 0..3 {
+            let keys: Vec<(Uuid, i64)> = self
+                .db
+                .query(&keys_sql, params)
+                .await
+                .map_err(StoreError::from_db)?
+                .iter()
+                .map(|r| {
+                    let mut c = Cols::new(r);
+                    Ok((c.uuid("id")?, c.int("version")?))
+                })
+                .collect::<std::result::Result<_, DbError>>()?;
+            let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
+            let mut by_id = std::collections::HashMap::with_capacity(ids.len());
+            for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
+                by_id.insert(job.id, job);
+            }
+            let same = keys.iter().all(|(id, v)| by_id.get(id).is_some_and(|j| j.version == *v));
+            jobs = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+            if same {
+                break;
+            }
         }
-        // Rows deleted between the two steps are simply not returned.
-        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+        Ok(jobs)
     }
 
     /// Rows of [`sql::JOB_COLUMNS`] by id (in no particular order; ids without a row are left

@@ -85,3 +85,70 @@ async fn large_pages_are_read_under_the_response_limit() {
     assert_eq!(jobs.iter().filter(|j| j.error_message.as_deref() == Some(message.as_str())).count(), 13);
     f.cleanup().await;
 }
+
+/// Forwards to the Data API driver and runs `hook` once, right after the first statement that
+/// reads a large page's keys: a writer acting between the store's two steps.
+struct BetweenSteps {
+    inner: RdsDataExecutor,
+    hook: std::sync::Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>,
+}
+
+#[async_trait::async_trait]
+impl Executor for BetweenSteps {
+    type Tx<'a> = <RdsDataExecutor as Executor>::Tx<'a>;
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[jobs_core::sql::Param],
+    ) -> Result<Vec<jobs_lambda::db::Row>, jobs_lambda::db::DbError> {
+        let rows = self.inner.query(sql, params).await;
+        if sql.starts_with("SELECT q.id, q.version FROM (") {
+            let hook = self.hook.lock().ok().and_then(|mut h| h.take());
+            if let Some(hook) = hook {
+                hook.await;
+            }
+        }
+        rows
+    }
+    async fn execute(&self, sql: &str, params: &[jobs_core::sql::Param]) -> Result<u64, jobs_lambda::db::DbError> {
+        self.inner.execute(sql, params).await
+    }
+    async fn begin(&self) -> Result<Self::Tx<'_>, jobs_lambda::db::DbError> {
+        self.inner.begin().await
+    }
+}
+
+/// A job deleted between a large page's two steps (its ids, then its rows) does not make the
+/// page short, which the search would read as the last page: the page is read again, and still
+/// holds the one more row that says another page follows.
+#[tokio::test]
+async fn a_large_page_read_across_a_delete_is_not_short() {
+    use jobs_core::query::SearchRequest;
+    use jobs_core::validate;
+    let Some(f) = data_api("a_large_page_read_across_a_delete_is_not_short").await else { return };
+    let scope = f.user("big@example.com").await;
+    let metadata: serde_json::Map<String, serde_json::Value> =
+        (0..1000).map(|i| (format!("k{i:04}"), serde_json::json!("vvvvvvvvvv"))).collect();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let body = serde_json::json!({"type": "BUILD", "project_name": format!("p{i:02}"), "metadata": metadata});
+        let new = validate::create_from_json(body.to_string().as_bytes()).expect("valid create");
+        ids.push(f.store.create(&scope, &new, jobs_tests::store_suite::new_id()).await.expect("create").id);
+    }
+    // 51 rows asked for (a page of 50 and one more), 1.2 MB: read in two steps.
+    let req = SearchRequest::from_params([("limit", "50"), ("sort", "created_at")]).expect("valid");
+    let (sql, params) = req.to_sql(&scope, jobs_core::sql::JOB_SELECT);
+    let victim = ids[10];
+    let (store, me) = (f.store.clone(), scope.clone());
+    let hook: futures_util::future::BoxFuture<'static, ()> = Box::pin(async move {
+        store.delete(&me, victim, None).await.expect("delete between the steps");
+    });
+    let wrapped = jobs_lambda::store::Store::new(BetweenSteps {
+        inner: f.store.executor().clone(),
+        hook: std::sync::Mutex::new(Some(hook)),
+    });
+    let got = wrapped.list(&sql, &params).await.expect("list");
+    let want: Vec<_> = ids.iter().copied().filter(|id| *id != victim).take(51).collect();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), want, "51 rows: another page follows");
+    f.cleanup().await;
+}
