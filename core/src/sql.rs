@@ -261,8 +261,8 @@ pub const DELETE_JOB: &str = concat!(
 /// statement, no transaction to hold open while the search engine is called.
 ///
 /// Columns: 0 job id, 1 deleted, 2 attempts, 3 tombstone version, 4 tombstone user id,
-/// 5 tombstone workspace id, 6 tombstone deleted_at, 7 the job's version (NULL when the job is
-/// gone). The jobs themselves are read next, by id ([`SELECT_JOBS_BY_IDS`]), in responses the
+/// 5 tombstone workspace id, 6 tombstone deleted_at, 7 the entry's version. The jobs
+/// themselves are read next, by id ([`SELECT_JOBS_BY_IDS`]), in responses the
 /// RDS Data API can return (1 MiB): a thousand ordinary jobs are about that already, and the
 /// leases taken here would be held for nothing were this statement's answer refused.
 pub const CLAIM_DIRTY: &str = concat!(
@@ -274,14 +274,16 @@ pub const CLAIM_DIRTY: &str = concat!(
     "claimed AS (",
     "UPDATE job_sync_queue q SET claimed_until = now() + $2::bigint * interval '1 millisecond' ",
     "WHERE q.job_id = ANY (ARRAY(SELECT due.job_id FROM due)) ",
-    "RETURNING q.job_id, q.deleted, q.attempts, q.next_attempt_at) ",
+    "RETURNING q.job_id, q.deleted, q.attempts, q.next_attempt_at, q.version) ",
     "SELECT c.job_id::text, c.deleted, c.attempts, t.version, t.user_id::text, ",
     "t.workspace_id::text, ",
     sql_utc!("t.deleted_at"),
-    ", j.version",
+    ", c.version",
     " FROM claimed c ",
-    "LEFT JOIN job j ON j.id = c.job_id AND NOT c.deleted ",
-    "LEFT JOIN job_tombstone t ON t.id = c.job_id AND c.deleted ",
+    // LATERAL: one primary-key probe per claimed entry, whatever the planner thinks of a small
+    // tombstone table (a hash join over all of it was its choice now and then).
+    "LEFT JOIN LATERAL (SELECT t.version, t.user_id, t.workspace_id, t.deleted_at FROM job_tombstone t ",
+    "WHERE t.id = c.job_id AND c.deleted) t ON true ",
     "ORDER BY c.next_attempt_at, c.job_id"
 );
 

@@ -484,7 +484,7 @@ impl<E: Executor> Store<E> {
         // The claimed jobs, read by id in responses that fit (see sql::CLAIM_DIRTY).
         let live: Vec<Uuid> = rows
             .iter()
-            .filter(|r| matches!(r.get(1), Some(Cell::Bool(false))) && !matches!(r.get(7), None | Some(Cell::Null)))
+            .filter(|r| matches!(r.get(1), Some(Cell::Bool(false))))
             .map(|r| Cols::new(r).uuid("job_id"))
             .collect::<std::result::Result<_, _>>()?;
         let mut job_rows = std::collections::HashMap::with_capacity(live.len());
@@ -494,6 +494,7 @@ impl<E: Executor> Store<E> {
         let mut out = Vec::with_capacity(rows.len());
         let mut raced = Vec::new();
         let mut unreadable = Vec::new();
+        let mut orphans = Vec::new();
         for row in &rows {
             let mut c = Cols::new(row);
             let id = c.uuid("job_id")?;
@@ -503,7 +504,25 @@ impl<E: Executor> Store<E> {
             let t_user = c.opt_uuid("tombstone.user_id")?;
             let t_ws = c.opt_uuid("tombstone.workspace_id")?;
             let t_deleted_at = c.opt_ts("tombstone.deleted_at")?;
+            let entry_version = c.int("version")?;
             let job_row = if deleted { None } else { job_rows.remove(&id) };
+            if !deleted && job_row.is_none() {
+                // A live entry without its job: the row went without the delete trigger
+                // (TRUNCATE, triggers disabled). Released, it would come first in every claim
+                // and, enough of them, starve the queue. Dead-lettered instead, where operators
+                // see it; should a real delete have come in between, the entry is a delete's now
+                // and the dead letter does not apply to it (it is released below).
+                orphans.push(DeadLetter {
+                    id,
+                    kind: PendingKind::Upsert,
+                    version: entry_version,
+                    attempts,
+                    error: "the job row is gone and left no tombstone (TRUNCATE, or its triggers bypassed): \
+                            `jobsctl verify --repair` removes it from search"
+                        .to_owned(),
+                });
+                continue;
+            }
             let item = match (deleted, t_version, t_user, t_deleted_at) {
                 (true, Some(version), Some(user_id), Some(deleted_at)) => Item::Tombstone(Tombstone {
                     id,
@@ -551,11 +570,16 @@ impl<E: Executor> Store<E> {
             };
             out.push(Claimed { pending: Pending { id, version, kind, attempts }, item });
         }
+        if !orphans.is_empty() {
+            let gone = self.dead_letter(&orphans).await?;
+            tracing::warn!(count = gone.len(), "sync queue entries without a job row or a tombstone: dead-lettered");
+            raced.extend(orphans.iter().map(|o| o.id).filter(|id| !gone.contains(id)));
+        }
         if !raced.is_empty() {
             self.release(&raced).await?;
         }
         self.dead_letter(&unreadable).await?;
-        Ok((out, unreadable.len()))
+        Ok((out, unreadable.len() + orphans.len()))
     }
 
     /// Marks what was indexed, at exactly the indexed version. `es_sync_version` never moves

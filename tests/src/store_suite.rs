@@ -186,7 +186,7 @@ macro_rules! store_conformance {
             concurrent_claims_do_not_overlap, retry_dead_letter_and_lease,
             unreadable_rows_are_dead_lettered, sync_lag,
             list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index,
-            wide_rows_read_whole, large_claims_fit_one_response);
+            wide_rows_read_whole, large_claims_fit_one_response, orphaned_entries_do_not_starve_claims);
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
         $(
@@ -240,7 +240,8 @@ where
         executor_semantics,
         dirty_batch_uses_the_index,
         wide_rows_read_whole,
-        large_claims_fit_one_response
+        large_claims_fit_one_response,
+        orphaned_entries_do_not_starve_claims
     );
 }
 
@@ -933,6 +934,29 @@ pub async fn large_claims_fit_one_response<E: Executor + 'static>(f: &Fixture<E>
     assert!(f.store.claim_dirty(1000, LEASE).await.expect("claim").is_empty(), "all leased");
 }
 
+/// Queue entries whose job went without its delete trigger (TRUNCATE, triggers bypassed) are
+/// dead-lettered where operators see them; released, they came first in every claim, and a
+/// batch's worth of them starved every other job.
+pub async fn orphaned_entries_do_not_starve_claims<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("orphans@example.com").await;
+    let gone: BTreeSet<Uuid> = [
+        f.create(&me, json!({"type": "BUILD", "project_name": "a"})).await.id,
+        f.create(&me, json!({"type": "BUILD", "project_name": "b"})).await.id,
+        f.create(&me, json!({"type": "BUILD", "project_name": "c"})).await.id,
+    ]
+    .into();
+    f.exec("TRUNCATE job", &[]).await;
+    let fresh = f.create(&me, json!({"type": "BUILD", "project_name": "fresh"})).await;
+    let claimed = f.store.claim_dirty(3, LEASE).await.expect("claim");
+    assert_eq!(ids(&claimed), vec![fresh.id], "the new job is claimed past the orphans");
+    for id in &gone {
+        let e = f.store.queue_entry(*id).await.expect("entry").expect("kept, dead-lettered");
+        assert!(e.dead_lettered_at.is_some(), "{e:?}");
+        assert!(e.last_error.as_deref().is_some_and(|m| m.contains("no tombstone")), "{e:?}");
+    }
+    assert_eq!(f.store.sync_lag().await.expect("lag").dead_lettered, 3);
+}
+
 pub async fn migrations<E: Executor + 'static>(f: &Fixture<E>) {
     let opts = Options::schema(&f.schema);
     assert!(migrate::migrate(f.db(), &opts).await.expect("re-run").is_empty(), "re-running is a no-op");
@@ -1089,10 +1113,18 @@ pub async fn dirty_batch_uses_the_index<E: Executor + 'static>(f: &Fixture<E>) {
         "the queue is read through its partial index: {scans:?}"
     );
     assert!(!nodes.iter().any(|(t, _, _)| t == "Seq Scan"), "no sequential scan: {scans:?}");
+    // The claimed jobs are read next, by primary key.
+    let ids: Vec<String> = (0..100).map(|i| format!("\"{}\"", Uuid::from_u128(i))).collect();
+    let by_ids = sql::SELECT_JOBS_BY_IDS.replace("$1::jsonb", &format!("'[{}]'::jsonb", ids.join(",")));
+    let out = f.db().query("SELECT explain_json($1::text)", &[Param::Text(by_ids)]).await.expect("explain");
+    let Some(Some(Cell::Text(plan))) = out.first().map(|r| r.first()) else { panic!("no plan: {out:?}") };
+    let mut nodes = Vec::new();
+    collect_nodes(&serde_json::from_str(plan).expect("plan json"), &mut nodes);
     assert!(
-        nodes.iter().any(|(t, rel, idx)| t.contains("Index") && rel == "job" && idx == "job_pkey"),
-        "jobs are fetched by primary key: {scans:?}"
+        nodes.iter().any(|(t, _, idx)| t.contains("Index") && idx == "job_pkey"),
+        "jobs are fetched by primary key: {nodes:?}"
     );
+    assert!(!nodes.iter().any(|(t, _, _)| t == "Seq Scan"), "no sequential scan: {nodes:?}");
 
     let claimed = f.store.claim_dirty(100, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 100);
