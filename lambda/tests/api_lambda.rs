@@ -139,12 +139,30 @@ async fn api_gateway_and_function_url_events_through_the_handler() {
     assert_eq!(job["user_email"], json!(me.email));
     assert_eq!(job["workspace_id"], json!(me.ws1));
     let job_id = job["id"].as_str().expect("id").to_owned();
+    assert_eq!(headers.get("location").and_then(|v| v.to_str().ok()), Some(format!("/v1/jobs/{job_id}").as_str()));
+
+    // a REST stage named like the API's first path segment: "/v1/jobs/..." is not "/v1" + "/jobs/..."
+    let v1_stage = fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id)))
+        .replace("\"stage\": \"prod\"", "\"stage\": \"v1\"")
+        .replace("\"path\": \"/prod/v1/jobs/", "\"path\": \"/v1/v1/jobs/");
+    let (status, _, got) = call(&service, &v1_stage).await;
+    assert_eq!((status, got["id"].clone()), (200, json!(job_id)), "{got}");
 
     // a named stage ("/prod" in the path) and a query string
     let (status, _, page) = call(&service, &fixture("apigw-v2-jwt-stage-search.json", &me.vars(None))).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["id"], json!(job_id));
     assert_eq!(page["source"], json!("database"));
+
+    // behind a named stage, the Location the caller follows carries it
+    let staged = fixture("apigw-v2-jwt-create.json", &me.vars(None))
+        .replace("\"rawPath\": \"/v1/jobs\"", "\"rawPath\": \"/prod/v1/jobs\"")
+        .replace("\"path\": \"/v1/jobs\"", "\"path\": \"/prod/v1/jobs\"")
+        .replace("\"stage\": \"$default\"", "\"stage\": \"prod\"");
+    let (status, headers, other) = call(&service, &staged).await;
+    assert_eq!(status, 201, "{other}");
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(location, format!("/prod/v1/jobs/{}", other["id"].as_str().expect("id")));
 
     // REST API v1 with a Cognito user pool authorizer ("custom:workspaces" as "a,b")
     let (status, _, got) = call(&service, &fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id)))).await;

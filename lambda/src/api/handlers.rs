@@ -6,12 +6,13 @@
 //! Rejected requests write nothing: every check happens before the one store call that writes,
 //! and that call is itself conditional (scope, version).
 
+use super::lambda::BasePath;
 use super::{Api, ApiError, Written, etag};
 use crate::clock;
 use crate::db::Executor;
 use crate::store::{Scope, StoreError};
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{Extension, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -171,11 +172,6 @@ fn job_response(status: StatusCode, job: &Job) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag(job.version)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
-    if status == StatusCode::CREATED
-        && let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id))
-    {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
     resp
 }
 
@@ -186,6 +182,7 @@ fn job_response(status: StatusCode, job: &Job) -> Response {
 pub async fn create_job<E: Executor + 'static>(
     State(api): State<Arc<Api<E>>>,
     caller: Caller,
+    base: Option<Extension<BasePath>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let new = validate::create_from_json(&body).map_err(ApiError::from_issues)?;
@@ -201,7 +198,13 @@ pub async fn create_job<E: Executor + 'static>(
         other => other?,
     };
     api.write_through(Written::Job(&job)).await;
-    Ok(job_response(StatusCode::CREATED, &job))
+    let mut resp = job_response(StatusCode::CREATED, &job);
+    // The URL as the caller reaches it: behind a named API Gateway stage, with the stage.
+    let base = base.map(|Extension(BasePath(b))| b).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/jobs/{}", job.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 /// `GET /v1/jobs/{id}`.

@@ -13,6 +13,7 @@ use crate::store::Store;
 use axum::Router;
 use http::Uri;
 use http::uri::PathAndQuery;
+use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use lambda_http::tower::ServiceExt as _;
 use lambda_http::tower::util::MapRequest;
@@ -40,15 +41,26 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
     Ok(service(router(api_from_env().await?)))
 }
 
+/// The path prefix a caller's URLs carry in front of the router's paths (`/{stage}` for a named
+/// stage), for the URLs the API hands out (`Location`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasePath(pub String);
+
 /// Removes the `/{stage}` prefix `lambda_http` puts in front of the path of REST API events and
-/// that HTTP API events carry for named stages (not `$default`).
+/// that HTTP API events carry for named stages (not `$default`), and records it as the request's
+/// [`BasePath`]. For a REST event, only when `lambda_http` did put it there: it leaves a path
+/// that already starts with `/{stage}/` alone, so a stage named `v1` in front of `/v1/jobs` is
+/// no prefix to take off.
 pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
-    let stage = match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
-        _ => None,
+    let (stage, rest_api) = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => (c.stage.clone(), true),
+        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false),
+        _ => (None, false),
     };
     let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return req };
+    if rest_api && req.extensions().raw_http_path() == req.uri().path() {
+        return req;
+    }
     let path = req.uri().path();
     let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage.as_str())) else { return req };
     if !(rest.is_empty() || rest.starts_with('/')) {
@@ -64,6 +76,7 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
         parts.path_and_query = Some(pq);
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
+            req.extensions_mut().insert(BasePath(format!("/{stage}")));
         }
     }
     req
