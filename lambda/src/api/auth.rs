@@ -123,10 +123,12 @@ pub fn verify(key: &Hs256Key, token: &str, now: i64) -> Result<Identity, String>
         Some(_) => return Err("the token has expired".into()),
         None => return Err("the token has no exp claim".into()),
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64)
-        && nbf - (LEEWAY_SECS as f64) > now as f64
-    {
-        return Err("the token is not valid yet".into());
+    // A NumericDate or absent (RFC 7519): an nbf of any other type is no reason to skip it.
+    match claims.get("nbf").map(Value::as_f64) {
+        None => {}
+        Some(Some(nbf)) if nbf - (LEEWAY_SECS as f64) <= now as f64 => {}
+        Some(Some(_)) => return Err("the token is not valid yet".into()),
+        Some(None) => return Err("the token's nbf claim is not a number".into()),
     }
     identity_from_claims(&claims)
 }
@@ -301,6 +303,22 @@ mod tests {
         let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"{W1}","exp":99999999999}}"#));
         parts[1] = &forged;
         check(&parts.join("."), &key(), 1_500, "signature");
+        // claims of the wrong type are not skipped: a string nbf (or exp) refuses the token
+        let signed = |claims: &str| {
+            let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#), URL_SAFE_NO_PAD.encode(claims));
+            let mut mac = key().mac().expect("mac");
+            mac.update(input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        };
+        check(&signed(&format!(r#"{{"sub":"{U}","exp":99999999999,"nbf":"9999999999"}}"#)), &key(), 1_500, "nbf");
+        check(
+            &signed(&format!(r#"{{"sub":"{U}","exp":99999999999,"nbf":9999999999}}"#)),
+            &key(),
+            1_500,
+            "not valid yet",
+        );
+        check(&signed(&format!(r#"{{"sub":"{U}","exp":"99999999999"}}"#)), &key(), 1_500, "no exp");
+        assert!(verify(&key(), &signed(&format!(r#"{{"sub":"{U}","exp":99999999999,"nbf":1000}}"#)), 1_500).is_ok());
         assert!(Hs256Key::new(b"short").is_err());
     }
 
