@@ -572,9 +572,22 @@ struct SqlBuilder {
 }
 
 impl SqlBuilder {
+    /// A placeholder for `p`, with its explicit cast (the convention of `sql`): its type never
+    /// rests on inference or on a driver's type hint. (The RDS Data API binds an unhinted string
+    /// as text, and a timestamp hint as a timestamp without zone, read in the session's zone.)
     fn bind(&mut self, p: Param) -> String {
+        let cast = match p {
+            Param::Null => "",
+            Param::Bool(_) => "::boolean",
+            Param::Int(_) => "::bigint",
+            Param::Float(_) => "::double precision",
+            Param::Text(_) => "::text",
+            Param::Uuid(_) => "::uuid",
+            Param::Timestamp(_) => "::timestamptz",
+            Param::Json(_) => "::jsonb",
+        };
         self.params.push(p);
-        format!("${}", self.params.len())
+        format!("${}{cast}", self.params.len())
     }
     fn bind_all(&mut self, ps: impl Iterator<Item = Param>) -> String {
         ps.map(|p| self.bind(p)).collect::<Vec<_>>().join(", ")
@@ -794,11 +807,12 @@ mod tests {
         let (sql, params) = r.to_sql(&scope, "id");
         assert_eq!(
             sql,
-            "SELECT id FROM job WHERE (user_id = $1 OR workspace_id IN ($2, $3)) AND status IN ($4) AND created_at >= $5 \
-             AND (CASE WHEN jsonb_typeof(metadata->'cpuCores') = 'number' THEN (metadata->>'cpuCores')::numeric END) >= $6 \
-             AND (project_name ILIKE $7 OR ((octet_length(error_message) <= 2048 OR char_length(regexp_replace(\
-             error_message, '[\\U00010000-\\U0010FFFF]', 'xx', 'g')) <= 2048) AND error_message ILIKE $7)) \
-             ORDER BY created_at ASC, id ASC LIMIT 51"
+            "SELECT id FROM job WHERE (user_id = $1::uuid OR workspace_id IN ($2::uuid, $3::uuid)) \
+             AND status IN ($4::text) AND created_at >= $5::timestamptz \
+             AND (CASE WHEN jsonb_typeof(metadata->'cpuCores') = 'number' THEN (metadata->>'cpuCores')::numeric END) \
+             >= $6::bigint AND (project_name ILIKE $7::text OR ((octet_length(error_message) <= 2048 OR \
+             char_length(regexp_replace(error_message, '[\\U00010000-\\U0010FFFF]', 'xx', 'g')) <= 2048) \
+             AND error_message ILIKE $7::text)) ORDER BY created_at ASC, id ASC LIMIT 51"
         );
         assert_eq!(params.len(), 7);
         assert_eq!(params[6], Param::Text("%50\\%\\_off\\\\%".into()));

@@ -16,15 +16,23 @@ fn database_name(url: &str) -> String {
 }
 
 async fn data_api(case: &str) -> Option<Fixture<RdsDataExecutor>> {
+    data_api_with(case, "", false).await
+}
+
+/// A fixture whose server adds `options` (URL-encoded `-c` settings) to its connections, and
+/// binds unhinted values by their JSON kind as the service does when `strict`.
+async fn data_api_with(case: &str, options: &str, strict: bool) -> Option<Fixture<RdsDataExecutor>> {
     let url = database_url(case)?;
     let schema = unique_schema(case);
     // The Data API has no session state between calls: the schema comes from the server's
     // connection options, as a real cluster's would come from the user's search_path.
     let sep = if url.contains('?') { '&' } else { '?' };
-    let server_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let server_url = format!("{url}{sep}options=-c%20search_path%3D{schema}{options}");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
-    let state = AppState::new(Config::new(server_url)).expect("data api server");
+    let mut config = Config::new(server_url);
+    config.strict_types = strict;
+    let state = AppState::new(config).expect("data api server");
     tokio::spawn(async move { axum::serve(listener, router(state)).await.ok() });
     let sdk = aws_sdk_rdsdata::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -150,5 +158,40 @@ async fn a_large_page_read_across_a_delete_is_not_short() {
     let got = wrapped.list(&sql, &params).await.expect("list");
     let want: Vec<_> = ids.iter().copied().filter(|id| *id != victim).take(51).collect();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), want, "51 rows: another page follows");
+    f.cleanup().await;
+}
+
+/// Timestamps mean the same instant whatever the cluster's time zone (its `timezone` parameter
+/// need not be UTC) and with values bound by their JSON kind, as the service binds them: a
+/// job's completion written and read back, and the search fallback's time filters and cursor.
+#[tokio::test]
+async fn timestamps_do_not_depend_on_the_session_time_zone() {
+    use jobs_core::query::SearchRequest;
+    let case = "timestamps_do_not_depend_on_the_session_time_zone";
+    let Some(f) = data_api_with(case, "%20-c%20TimeZone%3DAmerica/New_York", true).await else { return };
+    let scope = f.user("tz@example.com").await;
+    let running =
+        f.create(&scope, serde_json::json!({"type": "BUILD", "project_name": "tz", "status": "RUNNING"})).await;
+    let now = jobs_tests::store_suite::now();
+    let patch = jobs_core::validate::patch(&running, &serde_json::json!({"status": "SUCCEEDED"}), now).expect("patch");
+    let done = f.store.update(&scope, &patch).await.expect("update");
+    assert_eq!(done.completed_at, patch.completed_at(), "written and read back as the same instant");
+    assert_eq!(f.store.get(&scope, done.id).await.expect("get"), done);
+    let at = done.completed_at.expect("completed").to_string();
+    for (filter, found) in [("completed_after", true), ("completed_before", false)] {
+        let req = SearchRequest::from_params([(filter, at.as_str())]).expect("valid");
+        let (sql, params) = req.to_sql(&scope, jobs_core::sql::JOB_SELECT);
+        let jobs = f.store.list(&sql, &params).await.expect("list");
+        assert_eq!(jobs.iter().any(|j| j.id == done.id), found, "{filter}={at}");
+    }
+    let other = f.create(&scope, serde_json::json!({"type": "BUILD", "project_name": "tz2"})).await;
+    let req = SearchRequest::from_params([("limit", "1"), ("sort", "created_at")]).expect("valid");
+    let (sql, params) = req.to_sql(&scope, jobs_core::sql::JOB_SELECT);
+    let first = f.store.list(&sql, &params).await.expect("list");
+    let cursor = req.cursor_after(&first[0]);
+    let next = SearchRequest::from_params([("limit", "1"), ("sort", "created_at"), ("cursor", cursor.as_str())])
+        .expect("valid");
+    let (sql, params) = next.to_sql(&scope, jobs_core::sql::JOB_SELECT);
+    assert_eq!(f.store.list(&sql, &params).await.expect("list")[0].id, other.id);
     f.cleanup().await;
 }

@@ -333,7 +333,10 @@ pub fn parameters(params: &[Param]) -> Vec<SqlParameter> {
                 Param::Float(f) => (Field::DoubleValue(*f), None),
                 Param::Text(s) => (Field::StringValue(s.clone()), None),
                 Param::Uuid(u) => (Field::StringValue(u.hyphenated().to_string()), Some(TypeHint::Uuid)),
-                Param::Timestamp(micros) => (Field::StringValue(timestamp_text(*micros)), Some(TypeHint::Timestamp)),
+                // With its offset and no hint: the TIMESTAMP hint makes a timestamp without
+                // zone, which `::timestamptz` then reads in the session's time zone (a cluster's
+                // `timezone` parameter need not be UTC); the statement's cast reads this as is.
+                Param::Timestamp(micros) => (Field::StringValue(format!("{}+00", timestamp_text(*micros))), None),
                 Param::Json(text) => (Field::StringValue(text.clone()), Some(TypeHint::Json)),
             };
             SqlParameter::builder().name(format!("p{}", i + 1)).value(value).set_type_hint(hint).build()
@@ -341,8 +344,8 @@ pub fn parameters(params: &[Param]) -> Vec<SqlParameter> {
         .collect()
 }
 
-/// Microseconds since the Unix epoch (UTC) as `YYYY-MM-DD HH:MM:SS.ffffff`, the TIMESTAMP hint's
-/// format.
+/// Microseconds since the Unix epoch (UTC) as `YYYY-MM-DD HH:MM:SS.ffffff` (the TIMESTAMP hint's
+/// format; parameters add `+00` and no hint).
 pub fn timestamp_text(micros: i64) -> String {
     const MICROS_PER_DAY: i64 = 86_400_000_000;
     let days = micros.div_euclid(MICROS_PER_DAY);
@@ -489,7 +492,8 @@ mod tests {
         assert_eq!(ps.len(), 4);
         assert_eq!(ps[0].name(), Some("p1"));
         assert_eq!(ps[0].type_hint(), Some(&TypeHint::Uuid));
-        assert_eq!(ps[1].type_hint(), Some(&TypeHint::Timestamp));
+        assert_eq!(ps[1].type_hint(), None);
+        assert_eq!(ps[1].value(), Some(&Field::StringValue("1970-01-01 00:00:00.000000+00".into())));
         assert_eq!(ps[2].type_hint(), Some(&TypeHint::Json));
         assert_eq!(ps[3].value(), Some(&Field::IsNull(true)));
     }
