@@ -426,14 +426,24 @@ async fn transactions_commit_and_roll_back() {
     tx.rollback().await.expect("rollback");
     assert_eq!(count(&h).await, vec![vec![Cell::Int(1)]]);
 
-    // An error aborts the transaction, as in PostgreSQL.
+    // An error aborts the transaction, as in PostgreSQL; the service ends it there (later calls
+    // in it are TransactionNotFoundException), and the driver answers as PostgreSQL would.
     let mut tx = h.exec.begin().await.expect("begin");
+    let id = tx.id().expect("an id").to_owned();
+    tx.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[Param::Int(9)]).await.expect("insert");
     assert_eq!(
         sqlstate(tx.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[Param::Int(1)]).await).as_deref(),
         Some("23505")
     );
+    assert_eq!(h.state.open_transactions(), 0, "the service ended it");
+    let gone = h.execute_statement("SELECT 1").transaction_id(&id).send().await.expect_err("no such transaction");
+    assert!(matches!(gone.as_service_error(), Some(e) if e.is_transaction_not_found_exception()), "{gone:?}");
     assert_eq!(sqlstate(tx.query("SELECT 1", &[]).await).as_deref(), Some("25P02"));
     tx.rollback().await.expect("rollback");
+    assert_eq!(count(&h).await, vec![vec![Cell::Int(1)]], "the insert before the error is gone");
+    let mut tx = h.exec.begin().await.expect("begin");
+    let _ = tx.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[Param::Int(1)]).await;
+    assert_eq!(sqlstate(tx.commit().await).as_deref(), Some("25P02"), "nothing to commit");
 
     // Dropping a transaction rolls it back in the background.
     let mut tx = h.exec.begin().await.expect("begin");

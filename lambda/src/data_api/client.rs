@@ -372,7 +372,7 @@ impl Executor for RdsDataExecutor {
 
     async fn begin(&self) -> Result<Self::Tx<'_>, DbError> {
         let id = self.begin_transaction().await?;
-        Ok(RdsDataTx { executor: self.clone(), id: Some(id) })
+        Ok(RdsDataTx { executor: self.clone(), id: Some(id), aborted: false })
     }
 }
 
@@ -384,6 +384,8 @@ pub struct RdsDataTx {
     executor: RdsDataExecutor,
     /// `None` once ended.
     id: Option<String>,
+    /// A statement failed: the service ended the transaction then (and rolled it back).
+    aborted: bool,
 }
 
 impl RdsDataTx {
@@ -392,28 +394,53 @@ impl RdsDataTx {
     }
 
     fn live_id(&self) -> Result<&str, DbError> {
+        if self.aborted {
+            // What PostgreSQL says in the same place, so callers see one code from both drivers.
+            return Err(DbError::Database {
+                sqlstate: Some("25P02".into()),
+                message: "the transaction was aborted by an earlier error (the Data API ended it)".into(),
+            });
+        }
         self.id.as_deref().ok_or_else(|| DbError::Decode("transaction already ended".into()))
+    }
+
+    /// Notes a failed statement: the service has ended the transaction.
+    fn after<T>(&mut self, result: Result<T, DbError>) -> Result<T, DbError> {
+        if result.is_err() {
+            self.aborted = true;
+            self.id = None;
+        }
+        result
     }
 }
 
 #[async_trait]
 impl Transaction for RdsDataTx {
     async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
-        let id = self.live_id()?;
-        self.executor.query_in(sql, params, Some(id)).await
+        let id = self.live_id()?.to_owned();
+        let result = self.executor.query_in(sql, params, Some(&id)).await;
+        self.after(result)
     }
 
     async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
-        let id = self.live_id()?;
-        self.executor.execute_in(sql, params, Some(id)).await
+        let id = self.live_id()?.to_owned();
+        let result = self.executor.execute_in(sql, params, Some(&id)).await;
+        self.after(result)
     }
 
+    /// After a failed statement: an error, nothing was committed (PostgreSQL would answer
+    /// ROLLBACK to the COMMIT; the service answers that the transaction is gone).
     async fn commit(mut self) -> Result<(), DbError> {
+        self.live_id()?;
         let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
         self.executor.end_transaction(&id, true).await
     }
 
+    /// After a failed statement: nothing left to roll back.
     async fn rollback(mut self) -> Result<(), DbError> {
+        if self.aborted {
+            return Ok(());
+        }
         let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
         self.executor.end_transaction(&id, false).await
     }

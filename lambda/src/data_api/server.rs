@@ -6,8 +6,8 @@
 //! `records` / `columnMetadata` / `formattedRecords`, errors as `DatabaseErrorException` with the
 //! PostgreSQL message and a `; SQLState: XXXXX` suffix, `UnsupportedResultException` for result
 //! types the service does not return, `TransactionNotFoundException`, the 1 MiB response limit,
-//! the 64 KB row limit (counted in PostgreSQL's bytes) and transactions rolled back after an idle
-//! timeout (3 minutes). What it does not: SigV4 checks (any signature, or none, is accepted),
+//! the 64 KB row limit (counted in PostgreSQL's bytes), transactions ended at their first error
+//! and rolled back after an idle timeout (3 minutes). What it does not: SigV4 checks (any signature, or none, is accepted),
 //! Secrets Manager (the ARNs are required but not looked up), TLS to PostgreSQL and the `schema`
 //! parameter (the real one ignores it for PostgreSQL too).
 
@@ -1470,12 +1470,24 @@ impl AppState {
             }
             Conn::Tx(entry) => {
                 entry.touch();
-                let guard = entry.conn.lock().await;
+                let mut guard = entry.conn.lock().await;
                 let Some(object) = guard.as_ref() else {
                     return Err(ApiError::transaction_not_found(transaction_id.unwrap_or_default()));
                 };
                 let client: &Client = object;
                 let result = run_with_timeout(client, timeout, continue_after_timeout, work(client)).await;
+                if result.is_err() {
+                    // The service ends a transaction at its first error: later calls in it,
+                    // commit and rollback included, answer TransactionNotFoundException.
+                    if let Some(conn) = guard.take() {
+                        let _ = finish(conn, "ROLLBACK").await;
+                    }
+                    drop(guard);
+                    if let Some(id) = transaction_id {
+                        let _ = self.inner.remove_transaction(id);
+                    }
+                    return result;
+                }
                 drop(guard);
                 entry.touch();
                 result
