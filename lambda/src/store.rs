@@ -774,13 +774,14 @@ pub struct ExtraDoc {
 // Backfill and drift checks: keyset scans in id order, and the repairs `verify` makes.
 impl<E: Executor> Store<E> {
     /// Up to `limit` jobs after `after` (from the start with `None`), in id order.
+    /// Read as [`Store::list`] reads: a page over the Data API's 1 MiB (a thousand jobs of
+    /// 1 KB are about that) is read in two steps.
     pub async fn scan_jobs(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Job>> {
         let limit = Param::Int(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows = match after {
-            None => self.query(sql::SCAN_JOBS_FIRST, &[limit]).await?,
-            Some(id) => self.query(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await?,
-        };
-        self.jobs(&rows).await
+        match after {
+            None => self.list(sql::SCAN_JOBS_FIRST, &[limit]).await,
+            Some(id) => self.list(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await,
+        }
     }
 
     /// Up to `limit` (id, version) pairs after `after`, in id order.

@@ -918,7 +918,8 @@ pub async fn wide_rows_read_whole<E: Executor + 'static>(f: &Fixture<E>) {
 }
 
 /// A claim of a thousand jobs of 1.5 KB each is more than one RDS Data API response may hold
-/// (1 MiB): the claim takes its leases in one statement and reads the jobs in parts that fit.
+/// (1 MiB): the claim takes its leases in one statement and reads the jobs in parts that fit;
+/// so do the scans of the backfill and of verify.
 pub async fn large_claims_fit_one_response<E: Executor + 'static>(f: &Fixture<E>) {
     let me = f.user("many@example.com").await;
     f.exec(
@@ -932,6 +933,11 @@ pub async fn large_claims_fit_one_response<E: Executor + 'static>(f: &Fixture<E>
     assert_eq!(claimed.len(), 1000);
     assert!(claimed.iter().all(|c| matches!(&c.item, Item::Job(j) if j.metadata.len() == 1 && j.version == 0)));
     assert!(f.store.claim_dirty(1000, LEASE).await.expect("claim").is_empty(), "all leased");
+    // The backfill's and verify's scans read pages as large, in id order.
+    let first = f.store.scan_jobs(None, 600).await.expect("scan");
+    let rest = f.store.scan_jobs(first.last().map(|j| j.id), 600).await.expect("scan");
+    assert_eq!((first.len(), rest.len()), (600, 400));
+    assert!(first.iter().chain(&rest).map(|j| j.id).collect::<Vec<_>>().is_sorted());
 }
 
 /// Queue entries whose job went without its delete trigger (TRUNCATE, triggers bypassed) are
