@@ -154,6 +154,18 @@ async fn api_gateway_and_function_url_events_through_the_handler() {
     assert_eq!(page["items"][0]["id"], json!(job_id));
     assert_eq!(page["source"], json!("database"));
 
+    // a create through a REST stage named v1 hands out a Location with that stage
+    let v1_create = fixture("apigw-v1-cognito-patch.json", &me.vars(Some(&job_id)))
+        .replace("\"stage\": \"prod\"", "\"stage\": \"v1\"")
+        .replace("\"httpMethod\": \"PATCH\"", "\"httpMethod\": \"POST\"")
+        .replace(&format!("\"path\": \"/prod/v1/jobs/{job_id}\""), "\"path\": \"/v1/v1/jobs\"")
+        .replace(&format!("\"path\": \"/v1/jobs/{job_id}\""), "\"path\": \"/v1/jobs\"")
+        .replace(r#""{\"status\":\"RUNNING\"}""#, r#""{\"type\":\"BUILD\",\"project_name\":\"v1-stage\"}""#);
+    let (status, headers, made) = call(&service, &v1_create).await;
+    assert_eq!(status, 201, "{made}");
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(location, format!("/v1/v1/jobs/{}", made["id"].as_str().expect("id")));
+
     // behind a named stage, the Location the caller follows carries it
     let staged = fixture("apigw-v2-jwt-create.json", &me.vars(None))
         .replace("\"rawPath\": \"/v1/jobs\"", "\"rawPath\": \"/prod/v1/jobs\"")

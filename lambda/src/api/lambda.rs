@@ -52,11 +52,25 @@ pub struct BasePath(pub String);
 /// that already starts with `/{stage}/` alone, so a stage named `v1` in front of `/v1/jobs` is
 /// no prefix to take off.
 pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
-    let (stage, rest_api) = match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV1(c)) => (c.stage.clone(), true),
-        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false),
-        _ => (None, false),
+    let (stage, rest_api, base) = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => {
+            // A REST event's requestContext.path is the path as the caller sent it (stage, or a
+            // custom domain's base path, in front of the event's path): the base is the
+            // difference.
+            let base = c
+                .path
+                .as_deref()
+                .and_then(|full| full.strip_suffix(req.extensions().raw_http_path()))
+                .filter(|b| !b.is_empty() && b.starts_with('/'))
+                .map(|b| BasePath(b.to_owned()));
+            (c.stage.clone(), true, base)
+        }
+        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false, None),
+        _ => (None, false, None),
     };
+    if let Some(base) = base {
+        req.extensions_mut().insert(base);
+    }
     let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return req };
     if rest_api && req.extensions().raw_http_path() == req.uri().path() {
         return req;
@@ -76,7 +90,9 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
         parts.path_and_query = Some(pq);
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
-            req.extensions_mut().insert(BasePath(format!("/{stage}")));
+            if !rest_api {
+                req.extensions_mut().insert(BasePath(format!("/{stage}")));
+            }
         }
     }
     req
