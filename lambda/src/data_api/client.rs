@@ -404,9 +404,11 @@ impl RdsDataTx {
         self.id.as_deref().ok_or_else(|| DbError::Decode("transaction already ended".into()))
     }
 
-    /// Notes a failed statement: the service has ended the transaction.
+    /// Notes a statement the database refused: the service has ended the transaction. (Not a
+    /// call that failed on its way, or a timeout: the transaction may still be open there, and
+    /// rollback or the drop still ends it.)
     fn after<T>(&mut self, result: Result<T, DbError>) -> Result<T, DbError> {
-        if result.is_err() {
+        if matches!(result, Err(DbError::Database { .. })) {
             self.aborted = true;
             self.id = None;
         }
