@@ -598,7 +598,8 @@ impl SearchClient {
         Ok(Some((job, version)))
     }
 
-    /// `_mget` of ids in one index: the external version of each one found.
+    /// `_mget` of ids in one index: the external version of each one found (`None`: not found);
+    /// ids the engine could not answer for are left out.
     pub async fn versions_of(&self, index: &str, ids: &[String]) -> Result<Vec<(String, Option<DocRef>)>, SearchError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -609,6 +610,9 @@ impl SearchClient {
         let docs = v["docs"].as_array().ok_or_else(|| SearchError::Decode("_mget without docs".into()))?;
         Ok(docs
             .iter()
+            // An item the engine could not answer (a shard failure: `error`, no `found`) is
+            // left out: "not found" is an answer, that is not.
+            .filter(|d| d.get("error").is_none())
             .map(|d| {
                 let id = d["_id"].as_str().unwrap_or_default().to_owned();
                 let found = d["found"].as_bool() == Some(true);
