@@ -580,7 +580,9 @@ impl SqlBuilder {
             Param::Null => "",
             Param::Bool(_) => "::boolean",
             Param::Int(_) => "::bigint",
-            Param::Float(_) => "::double precision",
+            // Compared with numeric expressions exactly (a float cast would overflow on a
+            // stored 1e400 a foreign writer left).
+            Param::Float(_) => "::numeric",
             Param::Text(_) => "::text",
             Param::Uuid(_) => "::uuid",
             Param::Timestamp(_) => "::timestamptz",
