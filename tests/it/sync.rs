@@ -803,16 +803,20 @@ async fn verify_ignores_a_job_deleted_during_its_scan(engine: &'static str) {
     drain(&f, &SyncConfig::default(), MINUTE).await;
     f.refresh().await;
     let last = jobs.iter().max_by_key(|j| j.id.to_string()).expect("jobs").clone();
-    // Every engine request of verify's waits 200 ms: the snapshot is open within its first
-    // three requests (~0.6 s), and its Postgres scan, in lockstep with 25 pages of the index,
-    // reaches the last id after ~5.4 s. The delete lands in between, at 2 s (the counts below
-    // fail, rather than pass for nothing, should it not).
+    // Every engine request of verify's waits 200 ms. Its first requests find the index and open
+    // the snapshot; the next one, the first page, is sent only once the snapshot is open: the
+    // delete waits for it. The Postgres scan, in lockstep with 25 pages of the index, reaches
+    // the last id some 5 s later (the counts below fail, rather than pass for nothing, should
+    // the delete come too late).
     let gate = Gate::start(&f.url).await;
     gate.set_delay(Duration::from_millis(200));
     let slow = f.client_via(&gate.url()).await;
     let store = f.store();
     let deleter = async {
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let until = Instant::now() + MINUTE;
+        while gate.writes() < 4 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         store.delete(&me, last.id, None).await.expect("delete");
         sync_run::push_one(store, &f.client, last.id, Duration::from_secs(5)).await
     };

@@ -141,6 +141,8 @@ struct GateState {
     open: AtomicBool,
     delay_ms: AtomicU64,
     connections: AtomicU64,
+    /// Client writes seen (about one a request: a body may come in more than one).
+    writes: AtomicU64,
     /// Client writes still passed before every connection is cut (negative: no limit).
     budget: AtomicI64,
 }
@@ -155,6 +157,7 @@ impl Gate {
             open: AtomicBool::new(true),
             delay_ms: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             budget: AtomicI64::new(-1),
         });
         let st = state.clone();
@@ -199,6 +202,11 @@ impl Gate {
     pub fn connections(&self) -> u64 {
         self.state.connections.load(Ordering::SeqCst)
     }
+
+    /// Client writes seen so far: at least one per request sent through the gate.
+    pub fn writes(&self) -> u64 {
+        self.state.writes.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Gate {
@@ -219,6 +227,7 @@ async fn forward(client: TcpStream, upstream: TcpStream, st: Arc<GateState>) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                st.writes.fetch_add(1, Ordering::SeqCst);
                 let left = st.budget.load(Ordering::SeqCst);
                 if left == 0 {
                     st.open.store(false, Ordering::SeqCst);
