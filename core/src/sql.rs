@@ -327,10 +327,12 @@ pub const DEAD_LETTER: &str = "UPDATE job_sync_queue q SET attempts = x.attempts
      WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.version = x.v \
      RETURNING q.job_id::text";
 
-/// Gives leased entries back without an outcome. `$1` JSON array of ids.
+/// Gives leased entries back without an outcome. `$1` JSON `[{"id": uuid, "deleted": bool,
+/// "v": version}]`: only while the entry is still the one claimed (a newer version released
+/// that lease itself, and may be another run's claim now).
 pub const RELEASE_CLAIMS: &str = "UPDATE job_sync_queue q SET claimed_until = NULL \
-     WHERE q.job_id IN (SELECT i::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(i)) \
-     AND q.claimed_until IS NOT NULL";
+     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, deleted boolean, v bigint) \
+     WHERE q.job_id = x.id AND q.deleted = x.deleted AND q.version = x.v AND q.claimed_until IS NOT NULL";
 
 /// Puts dead-lettered entries back in line (an operator's retry). `$1` JSON array of ids, or
 /// NULL for all -> the ids requeued.

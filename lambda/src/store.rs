@@ -336,49 +336,73 @@ impl<E: Executor> Store<E> {
 
     /// Runs a query that selects [`sql::JOB_COLUMNS`] first (the core's SQL fallback for
     /// search, already scoped by it) and reads the jobs. Further columns (sort keys) are ignored.
+    /// See [`Store::list_counted`].
+    pub async fn list(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
+        Ok(self.list_counted(sql, params).await?.jobs)
+    }
+
+    /// [`Store::list`], with what the statement matched: callers that page by count (is there
+    /// another page? where does it continue?) read that, not the jobs returned, which can be
+    /// fewer (a job deleted while its row was being read in parts).
     ///
     /// A result too large for one response (the RDS Data API returns at most 1 MiB; a page of
     /// 500 jobs with long error messages is far more) is read in two steps: the ids in order,
-    /// then the rows by id in chunks that halve until each fits.
-    pub async fn list(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
-        match self.db.query(sql, params).await {
-            Ok(rows) => self.jobs(&rows).await,
-            Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) => self.list_paged(sql, params).await,
-            Err(e) => Err(StoreError::from_db(e)),
-        }
-    }
-
-    async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<Vec<Job>> {
-        // A plain projection over the subquery keeps its order.
-        let keys_sql = format!("SELECT q.id, q.version FROM ({sql}) q");
-        let mut jobs = Vec::new();
-        // The rows are read after their ids: a row deleted or changed in between would make a
-        // short page (read as the last one: the caller stops early) or one out of order (its
-        // cursor skipping or repeating jobs). Such a page is read again, a few times at most.
+    /// then the rows by id in chunks that halve until each fits. Rows read in more than one
+    /// statement (those two steps, or a row completed in pieces) can meet a concurrent write in
+    /// between: a page that did is read again (three times at most), so it is one state of the
+    /// rows in their order.
+    pub async fn list_counted(&self, sql: &str, params: &[Param]) -> Result<Listed> {
+        let mut listed = Listed::default();
         for _ in 0..3 {
-            let keys: Vec<(Uuid, i64)> = self
-                .db
-                .query(&keys_sql, params)
-                .await
-                .map_err(StoreError::from_db)?
-                .iter()
-                .map(|r| {
-                    let mut c = Cols::new(r);
-                    Ok((c.uuid("id")?, c.int("version")?))
-                })
-                .collect::<std::result::Result<_, DbError>>()?;
-            let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
-            let mut by_id = std::collections::HashMap::with_capacity(ids.len());
-            for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
-                by_id.insert(job.id, job);
-            }
-            let same = keys.iter().all(|(id, v)| by_id.get(id).is_some_and(|j| j.version == *v));
-            jobs = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+            let (keys, jobs) = match self.db.query(sql, params).await {
+                Ok(rows) => {
+                    let mut keys = Vec::with_capacity(rows.len());
+                    let mut jobs = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let head = read_head(row)?;
+                        keys.push((head.job.id, head.job.version));
+                        if let Some(job) = self.complete(head).await? {
+                            jobs.push(job);
+                        }
+                    }
+                    (keys, jobs)
+                }
+                Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) => self.list_paged(sql, params).await?,
+                Err(e) => return Err(StoreError::from_db(e)),
+            };
+            let same =
+                keys.len() == jobs.len() && keys.iter().zip(&jobs).all(|((id, v), j)| *id == j.id && *v == j.version);
+            listed = Listed { matched: keys.len(), last_id: keys.last().map(|(id, _)| *id), jobs };
             if same {
                 break;
             }
         }
-        Ok(jobs)
+        Ok(listed)
+    }
+
+    /// The two steps of [`Store::list_counted`]: the keys the statement matched, in order, and
+    /// the jobs of those still there.
+    async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<(Vec<(Uuid, i64)>, Vec<Job>)> {
+        // A plain projection over the subquery keeps its order.
+        let keys_sql = format!("SELECT q.id, q.version FROM ({sql}) q");
+        let keys: Vec<(Uuid, i64)> = self
+            .db
+            .query(&keys_sql, params)
+            .await
+            .map_err(StoreError::from_db)?
+            .iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok((c.uuid("id")?, c.int("version")?))
+            })
+            .collect::<std::result::Result<_, DbError>>()?;
+        let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
+        let mut by_id = std::collections::HashMap::with_capacity(ids.len());
+        for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
+            by_id.insert(job.id, job);
+        }
+        let jobs = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+        Ok((keys, jobs))
     }
 
     /// Rows of [`sql::JOB_COLUMNS`] by id (in no particular order; ids without a row are left
@@ -413,6 +437,11 @@ impl<E: Executor> Store<E> {
             }
         }
         Ok(out)
+    }
+
+    /// The job of one row of [`sql::JOB_COLUMNS`], completed if cut (see [`Store::complete`]).
+    async fn whole(&self, row: &[Cell]) -> Result<Option<Job>> {
+        self.complete(read_head(row)?).await
     }
 
     /// The job of the first row, if any (see [`Store::complete`]).
@@ -505,6 +534,8 @@ impl<E: Executor> Store<E> {
             let t_ws = c.opt_uuid("tombstone.workspace_id")?;
             let t_deleted_at = c.opt_ts("tombstone.deleted_at")?;
             let entry_version = c.int("version")?;
+            let kind = if deleted { PendingKind::Tombstone } else { PendingKind::Upsert };
+            let entry = Pending { id, version: entry_version, kind, attempts };
             let job_row = if deleted { None } else { job_rows.remove(&id) };
             if !deleted && job_row.is_none() {
                 // A live entry without its job: the row went without the delete trigger
@@ -532,35 +563,36 @@ impl<E: Executor> Store<E> {
                     deleted_at,
                     es_synced_at: None,
                 }),
-                (false, ..) if job_row.is_some() => match read_head(job_row.as_deref().unwrap_or_default()) {
-                    Ok(head) => match self.complete(head).await? {
-                        Some(job) => Item::Job(job),
-                        None => {
-                            raced.push(id);
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        // A row this code cannot read (another writer stored a status or a
-                        // type it does not know, or metadata that is not an object): retrying
-                        // cannot help, and failing the claim would stop every run on this
-                        // row. Dead-letter it with the reason; a later write requeues it.
-                        let version = match job_row.as_deref().and_then(<[Cell]>::last) {
-                            Some(Cell::Int(v)) => *v,
-                            _ => return Err(e.into()),
-                        };
+                // (A live entry without its row was taken care of above.)
+                (false, ..) => match self.whole(job_row.as_deref().unwrap_or_default()).await {
+                    // Only the version claimed: a job written since has released this claim
+                    // (its own entry state, lease and retries belong to the new version).
+                    Ok(Some(job)) if job.version == entry_version => Item::Job(job),
+                    Ok(_) => {
+                        raced.push(entry);
+                        continue;
+                    }
+                    // A row this code cannot read (another writer stored a status or a type it
+                    // does not know, or metadata that is not an object; a cut row whose pieces
+                    // are too large for a response): retrying cannot help, and failing the claim
+                    // would stop every run on this row. Dead-letter it with the reason; a later
+                    // write requeues it.
+                    Err(StoreError::Db(e))
+                        if matches!(e, DbError::Decode(_)) || e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) =>
+                    {
                         unreadable.push(DeadLetter {
                             id,
                             kind: PendingKind::Upsert,
-                            version,
+                            version: entry_version,
                             attempts: attempts.saturating_add(1),
                             error: format!("the row cannot be read: {e}"),
                         });
                         continue;
                     }
+                    Err(e) => return Err(e),
                 },
                 _ => {
-                    raced.push(id);
+                    raced.push(entry);
                     continue;
                 }
             };
@@ -573,7 +605,12 @@ impl<E: Executor> Store<E> {
         if !orphans.is_empty() {
             let gone = self.dead_letter(&orphans).await?;
             tracing::warn!(count = gone.len(), "sync queue entries without a job row or a tombstone: dead-lettered");
-            raced.extend(orphans.iter().map(|o| o.id).filter(|id| !gone.contains(id)));
+            raced.extend(orphans.iter().filter(|o| !gone.contains(&o.id)).map(|o| Pending {
+                id: o.id,
+                version: o.version,
+                kind: o.kind,
+                attempts: o.attempts,
+            }));
         }
         if !raced.is_empty() {
             self.release(&raced).await?;
@@ -649,11 +686,15 @@ impl<E: Executor> Store<E> {
     }
 
     /// Gives leased entries back without an outcome (a run that stops early).
-    pub async fn release(&self, ids: &[Uuid]) -> Result<u64> {
-        if ids.is_empty() {
+    pub async fn release(&self, entries: &[Pending]) -> Result<u64> {
+        if entries.is_empty() {
             return Ok(0);
         }
-        self.execute(sql::RELEASE_CLAIMS, &[Param::Json(json!(ids).to_string())]).await
+        let batch: Vec<Value> = entries
+            .iter()
+            .map(|e| json!({"id": e.id, "deleted": e.kind == PendingKind::Tombstone, "v": e.version}))
+            .collect();
+        self.execute(sql::RELEASE_CLAIMS, &[Param::Json(Value::Array(batch).to_string())]).await
     }
 
     /// Puts dead-lettered entries back in line: these ids, or all with `None`.
@@ -776,11 +817,13 @@ impl<E: Executor> Store<E> {
     /// Up to `limit` jobs after `after` (from the start with `None`), in id order.
     /// Read as [`Store::list`] reads: a page over the Data API's 1 MiB (a thousand jobs of
     /// 1 KB are about that) is read in two steps.
-    pub async fn scan_jobs(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Job>> {
+    /// The scan continues after [`Listed::last_id`] and ends when [`Listed::matched`] is under
+    /// `limit` (the jobs returned can be fewer: one deleted while being read).
+    pub async fn scan_jobs(&self, after: Option<Uuid>, limit: usize) -> Result<Listed> {
         let limit = Param::Int(i64::try_from(limit).unwrap_or(i64::MAX));
         match after {
-            None => self.list(sql::SCAN_JOBS_FIRST, &[limit]).await,
-            Some(id) => self.list(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await,
+            None => self.list_counted(sql::SCAN_JOBS_FIRST, &[limit]).await,
+            Some(id) => self.list_counted(sql::SCAN_JOBS_AFTER, &[Param::Uuid(id), limit]).await,
         }
     }
 
@@ -883,6 +926,17 @@ fn json_param(map: &Object) -> Param {
 
 fn ids(rows: &[Row]) -> Result<Vec<Uuid>> {
     rows.iter().map(|r| Cols::new(r).uuid("id")).collect::<Result<_, _>>().map_err(Into::into)
+}
+
+/// Jobs as a listing statement read them ([`Store::list_counted`]).
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// The jobs, in the statement's order (those deleted while being read left out).
+    pub jobs: Vec<Job>,
+    /// How many rows the statement matched.
+    pub matched: usize,
+    /// The id of the last of them.
+    pub last_id: Option<Uuid>,
 }
 
 /// A job as one row of [`sql::JOB_COLUMNS`] holds it: whole, or cut to fit an RDS Data API row

@@ -502,8 +502,8 @@ async fn claim<E: Executor>(
 
 /// Hands a claimed batch back unsent, as if it had not been claimed.
 async fn give_back<E: Executor>(store: &Store<E>, shared: &Shared, batch: &[Claimed]) -> Result<(), StoreError> {
-    let ids: Vec<Uuid> = batch.iter().map(|c| c.pending.id).collect();
-    store.release(&ids).await?;
+    let entries: Vec<Pending> = batch.iter().map(|c| c.pending.clone()).collect();
+    store.release(&entries).await?;
     shared.claimed.fetch_sub(batch.len() as u64, Ordering::SeqCst);
     shared.batches.fetch_sub(1, Ordering::SeqCst);
     Ok(())
@@ -535,8 +535,8 @@ async fn send<E: Executor>(
         Err(e) => {
             // Stop first, so a claim that picks up these rows once released sees it.
             shared.stop(stop_for(&e, deadline), Some(e.to_string()));
-            let ids: Vec<Uuid> = claimed.iter().map(|c| c.pending.id).collect();
-            let released = store.release(&ids).await?;
+            let entries: Vec<Pending> = claimed.iter().map(|c| c.pending.clone()).collect();
+            let released = store.release(&entries).await?;
             shared.released.fetch_add(released, Ordering::SeqCst);
             return Ok(None);
         }
@@ -574,14 +574,14 @@ async fn record<E: Executor>(
     let n = sent.claimed.len();
     let mut rows: Vec<Pending> = Vec::with_capacity(n);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
-    let mut unsent: Vec<Uuid> = Vec::new();
+    let mut unsent: Vec<Pending> = Vec::new();
     for (c, o) in sent.claimed.into_iter().zip(sent.outcomes) {
         match o {
             Some(o) => {
                 rows.push(c.pending);
                 outcomes.push(o);
             }
-            None => unsent.push(c.pending.id),
+            None => unsent.push(c.pending),
         }
     }
     let t2 = Instant::now();

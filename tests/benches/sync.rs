@@ -268,9 +268,9 @@ impl Bench {
         let mut after = None;
         for _ in 0..=(self.jobs / 5_000 + 1) {
             let page = self.store.scan_jobs(after, 5_000).await.map_err(|e| e.to_string())?;
-            after = page.last().map(|j| j.id);
-            let done = page.len() < 5_000;
-            out.extend(page);
+            after = page.last_id;
+            let done = page.matched < 5_000;
+            out.extend(page.jobs);
             if done {
                 break;
             }

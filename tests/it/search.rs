@@ -207,7 +207,7 @@ async fn search_get_and_cursors(engine: &'static str) {
         sync_run::run(f.store(), &f.client, &SyncConfig::default(), Deadline::after(Duration::from_secs(60))).await;
     assert_eq!(summary.counts.indexed, 30, "{summary:?}");
     f.refresh().await;
-    let all: Vec<Job> = f.store().scan_jobs(None, 1000).await.expect("scan");
+    let all: Vec<Job> = f.store().scan_jobs(None, 1000).await.expect("scan").jobs;
     for (params, scope) in
         [("limit=4&sort=created_at", &me), ("q=SVC-1&limit=2", &me), ("metadata.cpuCores.gte=4&limit=3", &other)]
     {
@@ -551,9 +551,9 @@ async fn differential_engine_vs_postgres_vs_reference(engine: &'static str) {
     let mut after = None;
     loop {
         let page = f.store().scan_jobs(after, 1_000).await.expect("scan");
-        after = page.last().map(|j| j.id);
-        let done = page.len() < 1_000;
-        all.extend(page);
+        after = page.last_id;
+        let done = page.matched < 1_000;
+        all.extend(page.jobs);
         if done {
             break;
         }

@@ -10,7 +10,7 @@
 use jobs_core::model::{Job, JobStatus};
 use jobs_core::query::SearchRequest;
 use jobs_core::sql::{self, Param};
-use jobs_core::sync::{DeadLetter, Mark, PendingKind, Retry};
+use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry};
 use jobs_core::time::Timestamp;
 use jobs_core::validate::{self, ValidNewJob, ValidPatch};
 use jobs_lambda::db::{Cell, DbError, Executor, Transaction};
@@ -755,6 +755,18 @@ pub async fn unreadable_rows_are_dead_lettered<E: Executor + 'static>(f: &Fixtur
     // Repaired by a writer, the row is due again.
     f.exec("UPDATE job SET status = 'QUEUED' WHERE id = $1::uuid", &[Param::Uuid(odd.id)]).await;
     assert_eq!(ids(&f.store.claim_dirty(10, LEASE).await.expect("claim")), vec![odd.id]);
+
+    // A row too wide for one Data API row is read cut, then completed: metadata it cannot read
+    // (a 30 KB array) is found only then, and is dead-lettered the same way.
+    let wide = f.create(&me, json!({"type": "BUILD", "project_name": "wide"})).await;
+    f.exec(
+        "UPDATE job SET metadata = (SELECT jsonb_agg(g) FROM generate_series(1, 6000) g) WHERE id = $1::uuid",
+        &[Param::Uuid(wide.id)],
+    )
+    .await;
+    assert!(f.store.claim_dirty(10, LEASE).await.expect("the claim does not fail").is_empty());
+    let e = f.store.queue_entry(wide.id).await.expect("entry").expect("still queued");
+    assert!(e.dead_lettered_at.is_some() && e.last_error.is_some_and(|m| m.contains("metadata")), "dead-lettered");
 }
 
 pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) {
@@ -764,6 +776,7 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     let c = f.create(&me, json!({"type": "BUILD", "project_name": "c"})).await;
     let claimed = f.store.claim_dirty(10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 3);
+    let c_entry = claimed.iter().find(|x| x.pending.id == c.id).expect("c claimed").pending.clone();
 
     let later = Timestamp::from_micros(now().as_micros() + 3_600_000_000).expect("timestamp");
     let retry = Retry {
@@ -785,7 +798,7 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     let e = f.store.queue_entry(b.id).await.expect("entry").expect("queued");
     assert!(e.dead_lettered_at.is_some());
     assert_eq!(e.last_error.map(|s| s.len()), Some(2000), "errors are truncated");
-    f.store.release(&[c.id]).await.expect("release");
+    f.store.release(&[c_entry]).await.expect("release");
 
     // Waiting for a retry and dead-lettered entries are skipped; released ones come back.
     assert_eq!(ids(&f.store.claim_dirty(10, LEASE).await.expect("claim")), vec![c.id]);
@@ -807,6 +820,10 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     assert!(f.store.record_retries(&[old]).await.expect("retry").is_empty());
     let e = f.store.queue_entry(a.id).await.expect("entry").expect("queued");
     assert_eq!((e.version, e.attempts, e.claimed_until.is_some()), (a1.version, 0, true));
+    // So does its hand-back of the old version.
+    let stale = Pending { id: a.id, version: 0, kind: PendingKind::Upsert, attempts: 0 };
+    assert_eq!(f.store.release(&[stale]).await.expect("release"), 0);
+    assert!(f.store.queue_entry(a.id).await.expect("entry").expect("queued").claimed_until.is_some());
 
     // Dead letters wait for an operator (or a change of the row).
     assert_eq!(f.store.requeue_dead_letters(Some(&[b.id])).await.expect("requeue"), vec![b.id]);
@@ -913,8 +930,8 @@ pub async fn wide_rows_read_whole<E: Executor + 'static>(f: &Fixture<E>) {
         claimed.into_iter().filter_map(|c| if let Item::Job(j) = c.item { Some(j) } else { None }).collect();
     items.sort_by_key(|j| j.created_at);
     assert_eq!(items, vec![failed.clone(), small.clone()]);
-    assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").len(), 2);
-    assert!(f.store.scan_jobs(None, 10).await.expect("scan").contains(&failed));
+    assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.len(), 2);
+    assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&failed));
 }
 
 /// A claim of a thousand jobs of 1.5 KB each is more than one RDS Data API response may hold
@@ -935,9 +952,9 @@ pub async fn large_claims_fit_one_response<E: Executor + 'static>(f: &Fixture<E>
     assert!(f.store.claim_dirty(1000, LEASE).await.expect("claim").is_empty(), "all leased");
     // The backfill's and verify's scans read pages as large, in id order.
     let first = f.store.scan_jobs(None, 600).await.expect("scan");
-    let rest = f.store.scan_jobs(first.last().map(|j| j.id), 600).await.expect("scan");
-    assert_eq!((first.len(), rest.len()), (600, 400));
-    assert!(first.iter().chain(&rest).map(|j| j.id).collect::<Vec<_>>().is_sorted());
+    let rest = f.store.scan_jobs(first.last_id, 600).await.expect("scan");
+    assert_eq!((first.jobs.len(), first.matched, rest.jobs.len(), rest.matched), (600, 600, 400, 400));
+    assert!(first.jobs.iter().chain(&rest.jobs).map(|j| j.id).collect::<Vec<_>>().is_sorted());
 }
 
 /// Queue entries whose job went without its delete trigger (TRUNCATE, triggers bypassed) are

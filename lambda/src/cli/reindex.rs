@@ -342,9 +342,12 @@ async fn backfill<E: Executor>(
     let mut read = 0u64;
     let batch = opts.batch_size.max(1);
     loop {
-        let jobs = store.scan_jobs(after, batch).await?;
-        let last_page = jobs.len() < batch;
-        after = jobs.last().map(|j| j.id).or(after);
+        let page = store.scan_jobs(after, batch).await?;
+        // By what the scan matched, not what it returned: a job deleted while its row was read
+        // in parts makes a page short without it being the last.
+        let last_page = page.matched < batch;
+        after = page.last_id.or(after);
+        let jobs = page.jobs;
         read += jobs.len() as u64;
         if !jobs.is_empty() {
             inflight.push(send_page(client.clone(), index.to_owned(), jobs));

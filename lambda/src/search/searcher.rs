@@ -184,9 +184,13 @@ pub(crate) async fn database_page<E: Executor>(
     req: &SearchRequest,
 ) -> Result<(Vec<Job>, Option<String>), StoreError> {
     let (text, params) = req.to_sql(scope, sql::JOB_SELECT);
-    let mut items = store.list(&text, &params).await?;
+    let listed = store.list_counted(&text, &params).await?;
+    // Still the caller's: a row read in parts is read as it is then (the store reads a page
+    // again when a row changed, three times at most).
+    let mut items: Vec<Job> = listed.jobs.into_iter().filter(|j| scope.allows(j)).collect();
     let limit = req.limit as usize;
-    let next = if items.len() > limit {
+    // Another page follows when the statement matched more than a page, whatever came back.
+    let next = if listed.matched > limit {
         items.truncate(limit);
         items.last().map(|last| req.cursor_after(last))
     } else {
