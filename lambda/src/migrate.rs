@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "V2__recreated_id_continues_version.sql",
         sql: include_str!("../../migrations/V2__recreated_id_continues_version.sql"),
     },
+    Migration {
+        file: "V3__recreate_racing_a_delete_retries.sql",
+        sql: include_str!("../../migrations/V3__recreate_racing_a_delete_retries.sql"),
+    },
 ];
 
 /// The table recording applied migrations, in the target schema.

@@ -186,7 +186,8 @@ macro_rules! store_conformance {
             concurrent_claims_do_not_overlap, retry_dead_letter_and_lease,
             unreadable_rows_are_dead_lettered, sync_lag,
             list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index,
-            wide_rows_read_whole, large_claims_fit_one_response, orphaned_entries_do_not_starve_claims);
+            wide_rows_read_whole, large_claims_fit_one_response, orphaned_entries_do_not_starve_claims,
+            recreate_racing_a_delete_continues_the_version);
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
         $(
@@ -241,7 +242,8 @@ where
         dirty_batch_uses_the_index,
         wide_rows_read_whole,
         large_claims_fit_one_response,
-        orphaned_entries_do_not_starve_claims
+        orphaned_entries_do_not_starve_claims,
+        recreate_racing_a_delete_continues_the_version
     );
 }
 
@@ -978,6 +980,36 @@ pub async fn orphaned_entries_do_not_starve_claims<E: Executor + 'static>(f: &Fi
         assert!(e.last_error.as_deref().is_some_and(|m| m.contains("no tombstone")), "{e:?}");
     }
     assert_eq!(f.store.sync_lag().await.expect("lag").dead_lettered, 3);
+}
+
+/// A job id created again while its delete is still committing waits for the id, then either
+/// fails as a serialization failure (to be retried) or continues the version past the delete's;
+/// it never starts below it (search would refuse it as stale for good).
+pub async fn recreate_racing_a_delete_continues_the_version<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("race@example.com").await;
+    let id = new_id();
+    let job = f.create(&me, json!({"id": id, "type": "BUILD", "project_name": "a"})).await;
+    let job = f.store.update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
+    let mut tx = f.db().begin().await.expect("begin");
+    tx.execute("DELETE FROM job WHERE id = $1::uuid", &[Param::Uuid(id)]).await.expect("delete");
+    let (store, scope) = (f.store.clone(), me.clone());
+    let again = tokio::spawn(async move {
+        let new = new_job(json!({"id": id, "type": "TEST", "project_name": "b"}));
+        store.create(&scope, &new, id).await
+    });
+    // The insert is waiting for the deleted row's key by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.expect("commit the delete");
+    let created = match again.await.expect("task") {
+        Ok(created) => created,
+        Err(StoreError::Db(e)) if e.sqlstate() == Some("40001") => f
+            .store
+            .create(&me, &new_job(json!({"id": id, "type": "TEST", "project_name": "b"})), id)
+            .await
+            .expect("retry"),
+        Err(e) => panic!("create: {e}"),
+    };
+    assert!(created.version >= job.version + 2, "version {} after a delete at {}", created.version, job.version);
 }
 
 pub async fn migrations<E: Executor + 'static>(f: &Fixture<E>) {
