@@ -280,10 +280,11 @@ pub const CLAIM_DIRTY: &str = concat!(
     sql_utc!("t.deleted_at"),
     ", c.version",
     " FROM claimed c ",
-    // LATERAL: one primary-key probe per claimed entry, whatever the planner thinks of a small
-    // tombstone table (a hash join over all of it was its choice now and then).
+    // LATERAL with LIMIT (which the planner cannot flatten into a join): one primary-key probe
+    // per claimed entry, whatever it thinks of a small tombstone table (a hash join over all of
+    // it was its choice now and then).
     "LEFT JOIN LATERAL (SELECT t.version, t.user_id, t.workspace_id, t.deleted_at FROM job_tombstone t ",
-    "WHERE t.id = c.job_id AND c.deleted) t ON true ",
+    "WHERE t.id = c.job_id AND c.deleted LIMIT 1) t ON true ",
     "ORDER BY c.next_attempt_at, c.job_id"
 );
 
