@@ -46,8 +46,9 @@ macro_rules! sql_utc {
 
 /// Whether a job row's wide columns fit one RDS Data API row, which may hold at most 64 KB
 /// (larger rows fail the whole statement): the error message up to [`INLINE_ERROR_BYTES`] and
-/// the metadata's text up to [`INLINE_METADATA_BYTES`], with room left for the other columns
-/// and for the Data API's JSON escaping. A row that does not fit is read with its metadata
+/// the metadata's text up to [`INLINE_METADATA_BYTES`] (38.5 KB at most with the other
+/// columns: room left, should the service count its JSON escaping too). 12 KB keeps most stack
+/// traces inline: a cut row costs one more statement. A row that does not fit is read with its metadata
 /// NULL (never NULL otherwise; the error message too when it is the long one) and completed by
 /// [`SELECT_JOB_PIECES`]. The test costs one more conversion of the metadata to text per row
 /// (~0.2 µs for a small object).
@@ -57,7 +58,7 @@ macro_rules! sql_job_fits {
         concat!(
             "(coalesce(octet_length(",
             $p,
-            "error_message), 0) <= 4096 AND octet_length(",
+            "error_message), 0) <= 12288 AND octet_length(",
             $p,
             "metadata::text) <= 24576)"
         )
@@ -65,7 +66,7 @@ macro_rules! sql_job_fits {
 }
 
 /// The error message bytes a job row carries inline (see [`sql_job_fits!`]).
-pub const INLINE_ERROR_BYTES: usize = 4096;
+pub const INLINE_ERROR_BYTES: usize = 12288;
 
 /// The metadata text bytes a job row carries inline (see [`sql_job_fits!`]).
 pub const INLINE_METADATA_BYTES: usize = 24576;
@@ -101,7 +102,7 @@ macro_rules! sql_job_columns {
             "user_email, ",
             "CASE WHEN coalesce(octet_length(",
             $p,
-            "error_message), 0) <= 4096 THEN ",
+            "error_message), 0) <= 12288 THEN ",
             $p,
             "error_message END, ",
             "CASE WHEN ",
@@ -548,6 +549,7 @@ mod tests {
         assert_eq!(JOB_COLUMNS.matches(" END").count(), 2);
         let fits = sql_job_fits!("j.");
         assert!(fits.contains(&INLINE_ERROR_BYTES.to_string()) && fits.contains(&INLINE_METADATA_BYTES.to_string()));
+        assert!(JOB_COLUMNS.contains(&format!("error_message), 0) <= {INLINE_ERROR_BYTES} THEN j.error_message END")));
         assert!(SELECT_JOB_PIECES.matches(&format!(", {PIECE_CHARS})")).count() == 4);
         let order: Vec<usize> = crate::spec::JOB_FIELDS
             .iter()

@@ -932,8 +932,18 @@ pub async fn wide_rows_read_whole<E: Executor + 'static>(f: &Fixture<E>) {
         claimed.into_iter().filter_map(|c| if let Item::Job(j) = c.item { Some(j) } else { None }).collect();
     items.sort_by_key(|j| j.created_at);
     assert_eq!(items, vec![failed.clone(), small.clone()]);
-    assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.len(), 2);
+    // A usual stack trace (10 KB) stays in its row: no second statement to read it.
+    let trace = f.create(&me, json!({"type": "TEST", "project_name": "trace", "status": "RUNNING"})).await;
+    let trace = f
+        .store
+        .update(&me, &patch(&trace, json!({"status": "FAILED", "error_message": "at x.y(z:1)\n".repeat(800)})))
+        .await
+        .expect("update");
+    let row = f.db().query(sql::SELECT_JOB, &[Param::Uuid(trace.id)]).await.expect("select");
+    assert!(matches!((&row[0][9], &row[0][10]), (Cell::Text(_), Cell::Text(_))), "inline: {:?}", &row[0][9..11]);
+    assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.len(), 3);
     assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&failed));
+    assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&trace));
 }
 
 /// A claim of a thousand jobs of 1.5 KB each is more than one RDS Data API response may hold
