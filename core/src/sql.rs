@@ -44,24 +44,26 @@ macro_rules! sql_utc {
     };
 }
 
+/// Whether a job's error message fits its row: up to [`INLINE_ERROR_BYTES`] (see
+/// [`sql_job_fits!`]). 12 KB keeps most stack traces inline: a cut row costs one more statement.
+#[macro_export]
+macro_rules! sql_error_fits {
+    ($p:literal) => {
+        concat!("coalesce(octet_length(", $p, "error_message), 0) <= 12288")
+    };
+}
+
 /// Whether a job row's wide columns fit one RDS Data API row, which may hold at most 64 KB
 /// (larger rows fail the whole statement): the error message up to [`INLINE_ERROR_BYTES`] and
 /// the metadata's text up to [`INLINE_METADATA_BYTES`] (38.5 KB at most with the other
-/// columns: room left, should the service count its JSON escaping too). 12 KB keeps most stack
-/// traces inline: a cut row costs one more statement. A row that does not fit is read with its metadata
-/// NULL (never NULL otherwise; the error message too when it is the long one) and completed by
-/// [`SELECT_JOB_PIECES`]. The test costs one more conversion of the metadata to text per row
-/// (~0.2 µs for a small object).
+/// columns: room left, should the service count its JSON escaping too). A row that does not fit
+/// is read with its metadata NULL (never NULL otherwise; the error message too when it is the
+/// long one) and completed by [`SELECT_JOB_PIECES`]. The test costs one more conversion of the
+/// metadata to text per row (~0.2 µs for a small object).
 #[macro_export]
 macro_rules! sql_job_fits {
     ($p:literal) => {
-        concat!(
-            "(coalesce(octet_length(",
-            $p,
-            "error_message), 0) <= 12288 AND octet_length(",
-            $p,
-            "metadata::text) <= 24576)"
-        )
+        concat!("(", $crate::sql_error_fits!($p), " AND octet_length(", $p, "metadata::text) <= 24576)")
     };
 }
 
@@ -100,9 +102,9 @@ macro_rules! sql_job_columns {
             "arch, ",
             $p,
             "user_email, ",
-            "CASE WHEN coalesce(octet_length(",
-            $p,
-            "error_message), 0) <= 12288 THEN ",
+            "CASE WHEN ",
+            $crate::sql_error_fits!($p),
+            " THEN ",
             $p,
             "error_message END, ",
             "CASE WHEN ",
