@@ -432,7 +432,7 @@ impl<E: Executor> Store<E> {
     async fn jobs(&self, rows: &[Row]) -> Result<Vec<Job>> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            if let Some(job) = self.complete(read_head(row)?).await? {
+            if let Some(job) = self.whole(row).await? {
                 out.push(job);
             }
         }
@@ -447,7 +447,7 @@ impl<E: Executor> Store<E> {
     /// The job of the first row, if any (see [`Store::complete`]).
     async fn one_job(&self, rows: &[Row]) -> Result<Option<Job>> {
         match rows.first() {
-            Some(row) => self.complete(read_head(row)?).await,
+            Some(row) => self.whole(row).await,
             None => Ok(None),
         }
     }
@@ -543,15 +543,7 @@ impl<E: Executor> Store<E> {
                 // and, enough of them, starve the queue. Dead-lettered instead, where operators
                 // see it; should a real delete have come in between, the entry is a delete's now
                 // and the dead letter does not apply to it (it is released below).
-                orphans.push(DeadLetter {
-                    id,
-                    kind: PendingKind::Upsert,
-                    version: entry_version,
-                    attempts,
-                    error: "the job row is gone and left no tombstone (TRUNCATE, or its triggers bypassed): \
-                            `jobsctl verify --repair` removes it from search"
-                        .to_owned(),
-                });
+                orphans.push(entry);
                 continue;
             }
             let item = match (deleted, t_version, t_user, t_deleted_at) {
@@ -602,21 +594,29 @@ impl<E: Executor> Store<E> {
             };
             out.push(Claimed { pending: Pending { id, version, kind, attempts }, item });
         }
+        let orphaned = orphans.len();
         if !orphans.is_empty() {
-            let gone = self.dead_letter(&orphans).await?;
+            let letters: Vec<DeadLetter> = orphans
+                .iter()
+                .map(|o| DeadLetter {
+                    id: o.id,
+                    kind: o.kind,
+                    version: o.version,
+                    attempts: o.attempts,
+                    error: "the job row is gone and left no tombstone (TRUNCATE, or its triggers bypassed): \
+                            `jobsctl verify --repair` removes it from search"
+                        .to_owned(),
+                })
+                .collect();
+            let gone = self.dead_letter(&letters).await?;
             tracing::warn!(count = gone.len(), "sync queue entries without a job row or a tombstone: dead-lettered");
-            raced.extend(orphans.iter().filter(|o| !gone.contains(&o.id)).map(|o| Pending {
-                id: o.id,
-                version: o.version,
-                kind: o.kind,
-                attempts: o.attempts,
-            }));
+            raced.extend(orphans.into_iter().filter(|o| !gone.contains(&o.id)));
         }
         if !raced.is_empty() {
             self.release(&raced).await?;
         }
         self.dead_letter(&unreadable).await?;
-        Ok((out, unreadable.len() + orphans.len()))
+        Ok((out, unreadable.len() + orphaned))
     }
 
     /// Marks what was indexed, at exactly the indexed version. `es_sync_version` never moves
