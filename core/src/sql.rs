@@ -439,6 +439,18 @@ pub const SYNC_STATE_OF: &str = "SELECT x.i, j.version, q.job_id IS NOT NULL, \
      LEFT JOIN job j ON j.id = x.i::uuid \
      LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid";
 
+/// What `GET /v1/jobs?include=sync` reports for each job of a page. `$1` JSON array of ids ->
+/// id, version (NULL: no such job), es_sync_version, es_synced_at (UTC text), whether the
+/// queue entry is dead-lettered.
+pub const SYNC_OF_JOBS: &str = concat!(
+    "SELECT x.i, j.version, j.es_sync_version, ",
+    sql_utc!("j.es_synced_at"),
+    ", coalesce(q.dead_lettered_at IS NOT NULL, false) ",
+    "FROM jsonb_array_elements_text($1::jsonb) AS x(i) ",
+    "LEFT JOIN job j ON j.id = x.i::uuid ",
+    "LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid"
+);
+
 /// Makes jobs dirty again (search lost or never got them, though the row says synced). `$1`
 /// JSON array of ids -> the ids queued. Clearing `es_synced_at` is a HOT update that the
 /// enqueue trigger turns into a queue entry; a job already unsynced but missing from the queue
@@ -539,6 +551,7 @@ mod tests {
         check(SCAN_VERSIONS_AFTER, 2);
         check(COUNT_JOBS, 0);
         check(SYNC_STATE_OF, 1);
+        check(SYNC_OF_JOBS, 1);
         check(RESYNC_JOBS, 1);
         check(RESYNC_DELETES, 1);
     }

@@ -14,6 +14,54 @@ pub fn is_dirty(es_synced_at: Option<Timestamp>, es_sync_version: i64, version: 
     es_synced_at.is_none() || es_sync_version < version
 }
 
+/// Where a job stands with search, as `GET /v1/jobs?include=sync` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Search holds the job's current version.
+    Synced,
+    /// A change is waiting for the sync (or being retried).
+    Pending,
+    /// The sync gave up on the current version; an operator requeues it (`jobsctl dead-letters`).
+    DeadLettered,
+    /// Postgres no longer has the job; its delete reaches search with the sync.
+    Deleted,
+}
+
+/// A job's sync state read from its row and queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JobSync {
+    pub state: SyncState,
+    /// The job's version in Postgres (`null` once deleted).
+    pub version: Option<i64>,
+    /// The last version search acknowledged (`null` before the first).
+    pub synced_version: Option<i64>,
+    pub synced_at: Option<Timestamp>,
+}
+
+impl JobSync {
+    /// From the row's columns (`None` for a job Postgres does not have) and whether its queue
+    /// entry is dead-lettered. The dirty rule is [`is_dirty`]'s.
+    pub fn of(row: Option<(i64, i64, Option<Timestamp>)>, dead_lettered: bool) -> JobSync {
+        let Some((version, es_sync_version, es_synced_at)) = row else {
+            return JobSync { state: SyncState::Deleted, version: None, synced_version: None, synced_at: None };
+        };
+        let state = if !is_dirty(es_synced_at, es_sync_version, version) {
+            SyncState::Synced
+        } else if dead_lettered {
+            SyncState::DeadLettered
+        } else {
+            SyncState::Pending
+        };
+        JobSync {
+            state,
+            version: Some(version),
+            synced_version: es_synced_at.map(|_| es_sync_version),
+            synced_at: es_synced_at,
+        }
+    }
+}
+
 /// Whether a pending change is a job's state or its deletion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,6 +231,24 @@ mod tests {
 
     fn row(n: u128, version: i64, attempts: u32) -> Pending {
         Pending { id: Uuid::from_u128(n), version, kind: PendingKind::Upsert, attempts }
+    }
+
+    #[test]
+    fn job_sync_state_follows_the_dirty_rule() {
+        let t = Some(Timestamp::from_millis(0));
+        let state = |row, dead| JobSync::of(row, dead).state;
+        assert_eq!(state(Some((3, 3, t)), false), SyncState::Synced);
+        assert_eq!(state(Some((3, 3, t)), true), SyncState::Synced, "an old dead letter of a synced row");
+        assert_eq!(state(Some((3, 2, t)), false), SyncState::Pending);
+        assert_eq!(state(Some((0, 0, None)), false), SyncState::Pending, "never synced");
+        assert_eq!(state(Some((3, 2, t)), true), SyncState::DeadLettered);
+        assert_eq!(state(None, true), SyncState::Deleted);
+        let s = JobSync::of(Some((4, 0, None)), false);
+        assert_eq!((s.version, s.synced_version), (Some(4), None), "no acknowledged version before the first");
+        assert_eq!(
+            serde_json::to_string(&JobSync::of(Some((2, 2, t)), false)).expect("serialises"),
+            r#"{"state":"synced","version":2,"synced_version":2,"synced_at":"1970-01-01T00:00:00.000000Z"}"#
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::db::{Cell, DbError, Executor, Row};
 use jobs_core::model::{Job, JobStatus, JobType};
 use jobs_core::search::Change;
 use jobs_core::sql::{self, Param};
-use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry};
+use jobs_core::sync::{DeadLetter, JobSync, Mark, Pending, PendingKind, Retry};
 use jobs_core::time::Timestamp;
 use jobs_core::tree::Object;
 use jobs_core::validate::{ValidNewJob, ValidPatch};
@@ -863,6 +863,27 @@ impl<E: Executor> Store<E> {
                     queued: c.bool("queued")?,
                     dead_lettered: c.bool("dead_lettered")?,
                 })
+            })
+            .collect()
+    }
+
+    /// Where each of these jobs stands with search (`GET /v1/jobs?include=sync`), in one
+    /// statement; a job Postgres does not have is [`SyncState::Deleted`](jobs_core::sync::SyncState).
+    pub async fn sync_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, JobSync)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(sql::SYNC_OF_JOBS, &[Param::Json(json!(ids).to_string())]).await?;
+        rows.iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                let id = c.uuid("id")?;
+                let version = c.opt_int("version")?;
+                let synced_version = c.opt_int("es_sync_version")?;
+                let synced_at = c.opt_ts("es_synced_at")?;
+                let dead_lettered = c.bool("dead_lettered")?;
+                let row = version.map(|v| (v, synced_version.unwrap_or(0), synced_at));
+                Ok((id, JobSync::of(row, dead_lettered)))
             })
             .collect()
     }

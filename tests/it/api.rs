@@ -698,6 +698,21 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     assert_eq!(indexed, Some((0, 0)), "created: in search at version 0");
     let cols = s.store().sync_columns(id).await.expect("sync columns").expect("row");
     assert_eq!((cols.version, cols.es_sync_version, cols.es_synced_at.is_some()), (0, 0, true));
+    // The page's Sync column: each item's state, read from Postgres, beside the engine's answer.
+    s.refresh_search().await;
+    let r = s.send(Method::GET, "/v1/jobs?include=sync", Some(&alice), &[], None).await;
+    assert_eq!((r.status, r.body["source"].clone()), (StatusCode::OK, json!("search")), "{}", r.body);
+    let sync = &r.body["sync"][id.to_string()];
+    assert_eq!(
+        (sync["state"].clone(), sync["version"].clone(), sync["synced_version"].clone()),
+        (json!("synced"), json!(0), json!(0))
+    );
+    let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
+    assert!(r.body.get("sync").is_none(), "only when asked for: {}", r.body);
+    let r = s.send(Method::GET, "/v1/jobs?include=sync,counts&status=NOPE", Some(&alice), &[], None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let paths: Vec<_> = r.body["errors"].as_array().expect("errors").iter().map(|e| e["path"].clone()).collect();
+    assert_eq!(paths, vec![json!("include"), json!("status")], "every problem at once: {}", r.body);
     let path = format!("/v1/jobs/{id}");
     let p =
         s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"0\"")], Some(&json!({"status": "RUNNING"}))).await;
@@ -728,9 +743,11 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     let lag = s.store().sync_lag().await.expect("lag");
     assert_eq!(lag.dirty, 1, "left for the sync: {job}");
     // ... and searches fall back to Postgres, saying so
-    let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
+    let r = s.send(Method::GET, "/v1/jobs?include=sync", Some(&alice), &[], None).await;
     assert_eq!((r.status, r.body["source"].clone()), (StatusCode::OK, json!("database")));
     assert!(r.body["fallback_reason"].is_string());
+    let id = job["id"].as_str().expect("id");
+    assert_eq!(r.body["sync"][id]["state"], json!("pending"), "{}", r.body);
     let h = s.send(Method::GET, "/v1/health", None, &[], None).await;
     assert_eq!(
         (h.status, h.body["search"]["status"].clone(), h.body["sync"]["dirty"].clone()),

@@ -10,7 +10,7 @@
 use jobs_core::model::{Job, JobStatus};
 use jobs_core::query::SearchRequest;
 use jobs_core::sql::{self, Param};
-use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry};
+use jobs_core::sync::{DeadLetter, Mark, Pending, PendingKind, Retry, SyncState};
 use jobs_core::time::Timestamp;
 use jobs_core::validate::{self, ValidNewJob, ValidPatch};
 use jobs_lambda::db::{Cell, DbError, Executor, Transaction};
@@ -166,6 +166,7 @@ pub const CASES: &[&str] = &[
     "stale_mark_leaves_row_dirty",
     "concurrent_claims_do_not_overlap",
     "retry_dead_letter_and_lease",
+    "sync_state_of_a_page",
     "unreadable_rows_are_dead_lettered",
     "sync_lag",
     "list_by_fallback_query",
@@ -183,7 +184,7 @@ macro_rules! store_conformance {
             unique_violation, references_and_scope, tenancy, optimistic_update,
             concurrent_updates_one_wins, delete_and_tombstone, foreign_writers_are_detected,
             mark_synced_never_goes_backwards, stale_mark_leaves_row_dirty,
-            concurrent_claims_do_not_overlap, retry_dead_letter_and_lease,
+            concurrent_claims_do_not_overlap, retry_dead_letter_and_lease, sync_state_of_a_page,
             unreadable_rows_are_dead_lettered, sync_lag,
             list_by_fallback_query, migrations, executor_semantics, dirty_batch_uses_the_index,
             wide_rows_read_whole, large_claims_fit_one_response, orphaned_entries_do_not_starve_claims,
@@ -234,6 +235,7 @@ where
         stale_mark_leaves_row_dirty,
         concurrent_claims_do_not_overlap,
         retry_dead_letter_and_lease,
+        sync_state_of_a_page,
         unreadable_rows_are_dead_lettered,
         sync_lag,
         list_by_fallback_query,
@@ -837,6 +839,41 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(ids(&f.store.claim_dirty(10, LEASE).await.expect("claim")), vec![b.id]);
     assert!(f.store.requeue_dead_letters(None).await.expect("requeue all").is_empty());
+}
+
+/// `GET /v1/jobs?include=sync`: each job's state from its row and queue entry, in one statement.
+pub async fn sync_state_of_a_page<E: Executor + 'static>(f: &Fixture<E>) {
+    let me = f.user("u@example.com").await;
+    let a = f.create(&me, json!({"type": "BUILD", "project_name": "a"})).await;
+    let b = f.create(&me, json!({"type": "BUILD", "project_name": "b"})).await;
+    let c = f.create(&me, json!({"type": "BUILD", "project_name": "c"})).await;
+    let claimed = f.store.claim_dirty(10, LEASE).await.expect("claim");
+    let of = |id: Uuid| claimed.iter().find(|x| x.pending.id == id).expect("claimed");
+    f.store.mark_synced(&[mark_of(of(a.id))]).await.expect("mark");
+    let dead = DeadLetter { id: b.id, kind: PendingKind::Upsert, version: 0, attempts: 3, error: "400".into() };
+    f.store.dead_letter(&[dead]).await.expect("dead letter");
+    f.store.release(&[of(c.id).pending.clone()]).await.expect("release");
+    let gone = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0042);
+
+    let states = f.store.sync_of(&[a.id, b.id, c.id, gone]).await.expect("sync state");
+    let state = |id: Uuid| states.iter().find(|(i, _)| *i == id).map(|(_, s)| *s).expect("every id answered");
+    let sa = state(a.id);
+    assert_eq!((sa.state, sa.version, sa.synced_version), (SyncState::Synced, Some(0), Some(0)));
+    assert!(sa.synced_at.is_some_and(|t| t.as_micros() <= now().as_micros()), "{sa:?}");
+    let sb = state(b.id);
+    assert_eq!((sb.state, sb.version, sb.synced_version), (SyncState::DeadLettered, Some(0), None));
+    assert_eq!(state(c.id).state, SyncState::Pending);
+    assert_eq!((state(gone).state, state(gone).version), (SyncState::Deleted, None));
+    assert_eq!(states.len(), 4);
+
+    // A new version of a synced job is pending, search still holding the old one.
+    f.store.update(&me, &patch(&a, json!({"status": "RUNNING"}))).await.expect("update");
+    let sa = f.store.sync_of(&[a.id]).await.expect("sync state")[0].1;
+    assert_eq!((sa.state, sa.version, sa.synced_version), (SyncState::Pending, Some(1), Some(0)));
+    // A deleted job, its delete not yet in search.
+    f.store.delete(&me, c.id, None).await.expect("delete");
+    assert_eq!(f.store.sync_of(&[c.id]).await.expect("sync state")[0].1.state, SyncState::Deleted);
+    assert!(f.store.sync_of(&[]).await.expect("nothing asked").is_empty());
 }
 
 pub async fn sync_lag<E: Executor + 'static>(f: &Fixture<E>) {

@@ -16,7 +16,7 @@ use axum::extract::{Extension, FromRequest, FromRequestParts, Path, RawQuery, Re
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jobs_core::issue::Code;
+use jobs_core::issue::{Code, Issues};
 use jobs_core::model::Job;
 use jobs_core::query::SearchRequest;
 use jobs_core::validate;
@@ -279,7 +279,8 @@ pub async fn delete_job<E: Executor + 'static>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /v1/jobs?...`: `{items, next_cursor, source}`.
+/// `GET /v1/jobs?...`: `{items, next_cursor, source}`, and `sync` (each item's sync state by
+/// id, read from Postgres: one more statement) with `include=sync`.
 pub async fn list_jobs<E: Executor + 'static>(
     State(api): State<Arc<Api<E>>>,
     caller: Caller,
@@ -287,10 +288,30 @@ pub async fn list_jobs<E: Executor + 'static>(
 ) -> Result<Response> {
     let query = query.unwrap_or_default();
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let req = SearchRequest::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(ApiError::InvalidQuery)?;
+    let (includes, filters): (Vec<_>, Vec<_>) = pairs.iter().partition(|(k, _)| k == "include");
+    let mut issues = Issues::default();
+    let mut with_sync = false;
+    for value in includes.iter().flat_map(|(_, v)| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+        match value {
+            "sync" => with_sync = true,
+            _ => issues.push("include", Code::InvalidQuery, "include takes \"sync\""),
+        }
+    }
+    let req = SearchRequest::from_params(filters.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let req = match req {
+        Ok(req) if issues.is_empty() => req,
+        Ok(_) => return Err(ApiError::InvalidQuery(issues.into_vec())),
+        Err(found) => {
+            issues.extend(found);
+            return Err(ApiError::InvalidQuery(issues.into_vec()));
+        }
+    };
     let mut page = api.search(&caller.scope, &req).await?;
     page.fit(&req, super::PAGE_BYTES);
+    if with_sync {
+        let ids: Vec<Uuid> = page.items.iter().map(|j| j.id).collect();
+        page.sync = Some(api.store.sync_of(&ids).await?.into_iter().collect());
+    }
     Ok(json_response(StatusCode::OK, &page))
 }
 

@@ -11,9 +11,12 @@ use crate::store::{Store, StoreError};
 use jobs_core::model::Job;
 use jobs_core::query::{Scope, SearchRequest};
 use jobs_core::sql;
+use jobs_core::sync::JobSync;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Which source answered a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,6 +38,9 @@ pub struct Page {
     /// open`, the engine's error).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// Each item's sync state by id, read from Postgres when asked for (`include=sync`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<BTreeMap<Uuid, JobSync>>,
 }
 
 impl Page {
@@ -153,6 +159,7 @@ impl Searcher {
                                 next_cursor: page.next_cursor,
                                 source: Source::Search,
                                 fallback_reason: None,
+                                sync: None,
                             });
                         }
                         Ok(Err(SearchError::Timeout(_))) | Err(_) => {
@@ -173,7 +180,7 @@ impl Searcher {
             },
         };
         let (items, next_cursor) = database_page(store, scope, req).await?;
-        Ok(Page { items, next_cursor, source: Source::Database, fallback_reason: reason })
+        Ok(Page { items, next_cursor, source: Source::Database, fallback_reason: reason, sync: None })
     }
 }
 
@@ -300,6 +307,7 @@ mod tests {
             next_cursor: None,
             source: Source::Database,
             fallback_reason: None,
+            sync: None,
         };
         // Each job is ~2 x 1000 bytes of JSON (its quotes escaped): two fit in 5,000, not three.
         let mut p = page(&[1000, 1000, 1000, 1000]);
