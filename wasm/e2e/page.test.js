@@ -81,15 +81,26 @@ after(async () => {
   }
 });
 
-test("invalid hostname -> error beside the field; fixed -> created -> listed", { skip, timeout: 90_000 }, async () => {
-  const user = randomUUID();
+/** A token for a fresh user, minted by `jobsctl token`. */
+function mint(user) {
   const minted = spawnSync(JOBSCTL, ["token", "--user", user, "--email", "e2e@example.com"], { env, encoding: "utf8" });
   assert.equal(minted.status, 0, minted.stderr);
-  const token = minted.stdout.trim();
+  return minted.stdout.trim();
+}
+
+test("invalid hostname -> error beside the field; fixed -> created -> listed", { skip, timeout: 90_000 }, async () => {
+  const user = randomUUID();
+  const token = mint(user);
   const page = await browser.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  let posts = 0;
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname === "/v1/jobs") posts++;
+  });
   await page.goto(`${base}/?token=${encodeURIComponent(token)}`);
+  await page.locator("#type option").first().waitFor({ state: "attached" });
+  assert.ok(!page.url().includes("token="), `the token is dropped from the address: ${page.url()}`);
 
   const project = `e2e-${user.slice(0, 8)}`;
   const form = page.getByRole("group", { name: "New job" });
@@ -106,31 +117,95 @@ test("invalid hostname -> error beside the field; fixed -> created -> listed", {
   // Submitting an invalid form sends nothing and moves focus to the field.
   await page.getByRole("button", { name: "Create job" }).click();
   assert.equal(await page.evaluate(() => document.activeElement?.id), "hostname");
+  assert.equal(posts, 0, "an invalid form sends nothing");
 
   await hostname.fill("Build-07.Example.com");
   assert.equal(await hostError.textContent(), "");
   assert.equal(await hostname.getAttribute("aria-invalid"), "false");
   await form.getByLabel("Architecture").fill("amd64");
-  // Keyboard only: Enter in a field submits the form.
+  // The metadata goes as typed: an integer past 2^53 is not rounded on the way.
+  await form.getByLabel("Metadata (JSON)").fill('{"cpuCores": 4, "seed": 9007199254740993}');
+  // Keyboard only: Enter in a field submits the form; pressed twice while the first request
+  // is on its way, it still makes one job.
+  await page.route("**/v1/jobs", async (route) => {
+    if (route.request().method() === "POST") await new Promise((r) => setTimeout(r, 400));
+    await route.continue();
+  });
+  await form.getByLabel("Architecture").press("Enter");
   await form.getByLabel("Architecture").press("Enter");
   const created = page.locator("#submit-status");
   await created.getByText(/Created job/).waitFor({ timeout: 10_000 });
+  await page.unroute("**/v1/jobs");
+  assert.equal(posts, 1, "one create for two presses");
   const id = await created.getAttribute("data-job-id");
   assert.match(id, /^[0-9a-f-]{36}$/);
+  const stored = await (await fetch(`${base}/v1/jobs/${id}`, { headers: { Authorization: `Bearer ${token}` } })).text();
+  assert.match(stored, /"seed":9007199254740993[,}]/, stored);
 
-  // The list: search by project until the job shows up (the sync may take a moment).
+  // Another job of the same user, in another project: the project filter leaves it out.
+  const other = await fetch(`${base}/v1/jobs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "BUILD", project_name: `${project}-other` }),
+  });
+  assert.equal(other.status, 201);
+
+  // The list: search by project (pressing Search) until the job shows up, synced when an
+  // engine is configured (`jobsctl serve` writes through and runs the sync).
+  const want = process.env.SEARCH_URL ? "synced" : "pending";
   await page.locator("#f-project").fill(project);
   const row = page.locator(`#results tr[data-job-id="${id}"]`);
+  const status = page.locator("#search-status");
   const deadline = Date.now() + 15_000;
-  while (!(await row.count())) {
-    assert.ok(Date.now() < deadline, `job ${id} not listed within 15 s: ${await page.locator("#search-status").textContent()}`);
+  for (;;) {
     await page.getByRole("button", { name: "Search" }).click();
+    await status.getByText(/job\(s\) from|failed/).waitFor({ timeout: 10_000 });
+    if ((await row.count()) && (await row.locator("td").nth(6).getAttribute("data-state")) === want) break;
+    assert.ok(Date.now() < deadline, `job ${id} not listed as ${want} within 15 s: ${await status.textContent()}`);
     await page.waitForTimeout(500);
   }
   const cells = await row.locator("td").allTextContents();
   assert.deepEqual(cells.slice(0, 5), [project, "TEST", "QUEUED", "build-07.example.com", "x86_64"]);
-  const source = await page.locator("#search-status").getAttribute("data-source");
-  assert.ok(["search", "database"].includes(source), `source ${source}`);
+  assert.equal(cells[6], want === "synced" ? "synced (v0)" : "pending");
+  assert.equal(await page.locator("#results tr").count(), 1, "the other project's job is filtered out");
+  const source = await status.getAttribute("data-source");
+  assert.equal(source, process.env.SEARCH_URL ? "search" : "database");
+
+  // A filter the server refuses is marked, and its problem named.
+  await page.locator("#f-hostname").fill("bad_host");
+  await page.getByRole("button", { name: "Search" }).click();
+  await status.getByText(/Search failed \(400\)/).waitFor({ timeout: 10_000 });
+  assert.match(await status.textContent(), /hostname: .*\(invalid_hostname\)/);
+  assert.equal(await page.locator("#f-hostname").getAttribute("aria-invalid"), "true");
+  await page.locator("#f-hostname").fill("");
+
+  // The server's refusals and a lost connection are said, and the button comes back.
+  await page.route("**/v1/jobs", (route) =>
+    route.request().method() === "POST"
+      ? route.fulfill({ status: 503, contentType: "application/json", body: '{"code":"unavailable","message":"database unavailable"}' })
+      : route.continue(),
+  );
+  await form.getByLabel("Architecture").press("Enter");
+  await created.getByText("Not created (503): database unavailable").waitFor({ timeout: 5000 });
+  await page.unroute("**/v1/jobs");
+  await page.route("**/v1/jobs", (route) => (route.request().method() === "POST" ? route.abort() : route.continue()));
+  await form.getByLabel("Architecture").press("Enter");
+  await created.getByText(/Not created: no answer from the server/).waitFor({ timeout: 5000 });
+  await page.unroute("**/v1/jobs");
+  assert.equal(await page.getByRole("button", { name: "Create job" }).isDisabled(), false);
   assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("without the package the page says so and sends nothing", { skip, timeout: 30_000 }, async () => {
+  const page = await browser.newPage();
+  await page.route("**/pkg/index.js", (route) => route.fulfill({ status: 404, body: "not found" }));
+  await page.goto(`${base}/`);
+  const alert = page.getByRole("alert");
+  await alert.getByText(/did not load/).waitFor({ timeout: 5000 });
+  await page.locator("#email").fill("someone@example.com");
+  await page.locator("#email").press("Enter");
+  await page.waitForTimeout(300);
+  assert.equal(new URL(page.url()).search, "", "no plain form submission (the e-mail in the address)");
   await page.close();
 });

@@ -1,11 +1,24 @@
 // The demo page: a job form checked on every keystroke by the package (the server's rules in
 // WASM), creation through POST /v1/jobs, and a search over GET /v1/jobs. No framework.
-import { validateJob, jobTypes, jobStatuses, canonicalArches } from "/pkg/index.js";
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["project_name", "type", "hostname", "arch", "email", "metadata"];
 const form = $("job-form");
 const token = $("token");
+
+// Until the package has loaded (and for good if it cannot), the forms submit nothing: a plain
+// form submission would put the form's fields, e-mail included, in the address.
+let ready = false;
+for (const f of [form, $("search-form")]) f.addEventListener("submit", (ev) => ev.preventDefault());
+
+let validateJob, jobTypes, jobStatuses, canonicalArches;
+try {
+  ({ validateJob, jobTypes, jobStatuses, canonicalArches } = await import("/pkg/index.js"));
+  ready = true;
+} catch (e) {
+  $("load-error").textContent = `The rules package (/pkg/index.js) did not load, so nothing can be checked or sent: ${e.message}`;
+  $("load-error").hidden = false;
+}
 
 // A record that passes every rule, to check an e-mail address with the core's own rule (the
 // create request has no e-mail of its own: the page keeps it in metadata.notifyEmail).
@@ -24,24 +37,39 @@ function fillSelect(select, values) {
   for (const v of values) select.append(new Option(v, v));
 }
 
-fillSelect($("type"), jobTypes());
-fillSelect($("f-type"), jobTypes());
-fillSelect($("f-status"), jobStatuses());
-for (const a of canonicalArches()) $("arches").append(new Option(a));
-token.value = new URLSearchParams(location.search).get("token") ?? "";
+if (ready) {
+  fillSelect($("type"), jobTypes());
+  fillSelect($("f-type"), jobTypes());
+  fillSelect($("f-status"), jobStatuses());
+  for (const a of canonicalArches()) $("arches").append(new Option(a));
+}
+// A token given in the address is taken, then dropped from it (and from the history).
+const address = new URL(location.href);
+token.value = address.searchParams.get("token") ?? "";
+if (address.searchParams.has("token")) {
+  address.searchParams.delete("token");
+  history.replaceState(null, "", address);
+}
 
-/** The create request the form describes, or the problems found before the rules run. */
+/**
+ * The create request the form describes, as JSON text, or the problems found before the rules
+ * run. The metadata goes as typed (not through `JSON.parse` and back, which would round
+ * 9007199254740993 and turn 1e400 into null), so the rules judge what the server will receive.
+ */
 function request() {
-  const body = { type: $("type").value, project_name: $("project_name").value };
+  const parts = [`"type":${JSON.stringify($("type").value)}`, `"project_name":${JSON.stringify($("project_name").value)}`];
   const problems = [];
   for (const f of ["hostname", "arch"]) {
     const v = $(f).value.trim();
-    if (v !== "") body[f] = v;
+    if (v !== "") parts.push(`"${f}":${JSON.stringify(v)}`);
   }
   const raw = $("metadata").value.trim();
+  let metadata; // the metadata's JSON text, when there is one to send
+  let parsed;
   if (raw !== "") {
     try {
-      body.metadata = JSON.parse(raw);
+      parsed = JSON.parse(raw);
+      metadata = raw;
     } catch (e) {
       problems.push({ path: "metadata", code: "invalid_json", message: `not valid JSON: ${e.message}` });
     }
@@ -50,13 +78,17 @@ function request() {
   if (email !== "") {
     const r = validateJob(JSON.stringify({ ...EMAIL_PROBE, user_email: email }), "record");
     if (!r.ok) for (const e of r.errors) if (e.path === "user_email") problems.push({ ...e, path: "email" });
-    if (body.metadata !== null && typeof body.metadata === "object" && !Array.isArray(body.metadata)) {
-      body.metadata = { ...body.metadata, notifyEmail: email };
-    } else if (body.metadata === undefined) {
-      body.metadata = { notifyEmail: email };
+    const member = `"notifyEmail":${JSON.stringify(email)}`;
+    if (raw === "" || parsed === null) {
+      metadata = `{${member}}`;
+    } else if (typeof parsed === "object" && !Array.isArray(parsed)) {
+      // Appended last: of a key given twice the last counts, so the form's e-mail wins.
+      const inner = raw.slice(1, -1);
+      metadata = inner.trim() === "" ? `{${member}}` : `{${inner},${member}}`;
     }
   }
-  return { body, problems };
+  if (metadata !== undefined) parts.push(`"metadata":${metadata}`);
+  return { text: `{${parts.join(",")}}`, problems };
 }
 
 /** The form field a problem belongs to (`metadata.cpuCores` -> metadata). */
@@ -83,51 +115,74 @@ function show(problems) {
   $("form-error").textContent = general.join("; ");
 }
 
-/** Checks the whole form with the core's create rules; returns the body when it passes. */
+/** Checks the whole form with the core's create rules; returns the body's text when it passes. */
 function check() {
-  const { body, problems } = request();
-  const r = validateJob(JSON.stringify(body), "create");
+  const { text, problems } = request();
+  const r = validateJob(text, "create");
   const all = r.ok ? problems : [...problems, ...r.errors];
   show(all);
-  return all.length === 0 ? body : null;
+  return all.length === 0 ? text : null;
 }
 
 form.addEventListener("input", () => {
+  if (!ready) return;
   check();
   $("submit-status").textContent = "";
 });
 
+/** A request to the API: `{resp, body}`, or `{error}` when no answer came (network, server down). */
 async function api(path, init = {}) {
   const headers = { Accept: "application/json", ...(init.headers ?? {}) };
   if (token.value.trim()) headers.Authorization = `Bearer ${token.value.trim()}`;
-  const resp = await fetch(path, { ...init, headers });
-  const body = await resp.json().catch(() => null);
-  return { resp, body };
+  try {
+    const resp = await fetch(path, { ...init, headers });
+    const body = await resp.json().catch(() => null);
+    return { resp, body };
+  } catch (e) {
+    return { error: e.message || String(e) };
+  }
 }
 
-form.addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const body = check();
+/** The API's answer in a sentence: its message and each problem (`hostname: ... (code)`). */
+function failure(resp, body) {
+  const problems = Array.isArray(body?.errors) ? body.errors.map((e) => `${e.path || "request"}: ${e.message} (${e.code})`) : [];
+  const message = body?.message ?? resp.statusText;
+  return `(${resp.status}): ${[message, ...problems].join("; ")}`;
+}
+
+let creating = false;
+form.addEventListener("submit", async () => {
+  if (!ready || creating) return; // one create at a time: a double click makes one job
+  const text = check();
   const status = $("submit-status");
-  if (!body) {
+  if (!text) {
     status.textContent = "Fix the marked fields first.";
     form.querySelector('[aria-invalid="true"]')?.focus();
     return;
   }
+  creating = true;
+  $("submit").disabled = true;
   status.textContent = "Creating…";
-  const { resp, body: out } = await api("/v1/jobs", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (resp.status === 201 && out?.id) {
-    status.textContent = `Created job ${out.id}.`;
-    status.dataset.jobId = out.id;
-    await search();
-  } else {
-    // The server's problems use the same paths and codes as the page's.
-    if (Array.isArray(out?.errors)) show(out.errors);
-    status.textContent = `Not created (${resp.status}): ${out?.message ?? resp.statusText}`;
+  try {
+    const { resp, body: out, error } = await api("/v1/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: text,
+    });
+    if (error) {
+      status.textContent = `Not created: no answer from the server (${error}).`;
+    } else if (resp.status === 201 && out?.id) {
+      status.textContent = `Created job ${out.id}.`;
+      status.dataset.jobId = out.id;
+      search();
+    } else {
+      // The server's problems use the same paths and codes as the page's.
+      if (Array.isArray(out?.errors)) show(out.errors);
+      status.textContent = `Not created ${failure(resp, out)}`;
+    }
+  } finally {
+    creating = false;
+    $("submit").disabled = false;
   }
 });
 
@@ -137,34 +192,59 @@ function cell(text) {
   return td;
 }
 
-/** A job's sync state as the API reports it, if it does. */
-function syncState(job) {
-  const s = job.sync ?? job.sync_state;
-  if (s === undefined || s === null) return "—";
-  if (typeof s !== "object") return String(s);
-  return s.state ?? s.status ?? Object.entries(s).map(([k, v]) => `${k}: ${v}`).join(", ");
+/** A job's sync state as `include=sync` reports it. */
+function syncState(sync) {
+  if (!sync) return "—";
+  switch (sync.state) {
+    case "synced":
+      return `synced (v${sync.version})`;
+    case "pending":
+      return sync.synced_version === null ? "pending" : `pending (search has v${sync.synced_version})`;
+    case "dead_lettered":
+      return `dead-lettered (v${sync.version})`;
+    default:
+      return String(sync.state);
+  }
 }
 
+// Searches answer in any order (the engine can be slow, then the database answers): only the
+// latest one's answer is shown.
+let searches = 0;
+
 async function search() {
-  const params = new URLSearchParams();
-  for (const el of $("search-form").elements) {
-    if (el.name && el.value.trim() !== "") params.set(el.name, el.value.trim());
+  const params = new URLSearchParams({ include: "sync" });
+  const filters = [...$("search-form").elements].filter((el) => el.name);
+  for (const el of filters) {
+    el.setAttribute("aria-invalid", "false");
+    if (el.value.trim() !== "") params.set(el.name, el.value.trim());
   }
   const status = $("search-status");
+  const mine = ++searches;
   status.textContent = "Searching…";
-  const { resp, body } = await api(`/v1/jobs?${params}`);
+  const { resp, body, error } = await api(`/v1/jobs?${params}`);
+  if (mine !== searches) return;
   const rows = $("results");
   rows.replaceChildren();
+  status.dataset.source = "";
+  if (error) {
+    status.textContent = `Search failed: no answer from the server (${error}).`;
+    return;
+  }
   if (!resp.ok || !Array.isArray(body?.items)) {
-    status.textContent = `Search failed (${resp.status}): ${body?.message ?? resp.statusText}`;
-    status.dataset.source = "";
+    // A refused filter is marked (its problem's path is the parameter's name) and named.
+    for (const e of Array.isArray(body?.errors) ? body.errors : []) {
+      filters.find((el) => el.name === e.path)?.setAttribute("aria-invalid", "true");
+    }
+    status.textContent = `Search failed ${failure(resp, body)}`;
     return;
   }
   for (const job of body.items) {
     const tr = document.createElement("tr");
     tr.dataset.jobId = job.id;
+    const sync = cell(syncState(body.sync?.[job.id]));
+    sync.dataset.state = body.sync?.[job.id]?.state ?? "";
     tr.append(cell(job.project_name), cell(job.type), cell(job.status), cell(job.hostname), cell(job.arch),
-      cell(job.created_at), cell(syncState(job)), cell(job.id));
+      cell(job.created_at), sync, cell(job.id));
     rows.append(tr);
   }
   status.dataset.source = body.source ?? "";
@@ -173,9 +253,8 @@ async function search() {
   status.textContent = `${body.items.length} job(s) from ${body.source ?? "?"}${why}${more}.`;
 }
 
-$("search-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  search();
+$("search-form").addEventListener("submit", () => {
+  if (ready) search();
 });
 
-if (token.value) search();
+if (ready && token.value) search();
