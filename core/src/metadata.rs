@@ -14,6 +14,8 @@ pub const MAX_BYTES: usize = 32 * 1024;
 /// The metadata object itself is depth 1.
 pub const MAX_DEPTH: usize = 8;
 pub const KEY_MAX: usize = 128;
+/// The key rule in words (a test holds it to [`KEY_MAX`]).
+const KEY_RULE: &str = "metadata keys must be 1 to 128 characters without NUL";
 
 /// The keys with a known meaning, typed in the search mapping and normalised on write.
 pub const DOCKER_IMAGE_ID: &str = "dockerImageId";
@@ -80,11 +82,14 @@ pub fn shape(value: Json, path: &str, issues: &mut Issues) -> Object {
 /// Shapes a metadata object; see [`shape`].
 pub fn shape_map(mut map: Object, path: &str, issues: &mut Issues) -> Object {
     let before = issues.len();
-    let mut walk = Walk { deep: false, size_bound: 2, root: path, issues };
+    let mut walk = Walk { deep: false, size_bound: 2, root: path, issues, listed: 0, unlisted: 0, unlisted_code: None };
     for (k, v) in &map {
         walk.member(k, v, 2, None);
     }
-    let (deep, size_bound) = (walk.deep, walk.size_bound);
+    let (deep, size_bound, unlisted, unlisted_code) = (walk.deep, walk.size_bound, walk.unlisted, walk.unlisted_code);
+    if let Some(code) = unlisted_code {
+        issues.push(path, code, msg!(unlisted, " more metadata problems not listed"));
+    }
     if deep {
         issues.push(path, Code::MetadataTooDeep, msg!("metadata nests deeper than ", MAX_DEPTH, " levels"));
     }
@@ -122,7 +127,15 @@ struct Walk<'i> {
     size_bound: usize,
     root: &'i str,
     issues: &'i mut Issues,
+    listed: usize,
+    /// Problems past [`MAX_REPORTED`]: counted, not listed, and the first one's code.
+    unlisted: usize,
+    unlisted_code: Option<Code>,
 }
+
+/// The most metadata problems listed one by one. Each names its path, which repeats the keys
+/// above it: a 500 KB key over 75,000 bad values was 75,000 paths of 500 KB (~39 GB).
+const MAX_REPORTED: usize = 20;
 
 /// Where the walk is, as a chain up to the metadata object on the call stack (nothing is
 /// allocated on the way down; a path is spelled out only for a problem).
@@ -151,11 +164,38 @@ impl Walk<'_> {
                 p.push('.');
             }
             match *seg {
-                Seg::Key(k) => p.push_str(k),
+                // A key past the limit is a problem of its own: its first characters name it.
+                Seg::Key(k) => {
+                    // The byte where the character after the first KEY_MAX starts, if any.
+                    let mut chars = 0;
+                    let cut = k.bytes().position(|b| {
+                        chars += usize::from(b & 0xC0 != 0x80);
+                        chars > KEY_MAX
+                    });
+                    match cut {
+                        Some(cut) => {
+                            p.push_str(k.get(..cut).unwrap_or(k));
+                            p.push_str("…");
+                        }
+                        None => p.push_str(k),
+                    }
+                }
                 Seg::Index(i) => msg::push_u64(&mut p, i as u64),
             }
         }
         p
+    }
+
+    /// Lists a problem at `at`, or counts it past [`MAX_REPORTED`].
+    fn report(&mut self, at: &At<'_, '_>, code: Code, message: &'static str) {
+        if self.listed < MAX_REPORTED {
+            self.listed += 1;
+            let p = self.path(at);
+            self.issues.push(p, code, message);
+        } else {
+            self.unlisted += 1;
+            self.unlisted_code.get_or_insert(code);
+        }
     }
 
     /// An object's member `k` (below `up`; none for the metadata object's own): the key's
@@ -165,12 +205,7 @@ impl Walk<'_> {
         // Worst case: every byte escaped as \u00XX, plus quotes, colon and comma.
         self.size_bound += k.len() * 6 + 4;
         if k.is_empty() || char_len_exceeds(k, KEY_MAX) || has_nul(k) {
-            let p = self.path(&at);
-            self.issues.push(
-                p,
-                Code::InvalidMetadataKey,
-                msg!("metadata keys must be 1 to ", KEY_MAX, " characters without NUL"),
-            );
+            self.report(&at, Code::InvalidMetadataKey, KEY_RULE);
         }
         self.tree(v, depth, &at);
     }
@@ -180,8 +215,7 @@ impl Walk<'_> {
             Json::String(s) => {
                 self.size_bound += s.len() * 6 + 3;
                 if has_nul(s) {
-                    let p = self.path(at);
-                    self.issues.push(p, Code::ControlChars, "text must not contain NUL (\\u0000)");
+                    self.report(at, Code::ControlChars, "text must not contain NUL (\\u0000)");
                 }
             }
             Json::Array(_) | Json::Object(_) if depth > MAX_DEPTH => self.deep = true,
@@ -393,6 +427,35 @@ mod tests {
         check(json!({"dockerImageId": 7}), Err(&[("metadata.dockerImageId", "invalid_type")]));
     }
 
+    /// A long bad key over many bad values: problems stay few and short (the listing was
+    /// quadratic in memory: each path repeated the key).
+    #[test]
+    fn problems_are_bounded_in_number_and_size() {
+        assert!(KEY_RULE.contains(&format!(" {KEY_MAX} ")));
+        let key = "k".repeat(50_000);
+        let items: Vec<Value> = (0..1_000).map(|_| json!({"": 0})).collect();
+        let mut issues = Issues::default();
+        shape(json!({ key.clone(): items }).into(), "metadata", &mut issues);
+        let issues = issues.into_vec();
+        assert_eq!(issues.len(), MAX_REPORTED + 1, "{:?}", &issues[..3]);
+        let short = format!("metadata.{}…", &key[..KEY_MAX]);
+        assert_eq!((issues[0].path.as_str(), issues[0].code), (short.as_str(), Code::InvalidMetadataKey));
+        assert_eq!(issues[1].path, format!("{short}.0."));
+        let last = &issues[MAX_REPORTED];
+        assert_eq!((last.path.as_str(), last.code), ("metadata", Code::InvalidMetadataKey));
+        assert_eq!(last.message, "981 more metadata problems not listed");
+        assert!(issues.iter().map(|i| i.path.len() + i.message.len()).sum::<usize>() < 4_000);
+        // Under the bound, every problem is listed as before.
+        check(
+            json!({"": 1, "a": {"": "x\u{0}"}}),
+            Err(&[
+                ("metadata.", "invalid_metadata_key"),
+                ("metadata.a.", "invalid_metadata_key"),
+                ("metadata.a.", "control_chars"),
+            ]),
+        );
+    }
+
     #[test]
     fn shape_bounds_and_unknown_keys() {
         check(
@@ -404,7 +467,8 @@ mod tests {
         check(json!("x"), Err(&[("metadata", "metadata_not_object")]));
         check(json!({"": 1}), Err(&[("metadata.", "invalid_metadata_key")]));
         let long_key = "k".repeat(129);
-        check(json!({ long_key.clone(): 1 }), Err(&[(&format!("metadata.{long_key}"), "invalid_metadata_key")]));
+        let named = format!("metadata.{}…", &long_key[..128]);
+        check(json!({ long_key.clone(): 1 }), Err(&[(&named, "invalid_metadata_key")]));
         check(json!({"a": {"b\u{0}": 1}}), Err(&[("metadata.a.b\u{0}", "invalid_metadata_key")]));
         check(json!({"a": ["x\u{0}"]}), Err(&[("metadata.a.0", "control_chars")]));
         // Paths through arrays and objects, several problems in one walk.
