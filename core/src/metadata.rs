@@ -175,7 +175,7 @@ impl Walk<'_> {
                     match cut {
                         Some(cut) => {
                             p.push_str(k.get(..cut).unwrap_or(k));
-                            p.push_str("…");
+                            p.push('…');
                         }
                         None => p.push_str(k),
                     }
