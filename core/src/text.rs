@@ -130,8 +130,14 @@ pub fn normalise_arch(s: &str) -> Option<String> {
 /// A "valid e-mail address" as the WHATWG HTML spec defines it for `<input type=email>`:
 /// `local@domain` where local is 1+ of `A-Za-z0-9.!#$%&'*+/=?^_`{|}~-` and domain is
 /// dot-separated labels of 1-63 letters, digits and hyphens, not starting or ending with a
-/// hyphen. Returns the address with its domain lowercased.
+/// hyphen, at most [`EMAIL_MAX`](crate::spec::EMAIL_MAX) characters (what `user_email` holds;
+/// an address from a token is checked here only). Returns the address with its domain
+/// lowercased.
 pub fn normalise_email(s: &str) -> Option<String> {
+    // Every address that passes is ASCII, so bytes count its characters.
+    if s.len() > crate::spec::EMAIL_MAX {
+        return None;
+    }
     let at = s.bytes().position(|b| b == b'@')?;
     let (local, domain) = (s.get(..at)?, s.get(at + 1..)?);
     let local_ok =
@@ -342,6 +348,10 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalise_email(input).as_deref(), *want, "{input}");
         }
+        // As long as user_email holds, and one character more.
+        let longest = format!("{}@example.com", "a".repeat(255 - 12));
+        assert_eq!(normalise_email(&longest).as_deref(), Some(longest.as_str()));
+        assert_eq!(normalise_email(&format!("a{longest}")), None);
     }
 
     #[test]

@@ -756,6 +756,21 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     s.finish().await;
 }
 
+/// A token's e-mail claim longer than `users.email` holds: the caller is recorded without it
+/// (it was a 500 on every request of that user: Postgres refused the value, 22001).
+#[tokio::test]
+async fn api_token_email_too_long_to_store() {
+    let Some(s) = serve("api_long_email", Options::default()).await else { return };
+    let mut long = User::new("long", &[]);
+    long.email = format!("{}@example.com", "x".repeat(300));
+    let r = s.send(Method::POST, "/v1/jobs", Some(&long), &[], Some(&job_body("long"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["user_email"], Value::Null);
+    let r = s.send(Method::GET, "/v1/jobs", Some(&long), &[], None).await;
+    assert_eq!((r.status, r.body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    s.finish().await;
+}
+
 #[tokio::test]
 async fn api_tenancy_matrix_database_search() {
     let Some(s) = serve("api_tenancy_db", Options::default()).await else { return };
