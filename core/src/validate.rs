@@ -805,7 +805,9 @@ fn patch_fields(
     if let Some(status) = status {
         completed_at = match (status.is_terminal(), completed_change) {
             (true, Change::Set(t)) => Some(t),
-            (true, Change::Keep) => Some(current.completed_at.unwrap_or(now)),
+            // Not before the job was created, whichever clock is behind (the browser's; the
+            // Lambda's against the database's, which stamped created_at): as updated_at.
+            (true, Change::Keep) => Some(current.completed_at.unwrap_or(now.max(current.created_at))),
             (true, Change::Clear) => {
                 issues.push("completed_at", Code::CompletedAtRequired, msg!("a ", status, " job has completed_at"));
                 None
@@ -919,6 +921,20 @@ fn prefix(p: &str, issues: Vec<Issue>) -> Vec<Issue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ended by a caller whose clock is behind the one that stamped `created_at`: completed
+    /// when created, not before (that was `completed_before_created`, a 400 for a valid cancel).
+    #[test]
+    fn a_job_never_completes_before_it_was_created() {
+        let current = r#"{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":"0190a1b2-0000-7000-8000-000000000001",
+            "status":"QUEUED","type":"BUILD","project_name":"p","metadata":{},"created_at":"2024-05-01T12:00:30Z",
+            "updated_at":"2024-05-01T12:00:30Z","version":0}"#;
+        let current = record_from_json(current.as_bytes()).expect("a record").into_job();
+        let behind = Timestamp::parse("2024-05-01T12:00:00Z").expect("timestamp");
+        let p = patch(&current, &serde_json::json!({"status": "CANCELLED"}), behind).expect("a valid cancel");
+        assert_eq!(p.completed_at(), Some(current.created_at));
+        assert_eq!(p.apply(&current, behind).updated_at, current.created_at);
+    }
 
     /// The patch envelope: problems of the text, of the envelope, and of a half, each where it
     /// belongs; a text that is not JSON wins over any envelope problem.
