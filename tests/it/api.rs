@@ -756,6 +756,31 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     s.finish().await;
 }
 
+/// A stale patch whose metadata only overflows because another writer's keys came first is
+/// told it is stale (412 with the job as it is now), not that its patch is bad (400).
+#[tokio::test]
+async fn api_stale_patch_over_the_metadata_limit_is_412() {
+    let Some(s) = serve("api_stale_meta", Options::default()).await else { return };
+    let alice = User::new("alice", &[]);
+    let job =
+        s.create(&alice, json!({"type": "BUILD", "project_name": "m", "metadata": {"a": "x".repeat(20_000)}})).await;
+    let path = format!("/v1/jobs/{}", job["id"].as_str().expect("id"));
+    let patch = |key: &str, n: usize| json!({ "metadata": { key: "y".repeat(n) } });
+    let first = s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"0\"")], Some(&patch("b", 10_000))).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.code());
+    let stale = s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"0\"")], Some(&patch("c", 5_000))).await;
+    assert_eq!(
+        (stale.status, stale.body["current"]["version"].clone()),
+        (StatusCode::PRECONDITION_FAILED, json!(1)),
+        "{}",
+        stale.code()
+    );
+    // Current, the same patch is over the limit: 400.
+    let current = s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "\"1\"")], Some(&patch("c", 5_000))).await;
+    assert_eq!((current.status, current.issue_codes()), (StatusCode::BAD_REQUEST, vec!["metadata_too_large"]));
+    s.finish().await;
+}
+
 /// A token's e-mail claim longer than `users.email` holds: the caller is recorded without it
 /// (it was a 500 on every request of that user: Postgres refused the value, 22001).
 #[tokio::test]

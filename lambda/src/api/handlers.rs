@@ -224,6 +224,10 @@ const STATE_CODES: &[Code] = &[
     Code::CompletedAtNotAllowed,
     Code::CompletedBeforeCreated,
     Code::ErrorMessageNotAllowed,
+    // The patch is merged into the current metadata: another writer's keys can push the
+    // result over the size or depth limit.
+    Code::MetadataTooLarge,
+    Code::MetadataTooDeep,
 ];
 
 /// `PATCH /v1/jobs/{id}` with `If-Match`: 200, 412 with the current job when the version moved
