@@ -158,7 +158,9 @@ export interface InvalidJobError extends Error {
  * Validates JSON text as `kind` with the server's rules and codes. Returns the normalised job
  * (record, and the patched job for `patch`) or every problem at once. `now` (milliseconds since
  * the epoch, default `Date.now()`) is the clock a patch that ends a job uses for `completed_at`.
- * Throws a TypeError only for an unknown `kind`.
+ * Throws a TypeError for misuse only (a `json` that is not a string, an unknown `kind`), and an
+ * Error for a result past the limit of what crosses back to JS (a string or container of more
+ * than 2^28 - 1 bytes or entries).
  */
 export function validateJob(json: string, kind: "record", now?: number): Validation<Job>;
 export function validateJob(json: string, kind: "create", now?: number): Validation<NewJob>;
