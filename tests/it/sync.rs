@@ -36,6 +36,7 @@ jobs_tests::per_engine!(
     a_recreated_id_continues_past_its_delete,
     reindex_with_concurrent_writes_then_swap,
     a_reindex_swap_applied_but_unanswered_is_a_swap,
+    a_reindex_whose_new_index_refuses_jobs_does_not_swap,
     a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
     verify_ignores_a_job_deleted_during_its_scan,
@@ -866,6 +867,55 @@ async fn a_reindex_swap_applied_but_unanswered_is_a_swap(engine: &'static str) {
     assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(new.clone()));
     f.refresh().await;
     assert_eq!(f.client.count(&new).await.expect("count"), 20, "the live index kept its documents");
+    f.cleanup().await;
+}
+
+/// A new mapping that some rows do not fit (hostname as an IP address here): the reindex
+/// fails before the swap, the new index deleted, the alias unchanged, instead of making live an
+/// index that lacks those jobs for good (they were marked synced). With `allow_rejected` it
+/// swaps, and the refused jobs become dead letters an operator can see.
+async fn a_reindex_whose_new_index_refuses_jobs_does_not_swap(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_refused").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    for i in 0..6 {
+        let hostname = if i < 2 { "build.example.com".to_owned() } else { format!("10.0.0.{i}") };
+        f.pg.create(&me, json!({"type": "SCAN", "project_name": format!("p{i}"), "hostname": hostname})).await;
+    }
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("an index");
+    // The new index, made again with the stricter mapping as soon as the reindex created it.
+    let strict: reindex::ReindexHook = {
+        let client = f.client.clone();
+        Arc::new(move |step| {
+            let client = client.clone();
+            Box::pin(async move {
+                if step != ReindexStep::Created {
+                    return;
+                }
+                let new = client.alias_target(&client.reindex_alias()).await.expect("marker").expect("new index");
+                client.delete_index(&new).await.expect("delete");
+                let mut body = client.index_body();
+                body["mappings"]["properties"]["hostname"] = json!({"type": "ip"});
+                body["aliases"] = json!({ client.reindex_alias(): {} });
+                client.create_index(&new, &body).await.expect("the stricter index");
+            })
+        })
+    };
+    let opts = ReindexOptions { hook: Some(strict.clone()), ..ReindexOptions::default() };
+    let e = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect_err("refusals fail the reindex");
+    assert!(matches!(e, reindex::ReindexError::Rejected { count: 2, .. }), "{e}");
+    assert!(e.to_string().contains("--allow-rejected"), "{e}");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(old.clone()), "not swapped");
+    assert_eq!(f.client.alias_target(&f.client.reindex_alias()).await.expect("marker"), None, "the new index is gone");
+    assert!(!f.client.is_index(&f.client.index_name(2)).await.expect("is_index"));
+
+    let opts = ReindexOptions { hook: Some(strict), allow_rejected: true, ..ReindexOptions::default() };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("swapped anyway");
+    assert_eq!((report.rejected, report.backfilled), (2, 6));
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()));
+    let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
+    let s = drain(&f, &SyncConfig { policy, ..SyncConfig::default() }, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 2)), "{s:?}");
     f.cleanup().await;
 }
 

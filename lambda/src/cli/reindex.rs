@@ -14,7 +14,10 @@
 //!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
 //!    kept for rollback.
 //!
-//! On failure before the swap the new index is deleted and the alias is untouched.
+//! On failure before the swap the new index is deleted and the alias is untouched. A new index
+//! that refused jobs in the backfill (a mapping they do not fit) is a failure: the swap would
+//! make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
+//! dead-letters what is refused again (`jobsctl dead-letters`).
 
 use super::sync::{block_on, connect, init_tracing};
 use crate::db::Executor;
@@ -48,6 +51,10 @@ pub struct Args {
     /// Take over from a reindex that died (deletes its unfinished index)
     #[arg(long)]
     pub force: bool,
+    /// Swap even if the new index refused jobs (they are queued for the sync, which
+    /// dead-letters what is refused again); without it, refusals fail the reindex before the swap
+    #[arg(long)]
+    pub allow_rejected: bool,
 }
 
 /// A point in the reindex, for [`ReindexOptions::hook`] (tests write concurrently here).
@@ -71,6 +78,7 @@ pub struct ReindexOptions {
     pub parallel: usize,
     pub catch_up: Duration,
     pub force: bool,
+    pub allow_rejected: bool,
     /// Show a progress bar on stderr (drawn only on a terminal).
     pub progress: bool,
     /// The catch-up sync's configuration.
@@ -85,6 +93,7 @@ impl Default for ReindexOptions {
             parallel: 3,
             catch_up: Duration::from_secs(120),
             force: false,
+            allow_rejected: false,
             progress: false,
             sync: SyncConfig::default(),
             hook: None,
@@ -127,6 +136,12 @@ pub enum ReindexError {
     Backfill(String),
     #[error("catch-up sync failed: {0}")]
     CatchUp(String),
+    #[error(
+        "the new index refused {count} jobs, e.g. {}; the alias is unchanged: fix the mapping, or rerun with \
+         --allow-rejected to swap and dead-letter them",
+        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+    )]
+    Rejected { count: u64, examples: Vec<(Uuid, String)> },
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -141,6 +156,7 @@ pub fn run(args: &Args) -> ExitCode {
             parallel: args.parallel.max(1),
             catch_up: Duration::try_from_secs_f64(args.catch_up.max(0.0)).unwrap_or(Duration::MAX),
             force: args.force,
+            allow_rejected: args.allow_rejected,
             progress: true,
             ..ReindexOptions::default()
         };
@@ -163,6 +179,13 @@ pub fn run(args: &Args) -> ExitCode {
                     report.old,
                     client.alias()
                 );
+                if report.rejected > 0 {
+                    eprintln!(
+                        "jobsctl reindex: the new index refused {} jobs; queued for the sync, which dead-letters \
+                         what it refuses again (jobsctl dead-letters)",
+                        report.rejected
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -268,6 +291,17 @@ async fn fill_and_swap<E: Executor>(
         "reindex: backfilled"
     );
     step(opts, ReindexStep::Backfilled).await;
+    if backfill.rejected > 0 {
+        if !opts.allow_rejected {
+            return Err(ReindexError::Rejected { count: backfill.rejected, examples: backfill.examples });
+        }
+        // Queued before the catch-up, which sends them to both indexes: the refusals become
+        // dead letters, with the engine's reason, for an operator to see.
+        for ids in backfill.rejected_ids.chunks(1_000) {
+            store.resync_jobs(ids).await?;
+        }
+        tracing::warn!(rejected = backfill.rejected, "reindex: the new index refused jobs; queued for the sync");
+    }
 
     let catch_up = sync_run::run(store, client, &opts.sync, Deadline::after(opts.catch_up)).await;
     if catch_up.failed() {
@@ -324,6 +358,7 @@ async fn fill_and_swap<E: Executor>(
 struct Filled {
     sent: u64,
     rejected: u64,
+    rejected_ids: Vec<Uuid>,
     examples: Vec<(Uuid, String)>,
     requests: u64,
 }
@@ -359,6 +394,7 @@ async fn backfill<E: Executor>(
             bar.inc(page.sent);
             filled.sent += page.sent;
             filled.rejected += page.rejected;
+            filled.rejected_ids.extend(page.rejected_ids);
             filled.requests += page.requests;
             for ex in page.examples {
                 if filled.examples.len() < 100 {
@@ -393,6 +429,7 @@ async fn send_page(client: SearchClient, index: String, jobs: Vec<Job>) -> Resul
                 Some(Outcome::Indexed | Outcome::Stale) => {}
                 Some(Outcome::Rejected { status, reason }) => {
                     out.rejected += 1;
+                    out.rejected_ids.push(job.id);
                     out.examples.push((job.id, format!("{status}: {reason}")));
                 }
                 Some(Outcome::Retry { .. }) | None => again.push(*job),
