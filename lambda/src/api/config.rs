@@ -4,7 +4,8 @@
 //! Database: the RDS Data API when `JOBS_DB_CLUSTER_ARN` and `JOBS_DB_SECRET_ARN` are set
 //! (`JOBS_DB_NAME`, default `jobs`; the SDK reads region, credentials and
 //! `AWS_ENDPOINT_URL_RDS_DATA` from the environment), else a direct connection to
-//! `DATABASE_URL` (`JOBS_DB_POOL` connections, default 4).
+//! `DATABASE_URL` (`JOBS_DB_POOL` connections, default 4). One of the pair without the other is
+//! an error.
 
 use crate::data_api::client::{DataApiConfig, RdsDataExecutor, RdsDataTx};
 use crate::db::{DbError, Executor, Row, Transaction};
@@ -99,20 +100,49 @@ fn parse_var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError>
 
 /// The database the environment names (see the module docs).
 pub async fn db_from_env() -> Result<Db, ConfigError> {
-    if let (Some(cluster), Some(secret)) = (var("JOBS_DB_CLUSTER_ARN"), var("JOBS_DB_SECRET_ARN")) {
-        let config = DataApiConfig {
+    db_from_env_with_pool(None).await
+}
+
+/// [`db_from_env`], with `pool` direct connections when given (`jobsctl serve --pool`).
+pub async fn db_from_env_with_pool(pool: Option<usize>) -> Result<Db, ConfigError> {
+    match database(var)? {
+        Database::DataApi(config) => Ok(Db::DataApi(RdsDataExecutor::from_env(config).await)),
+        Database::Url(url) => {
+            let pool = match pool {
+                Some(n) => n,
+                None => parse_var::<usize>("JOBS_DB_POOL")?.unwrap_or(4),
+            };
+            PgExecutor::connect(&PgOptions::new(url).max_connections(pool))
+                .map(Db::Pg)
+                .map_err(|e| ConfigError(e.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Database {
+    DataApi(DataApiConfig),
+    Url(String),
+}
+
+/// Which database the variables name. Half of the Data API's pair is an error, not a reason to
+/// fall back to `DATABASE_URL`: a shell that has both (after `./dev services env`) would
+/// migrate, sync or requeue the wrong database and say it succeeded.
+fn database(var: impl Fn(&str) -> Option<String>) -> Result<Database, ConfigError> {
+    match (var("JOBS_DB_CLUSTER_ARN"), var("JOBS_DB_SECRET_ARN")) {
+        (Some(cluster), Some(secret)) => Ok(Database::DataApi(DataApiConfig {
             resource_arn: cluster,
             secret_arn: secret,
             database: var("JOBS_DB_NAME").unwrap_or_else(|| "jobs".to_owned()),
             endpoint_url: None,
-        };
-        return Ok(Db::DataApi(RdsDataExecutor::from_env(config).await));
+        })),
+        (Some(_), None) | (None, Some(_)) => Err(ConfigError(
+            "JOBS_DB_CLUSTER_ARN and JOBS_DB_SECRET_ARN go together (the Data API): one of them is unset".into(),
+        )),
+        (None, None) => var("DATABASE_URL").map(Database::Url).ok_or_else(|| {
+            ConfigError("set JOBS_DB_CLUSTER_ARN and JOBS_DB_SECRET_ARN (Data API) or DATABASE_URL".into())
+        }),
     }
-    let url = var("DATABASE_URL").ok_or_else(|| {
-        ConfigError("set JOBS_DB_CLUSTER_ARN and JOBS_DB_SECRET_ARN (Data API) or DATABASE_URL".into())
-    })?;
-    let pool = parse_var::<usize>("JOBS_DB_POOL")?.unwrap_or(4);
-    PgExecutor::connect(&PgOptions::new(url).max_connections(pool)).map(Db::Pg).map_err(|e| ConfigError(e.to_string()))
 }
 
 /// The search engine the environment names (`SEARCH_URL` and friends, see
@@ -135,4 +165,26 @@ pub async fn api_options_from_env() -> Result<super::Options, ConfigError> {
         options.write_through_timeout = Duration::from_millis(ms);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Database, ConfigError> {
+        database(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+    }
+
+    #[test]
+    fn half_the_data_api_pair_is_an_error_not_database_url() {
+        let url = ("DATABASE_URL", "postgres://local/jobs");
+        assert_eq!(with(&[url]).ok(), Some(Database::Url(url.1.to_owned())));
+        let both = with(&[url, ("JOBS_DB_CLUSTER_ARN", "arn:c"), ("JOBS_DB_SECRET_ARN", "arn:s")]);
+        assert!(matches!(both, Ok(Database::DataApi(ref c)) if c.resource_arn == "arn:c" && c.database == "jobs"));
+        for half in [("JOBS_DB_CLUSTER_ARN", "arn:c"), ("JOBS_DB_SECRET_ARN", "arn:s")] {
+            let e = with(&[url, half]).expect_err("half a pair");
+            assert!(e.to_string().contains("go together"), "{e}");
+        }
+        assert!(with(&[]).is_err());
+    }
 }

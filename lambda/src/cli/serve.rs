@@ -1,5 +1,5 @@
 //! `jobsctl serve`: the API, the sync loop and the demo page on one local address, against
-//! `DATABASE_URL` and `SEARCH_URL` (search answered by Postgres alone when `SEARCH_URL` is
+//! the database (the Data API settings or `DATABASE_URL`, as every subcommand) and `SEARCH_URL` (search answered by Postgres alone when `SEARCH_URL` is
 //! unset). Callers authenticate with HS256 tokens signed with `JOBS_JWT_SECRET` (`jobsctl token`).
 
 use crate::api::auth::{Auth, Hs256Key};
@@ -28,7 +28,7 @@ pub struct Args {
     /// The npm package, served at /pkg/
     #[arg(long, default_value = "wasm/pkg")]
     pub pkg_dir: PathBuf,
-    /// Database connections
+    /// Database connections (a direct connection's pool)
     #[arg(long, default_value_t = 16)]
     pub pool: usize,
     /// Milliseconds between sync runs (when a search engine is configured)
@@ -66,12 +66,19 @@ async fn serve(args: &Args) -> Result<(), String> {
     init_tracing();
     let key =
         Hs256Key::from_env()?.ok_or("set JOBS_JWT_SECRET (at least 16 bytes); mint tokens with `jobsctl token`")?;
-    let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).ok_or("set DATABASE_URL")?;
-    let pg = crate::pg::PgExecutor::connect(&crate::pg::PgOptions::new(url).max_connections(args.pool))
-        .map_err(|e| e.to_string())?;
-    let store = Arc::new(Store::new(Db::Pg(pg)));
+    // The same database as `jobsctl migrate` and `sync` (the Data API settings or DATABASE_URL).
+    let db = config::db_from_env_with_pool(Some(args.pool)).await.map_err(|e| e.to_string())?;
+    let store = Arc::new(Store::new(db));
     let mut options = config::api_options_from_env().await.map_err(|e| e.to_string())?;
     options.site = Some(Site::new(&args.web_dir, &args.pkg_dir));
+    for (dir, file, how) in [
+        (&args.web_dir, "index.html", "--web-dir names the folder of the demo page"),
+        (&args.pkg_dir, "index.js", "build the package with ./dev wasm, or name it with --pkg-dir"),
+    ] {
+        if !dir.join(file).is_file() {
+            eprintln!("jobsctl serve: no {} ({how}); the API works, the page will not", dir.join(file).display());
+        }
+    }
     if let Some(client) = options.searcher.client() {
         // The index before the first request: searches of a missing index would open the
         // search breaker, and write-throughs to it would all miss.
