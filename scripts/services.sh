@@ -3,7 +3,7 @@
 # bound to 127.0.0.1 on free ports, all state outside the repository.
 #
 #   ./dev services start  [--engine opensearch|elasticsearch|both|none]
-#   ./dev services stop   [--engine ...]   (no --engine: stop everything)
+#   ./dev services stop   [--engine ...] [--postgres]   (neither: stop everything)
 #   ./dev services env    [--engine ...]   (eval-able `export` lines)
 #   ./dev services status
 #   ./dev services reset                   (stop everything and delete $JOBS_STATE)
@@ -536,18 +536,18 @@ cmd_start() {
   cmd_status
 }
 
-cmd_stop() {
-  local -a engines
+cmd_stop() { # --engine E: that engine; --postgres: Postgres; neither: everything
+  local -a engines=()
   [[ -d $JOBS_STATE ]] || return 0
   lock_state
   if [[ -n $ENGINE_FLAG ]]; then
     read -r -a engines <<<"$(engines_for "$ENGINE")"
-  else
+  elif [[ -z $POSTGRES_FLAG ]]; then
     engines=(opensearch elasticsearch)
   fi
   local e
   for e in "${engines[@]}"; do stop_engine "$e"; done
-  [[ -z $ENGINE_FLAG ]] && stop_postgres
+  if [[ -n $POSTGRES_FLAG || -z $ENGINE_FLAG ]]; then stop_postgres; fi
   return 0
 }
 
@@ -613,8 +613,10 @@ cmd="${1:-}"
 shift || true
 ENGINE="${JOBS_ENGINE:-opensearch}"
 ENGINE_FLAG=""
+POSTGRES_FLAG=""
 while (($#)); do
   case "$1" in
+    --postgres) POSTGRES_FLAG=1; shift ;;
     --engine) [[ $# -ge 2 ]] || die "--engine needs a value"; ENGINE="$2"; ENGINE_FLAG=1; shift 2 ;;
     --engine=*) ENGINE="${1#--engine=}"; ENGINE_FLAG=1; shift ;;
     -h|--help) usage; exit 0 ;;

@@ -53,14 +53,30 @@ if [ "$arm64" = 1 ]; then
 fi
 
 step "services: postgres + $ENGINE"
+running_services() { "$ROOT/scripts/services.sh" status 2>/dev/null | awk '$2 == "running" { printf " %s", $1 }'; }
 started_services=0
 if [ -z "${DATABASE_URL:-}" ]; then
-  # Stop at the end only what this run started: services already running belong to someone else.
-  if ! "$ROOT/scripts/services.sh" env >/dev/null 2>&1; then started_services=1; fi
+  # Stop at the end only what this run started: services already running (after `./dev up`,
+  # say) belong to someone else, each of them (Postgres, either engine).
+  running_before="$(running_services) "
+  started_services=1
   "$ROOT/scripts/services.sh" start --engine "$ENGINE"
   eval "$("$ROOT/scripts/services.sh" env)"
 fi
-cleanup() { if [ "$started_services" = 1 ]; then "$ROOT/scripts/services.sh" stop || true; fi; }
+cleanup() {
+  [ "$started_services" = 1 ] || return 0
+  local s pg=0 os=0 es=0
+  for s in $(running_services); do
+    case "$running_before" in *" $s "*) continue ;; esac
+    case "$s" in postgres) pg=1 ;; opensearch) os=1 ;; elasticsearch) es=1 ;; esac
+  done
+  local -a stop=()
+  if [ "$os$es" = 11 ]; then stop+=(--engine both)
+  elif [ "$os" = 1 ]; then stop+=(--engine opensearch)
+  elif [ "$es" = 1 ]; then stop+=(--engine elasticsearch); fi
+  if [ "$pg" = 1 ]; then stop+=(--postgres); fi
+  if [ "${#stop[@]}" -gt 0 ]; then "$ROOT/scripts/services.sh" stop "${stop[@]}" || true; fi
+}
 trap cleanup EXIT
 echo "DATABASE_URL=$DATABASE_URL SEARCH_URL=${SEARCH_URL:-} OPENSEARCH_URL=${OPENSEARCH_URL:-} ELASTICSEARCH_URL=${ELASTICSEARCH_URL:-}"
 

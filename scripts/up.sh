@@ -49,6 +49,12 @@ JOBS_JWT_SECRET="$(cat "$SECRET_FILE")"
 export JOBS_JWT_SECRET
 TOKEN="$("$JOBSCTL" token --user "$DEMO_USER" --email demo@example.com --workspace "$DEMO_WORKSPACE" --ttl 2592000)"
 
+# Something already on the address (an earlier `./dev up`, `jobs-data-api`, whose default port
+# is this one too) would answer the health check below in our server's place.
+if (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR##*:}") 2>/dev/null; then
+  log "something already listens on $ADDR (an earlier ./dev up?): stop it, or set JOBS_ADDR=127.0.0.1:PORT"
+  exit 1
+fi
 "$JOBSCTL" serve --addr "$ADDR" &
 SERVE_PID=$!
 trap 'kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true' EXIT
