@@ -28,31 +28,49 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// When a run must be done by. In Lambda: the invocation's deadline minus a margin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline(Option<Instant>);
+/// When a run must be done by. In Lambda: the invocation's deadline minus a margin. From the
+/// CLI, also when an operator interrupts (Ctrl-C, SIGTERM): the run then ends between batches as
+/// at a deadline, finishing the batches in flight and handing back the ones claimed ahead, so no
+/// lease is left to run out.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Option<Instant>,
+    interrupt: Option<&'static AtomicBool>,
+}
 
 impl Deadline {
     pub fn at(instant: Instant) -> Deadline {
-        Deadline(Some(instant))
+        Deadline { at: Some(instant), interrupt: None }
     }
 
     /// `budget` from now.
     pub fn after(budget: Duration) -> Deadline {
-        Deadline(Instant::now().checked_add(budget))
+        Deadline { at: Instant::now().checked_add(budget), interrupt: None }
     }
 
     /// No time limit (`jobsctl sync --once` runs until clean).
     pub fn never() -> Deadline {
-        Deadline(None)
+        Deadline { at: None, interrupt: None }
     }
 
+    /// This deadline, or earlier: as soon as `flag` is set.
+    pub fn or_when(self, flag: &'static AtomicBool) -> Deadline {
+        Deadline { interrupt: Some(flag), ..self }
+    }
+
+    /// Whether the run was interrupted (rather than out of time).
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Time left for the work in flight (an interruption does not cut it short).
     pub fn remaining(&self) -> Duration {
-        self.0.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()))
+        self.at.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()))
     }
 
+    /// Whether no new batch may start.
     pub fn passed(&self) -> bool {
-        self.remaining().is_zero()
+        self.remaining().is_zero() || self.interrupted()
     }
 }
 
@@ -143,6 +161,8 @@ pub enum Stop {
     Clean,
     MaxBatches,
     Deadline,
+    /// An operator interrupted the run (Ctrl-C, SIGTERM): it ended as at a deadline.
+    Interrupted,
     /// A request failed as a whole (engine down, timeout, auth): batch released.
     EngineUnavailable,
     /// The database failed; leased rows are retried when their lease ends.
@@ -398,7 +418,7 @@ async fn worker<E: Executor>(
             // thrown away.
             let longest = Duration::from_micros(shared.longest_us.load(Ordering::SeqCst));
             if shared.halting() || deadline.passed() || deadline.remaining() < longest.saturating_mul(2) {
-                shared.stop(Stop::Deadline, None);
+                shared.stop(if deadline.interrupted() { Stop::Interrupted } else { Stop::Deadline }, None);
                 give_back(store, shared, &batch).await?;
                 return Ok(());
             }

@@ -245,3 +245,89 @@ fn dead_letters_lists_and_requeues() {
     assert!(text(&out.stderr).contains("0 dead-lettered (showing 0); 2 waiting to sync"), "{}", text(&out.stderr));
     drop_schema(&url, &schema);
 }
+
+/// Half of the Data API's pair beside DATABASE_URL: a configuration error (exit 2), not a
+/// migration of the local database reported as a success.
+#[test]
+fn half_the_data_api_pair_is_refused() {
+    let out = jobsctl()
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("JOBS_DB_CLUSTER_ARN", "arn:aws:rds:eu-west-1:123456789012:cluster:jobs")
+        .env_remove("JOBS_DB_SECRET_ARN")
+        .args(["migrate"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("go together"), "{err}");
+}
+
+/// Ctrl-C during `jobsctl sync --once`: it ends between batches (exit 130, `"stopped":
+/// "interrupted"`), and no claim stays leased: a run right after takes every job left.
+#[test]
+fn sync_interrupted_leaves_no_lease() {
+    let Some(url) = database_url("sync_interrupted_leaves_no_lease") else { return };
+    let Some(engine) = std::env::var("OPENSEARCH_URL").or_else(|_| std::env::var("SEARCH_URL")).ok() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "no search engine and CI=true");
+        eprintln!("skipping sync_interrupted_leaves_no_lease: no OPENSEARCH_URL / SEARCH_URL");
+        return;
+    };
+    let schema = unique("jsi");
+    let alias = schema.replace('_', "-");
+    let out = jobsctl().env("DATABASE_URL", &url).args(["migrate", "--schema", &schema]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scoped = format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { '&' } else { '?' });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let db = rt.block_on(async {
+        let db =
+            jobs_lambda::pg::PgExecutor::connect(&jobs_lambda::pg::PgOptions::new(&url).schema(&schema)).expect("pool");
+        for sql in [
+            "INSERT INTO users (id, email) VALUES ('6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11', 'a@example.com')",
+            "INSERT INTO job (id, user_id, status, type, project_name) SELECT \
+             ('0190a1b2-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, \
+             '6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11', 'QUEUED', 'BUILD', 'p' || i FROM generate_series(1, 3000) i",
+        ] {
+            db.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        db
+    });
+    let sync = |args: &[&str]| {
+        let mut c = jobsctl();
+        c.env("DATABASE_URL", &scoped).env("SEARCH_URL", &engine).env("SEARCH_ALIAS", &alias).arg("sync").args(args);
+        c
+    };
+    // Small batches, one at a time: the run takes seconds, and is interrupted in the middle.
+    let child = sync(&["--once", "--batch-size", "10", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let count = |sql: &str| match rt.block_on(db.query(sql, &[])).expect("count").first().and_then(|r| r.first()) {
+        Some(Cell::Int(n)) => *n,
+        other => panic!("{other:?}"),
+    };
+    // Interrupted once some jobs are synced (so the run is under way).
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while count("SELECT count(*) FROM job WHERE es_synced_at IS NOT NULL") < 100 {
+        assert!(std::time::Instant::now() < until, "the sync did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the summary");
+    assert_eq!(summary["stopped"], "interrupted", "{summary}");
+    let synced = count("SELECT count(*) FROM job WHERE es_synced_at IS NOT NULL");
+    assert!(synced < 3000, "interrupted before the end: {summary}");
+    assert_eq!(count("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()"), 0, "no lease left");
+    // The rest at once (leased claims would have been skipped for two minutes).
+    let out = sync(&["--once"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count("SELECT count(*) FROM job WHERE es_synced_at IS NOT NULL"), 3000);
+    // The test's index (the first of its alias), deleted with curl, which the machine has.
+    let _ =
+        Command::new("curl").args(["-sS", "-o", "/dev/null", "-X", "DELETE", &format!("{engine}/{alias}-v1")]).status();
+    drop_schema(&url, &schema);
+}

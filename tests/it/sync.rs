@@ -32,11 +32,13 @@ jobs_tests::per_engine!(
     engine_down_releases_the_batch,
     run_killed_between_bulk_and_mark_loses_nothing,
     deadline_ends_the_run_between_batches,
+    an_interrupted_run_leaves_no_lease_behind,
     write_through_pushes_one_job,
     a_recreated_id_continues_past_its_delete,
     reindex_with_concurrent_writes_then_swap,
     a_reindex_swap_applied_but_unanswered_is_a_swap,
     a_reindex_whose_new_index_refuses_jobs_does_not_swap,
+    an_interrupted_reindex_leaves_no_index_behind,
     a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
     verify_ignores_a_job_deleted_during_its_scan,
@@ -508,6 +510,41 @@ async fn deadline_ends_the_run_between_batches(engine: &'static str) {
     f.cleanup().await;
 }
 
+/// Ctrl-C (or SIGTERM) during `jobsctl sync`: the run ends between batches, finishing what it
+/// sent and handing back what it claimed ahead. It used to be dropped where it stood, leaving
+/// its claims leased for two minutes, and a rerun then skipped them and said "clean".
+async fn an_interrupted_run_leaves_no_lease_behind(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_interrupted").await else { return };
+    f.client.ensure_index().await.expect("index");
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 300, "i").await;
+    let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let batches = Arc::new(AtomicU64::new(0));
+    let b = batches.clone();
+    let cfg = SyncConfig {
+        batch_size: 20,
+        workers: 2,
+        // The operator presses Ctrl-C once the third batch is claimed.
+        hook: Some(Arc::new(move |step, _| {
+            if step == Step::Claimed && b.fetch_add(1, Ordering::SeqCst) == 2 {
+                flag.store(true, Ordering::SeqCst);
+            }
+            Control::Continue
+        })),
+        ..SyncConfig::default()
+    };
+    let s = sync_run::run(f.store(), &f.client, &cfg, Deadline::never().or_when(flag)).await;
+    assert_eq!(s.stopped, Stop::Interrupted, "{s:?}");
+    assert!(s.claimed > 0 && s.claimed < 300, "{s:?}");
+    assert_eq!(s.marked, s.claimed, "each batch sent is recorded: {s:?}");
+    let leased =
+        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
+    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    let rest = run(&f, &SyncConfig::default()).await;
+    assert_eq!((rest.stopped, rest.marked + s.marked), (Stop::Clean, 300), "the rest at once: {rest:?}");
+    f.cleanup().await;
+}
+
 async fn write_through_pushes_one_job(engine: &'static str) {
     let Some(f) = SearchFixture::new(engine, "push_one").await else { return };
     f.client.ensure_index().await.expect("index");
@@ -916,6 +953,37 @@ async fn a_reindex_whose_new_index_refuses_jobs_does_not_swap(engine: &'static s
     let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
     let s = drain(&f, &SyncConfig { policy, ..SyncConfig::default() }, Duration::from_secs(20)).await;
     assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 2)), "{s:?}");
+    f.cleanup().await;
+}
+
+/// Ctrl-C during `jobsctl reindex`: the half-filled index (refresh off, no replicas, receiving
+/// every write through the marker alias) is deleted and the alias left alone, as on a failure;
+/// a killed reindex used to leave it there until someone ran `reindex --force`.
+async fn an_interrupted_reindex_leaves_no_index_behind(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_interrupted").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 50, "x").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("an index");
+    let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let hook: reindex::ReindexHook = Arc::new(move |step| {
+        Box::pin(async move {
+            if let ReindexStep::BackfillPage(_) = step {
+                flag.store(true, Ordering::SeqCst);
+                // The interrupt is seen while the work goes on.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    });
+    let opts = ReindexOptions { hook: Some(hook), interrupt: Some(flag), batch_size: 10, ..ReindexOptions::default() };
+    let e = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect_err("interrupted");
+    assert!(matches!(e, reindex::ReindexError::Interrupted), "{e}");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(old));
+    assert_eq!(f.client.alias_target(&f.client.reindex_alias()).await.expect("marker"), None);
+    assert!(!f.client.is_index(&f.client.index_name(2)).await.expect("is_index"), "the unfinished index is gone");
+    // And the next reindex needs no --force.
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect("reindex");
+    assert_eq!(report.backfilled, 50);
     f.cleanup().await;
 }
 

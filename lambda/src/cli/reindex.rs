@@ -14,11 +14,13 @@
 //!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
 //!    kept for rollback.
 //!
-//! On failure before the swap the new index is deleted and the alias is untouched. A new index
+//! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM), the new index is deleted and
+//! the alias is untouched. A new index
 //! that refused jobs in the backfill (a mapping they do not fit) is a failure: the swap would
 //! make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
 
+use super::interrupt;
 use super::sync::{block_on, connect, init_tracing};
 use crate::db::Executor;
 use crate::search::{SearchClient, SearchError};
@@ -34,6 +36,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -79,6 +82,9 @@ pub struct ReindexOptions {
     pub catch_up: Duration,
     pub force: bool,
     pub allow_rejected: bool,
+    /// Set when an operator interrupts: the reindex stops as on a failure (`jobsctl` sets it on
+    /// Ctrl-C or SIGTERM).
+    pub interrupt: Option<&'static AtomicBool>,
     /// Show a progress bar on stderr (drawn only on a terminal).
     pub progress: bool,
     /// The catch-up sync's configuration.
@@ -94,6 +100,7 @@ impl Default for ReindexOptions {
             catch_up: Duration::from_secs(120),
             force: false,
             allow_rejected: false,
+            interrupt: None,
             progress: false,
             sync: SyncConfig::default(),
             hook: None,
@@ -142,6 +149,8 @@ pub enum ReindexError {
         examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
     )]
     Rejected { count: u64, examples: Vec<(Uuid, String)> },
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -151,12 +160,14 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
+        interrupt::watch("reindex");
         let opts = ReindexOptions {
             batch_size: args.batch_size.max(1),
             parallel: args.parallel.max(1),
             catch_up: Duration::try_from_secs_f64(args.catch_up.max(0.0)).unwrap_or(Duration::MAX),
             force: args.force,
             allow_rejected: args.allow_rejected,
+            interrupt: Some(&interrupt::INTERRUPTED),
             progress: true,
             ..ReindexOptions::default()
         };
@@ -190,7 +201,7 @@ pub fn run(args: &Args) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("jobsctl reindex: {e}");
-                ExitCode::from(1)
+                ExitCode::from(if matches!(e, ReindexError::Interrupted) { 130 } else { 1 })
             }
         }
     })
@@ -237,7 +248,24 @@ pub async fn reindex<E: Executor>(
     client.create_index(&new, &body).await?;
     tracing::info!(old = %old, new = %new, "reindex: created the new index; writes now go to both");
 
-    match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {
+    let filled = fill_and_swap(store, client, opts, &old, &new, &old_settings, started);
+    let interrupted = async {
+        match opts.interrupt {
+            Some(flag) => {
+                while !flag.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // An interrupt drops the work where it stands (a swap sent but unanswered included: the
+    // failure path below looks at the alias before it deletes anything).
+    let outcome = tokio::select! {
+        r = filled => r,
+        () = interrupted => Err(ReindexError::Interrupted),
+    };
+    match outcome {
         Ok(report) => Ok(report),
         Err(e) => {
             // Never the index the alias points at (a swap applied whose answer was lost is

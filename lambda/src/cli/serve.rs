@@ -2,6 +2,7 @@
 //! the database (the Data API settings or `DATABASE_URL`, as every subcommand) and `SEARCH_URL` (search answered by Postgres alone when `SEARCH_URL` is
 //! unset). Callers authenticate with HS256 tokens signed with `JOBS_JWT_SECRET` (`jobsctl token`).
 
+use super::interrupt;
 use crate::api::auth::{Auth, Hs256Key};
 use crate::api::config::{self, Db};
 use crate::api::web::Site;
@@ -64,6 +65,7 @@ pub fn run(args: &Args) -> ExitCode {
 
 async fn serve(args: &Args) -> Result<(), String> {
     init_tracing();
+    interrupt::watch("serve");
     let key =
         Hs256Key::from_env()?.ok_or("set JOBS_JWT_SECRET (at least 16 bytes); mint tokens with `jobsctl token`")?;
     // The same database as `jobsctl migrate` and `sync` (the Data API settings or DATABASE_URL).
@@ -115,7 +117,11 @@ async fn serve(args: &Args) -> Result<(), String> {
     drop(out);
     let served = axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await;
     if let Some(task) = sync {
-        task.abort();
+        // The run in progress ends between batches (no lease left to run out); a bulk in
+        // flight takes at most its timeout.
+        if tokio::time::timeout(Duration::from_secs(40), task).await.is_err() {
+            eprintln!("jobsctl serve: the sync did not stop in 40 s; its claims free themselves when their leases end");
+        }
     }
     served.map_err(|e| e.to_string())
 }
@@ -126,7 +132,11 @@ async fn sync_loop(store: &Store<Db>, client: &SearchClient, interval: Duration)
     let cfg = SyncConfig::default();
     let mut failures = 0u32;
     loop {
-        let summary = sync_run::run(store, client, &cfg, Deadline::after(Duration::from_secs(60))).await;
+        let deadline = Deadline::after(Duration::from_secs(60)).or_when(&interrupt::INTERRUPTED);
+        let summary = sync_run::run(store, client, &cfg, deadline).await;
+        if deadline.interrupted() {
+            return;
+        }
         if summary.failed() {
             failures = failures.saturating_add(1);
             tracing::warn!(stopped = ?summary.stopped, error = ?summary.error, "sync run failed");
@@ -137,12 +147,15 @@ async fn sync_loop(store: &Store<Db>, client: &SearchClient, interval: Duration)
             failures = 0;
         }
         let backoff = interval.saturating_mul(2u32.saturating_pow(failures.min(10))).min(Duration::from_secs(30));
-        tokio::time::sleep(if failures == 0 { interval } else { backoff }).await;
+        tokio::select! {
+            _ = tokio::time::sleep(if failures == 0 { interval } else { backoff }) => {}
+            _ = interrupt::interrupted() => return,
+        }
     }
 }
 
 async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    interrupt::interrupted().await;
     eprintln!("jobsctl serve: shutting down");
 }
 

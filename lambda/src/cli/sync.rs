@@ -1,17 +1,20 @@
 //! `jobsctl sync`: brings search up to date with Postgres (the same run as the scheduled
 //! Lambda). `--once` runs until nothing is due (only dead-lettered or backing-off rows left)
-//! and exits; without it, it polls every `--interval` until Ctrl-C.
+//! and exits; without it, it polls every `--interval` until Ctrl-C. An interrupt (Ctrl-C,
+//! SIGTERM) ends the run between batches: the batches in flight are finished and recorded,
+//! those claimed ahead handed back (no lease left to run out); a second one stops at once.
 //!
 //! Configuration from the environment: `DATABASE_URL` (or the Data API settings,
 //! `JOBS_DB_CLUSTER_ARN` and `JOBS_DB_SECRET_ARN`) and `SEARCH_URL` with its auth settings
 //! (`SEARCH_AUTH`, ...; see `search::SearchConfig::from_env`). Also the helpers the other
 //! search subcommands share.
 
+use super::interrupt;
 use crate::api::config::{self, Db};
 use crate::db::Executor;
 use crate::search::SearchClient;
 use crate::store::Store;
-use crate::sync_run::{self, Deadline, SyncConfig, SyncSummary};
+use crate::sync_run::{self, Deadline, Stop, SyncConfig, SyncSummary};
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,6 +50,7 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
+        interrupt::watch("sync");
         let cfg = SyncConfig {
             batch_size: args.batch_size.max(1),
             workers: args.workers.max(1),
@@ -55,12 +59,16 @@ pub fn run(args: &Args) -> ExitCode {
         };
         if args.once {
             let deadline = args.budget.map_or(Deadline::never(), |s| Deadline::after(secs(s)));
-            let summary = once(&store, &client, &cfg, deadline).await;
+            let summary = once(&store, &client, &cfg, deadline.or_when(&interrupt::INTERRUPTED)).await;
             match serde_json::to_string(&summary) {
                 Ok(line) => println!("{line}"),
                 Err(e) => eprintln!("jobsctl sync: {e}"),
             }
-            if summary.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+            match summary.stopped {
+                Stop::Interrupted => ExitCode::from(130),
+                _ if summary.failed() => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            }
         } else {
             poll(&store, &client, &cfg, secs(args.interval)).await;
             ExitCode::SUCCESS
@@ -78,17 +86,16 @@ pub async fn once<E: Executor>(
     sync_run::run(store, client, cfg, deadline).await
 }
 
-/// Runs to clean, sleeps `interval` (longer after failures, up to 30 s), again, until Ctrl-C.
+/// Runs to clean, sleeps `interval` (longer after failures, up to 30 s), again, until
+/// interrupted (the run in progress ends between batches).
 async fn poll(store: &Store<Db>, client: &SearchClient, cfg: &SyncConfig, interval: Duration) {
     let mut failures = 0u32;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
-        let pass = async { !sync_run::run(store, client, cfg, Deadline::never()).await.failed() };
-        let ok = tokio::select! {
-            ok = pass => ok,
-            _ = &mut ctrl_c => break,
-        };
+        let deadline = Deadline::never().or_when(&interrupt::INTERRUPTED);
+        let ok = !sync_run::run(store, client, cfg, deadline).await.failed();
+        if deadline.interrupted() {
+            break;
+        }
         failures = if ok { 0 } else { failures.saturating_add(1) };
         let wait = if failures == 0 {
             interval
@@ -97,7 +104,7 @@ async fn poll(store: &Store<Db>, client: &SearchClient, cfg: &SyncConfig, interv
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut ctrl_c => break,
+            _ = interrupt::interrupted() => break,
         }
     }
     eprintln!("jobsctl sync: stopped");
