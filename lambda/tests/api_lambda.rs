@@ -490,6 +490,46 @@ async fn built_jobs_sync_binary_through_the_runtime_api() {
     jobs_sync_binary("runtime_api_sync", &[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], &[]).await;
 }
 
+/// A backlog larger than one invocation can send: the built `jobs-sync` answers before its
+/// deadline (the Runtime API here, as Lambda, takes no answer after it), the run stopped at its
+/// budget with every batch it started recorded, and no lease left behind.
+#[tokio::test]
+async fn built_jobs_sync_binary_answers_before_its_deadline() {
+    let case = "runtime_api_sync_deadline";
+    let Some(url) = search_url(case) else { return };
+    let Some((db_url, schema_name, db)) = schema(case).await else { return };
+    let user = id();
+    Store::new(db.clone()).ensure_user(user, None).await.expect("user");
+    let insert = format!(
+        "INSERT INTO job (id, user_id, status, type, project_name) SELECT gen_random_uuid(), '{user}', \
+         'QUEUED', 'BUILD', 'd' || i FROM generate_series(1, 20000) i"
+    );
+    db.execute(&insert, &[]).await.expect("20,000 dirty jobs");
+    let sep = if db_url.contains('?') { '&' } else { '?' };
+    let env = vec![
+        ("DATABASE_URL", format!("{db_url}{sep}options=-c%20search_path%3D{schema_name}")),
+        ("SEARCH_URL", url.clone()),
+        ("SEARCH_ALIAS", schema_name.clone()),
+        ("SEARCH_REPLICAS", "0".into()),
+    ];
+    let f = start_function(&[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], "jobs-sync", &env).await;
+    // 3.5 s with the default 2 s margin: a 1.5 s budget, in batches of 50.
+    let timeout = Duration::from_millis(3_500);
+    let outcome = f.runtime.invoke(r#"{"batch_size": 50}"#, timeout).await.expect("an answer before the deadline");
+    let Outcome::Response(bytes) = outcome else { panic!("expected a response, got {outcome:?}") };
+    let doc: Value = serde_json::from_slice(&bytes).expect("summary");
+    let s = &doc["summary"];
+    assert_eq!(s["stopped"], json!("deadline"), "{doc}");
+    let (claimed, marked) = (s["claimed"].as_u64().unwrap_or(0), s["marked"].as_u64().unwrap_or(u64::MAX));
+    assert!(claimed > 0 && claimed < 20_000 && marked == claimed, "{doc}");
+    let leased =
+        db.query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
+    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "{doc}");
+    drop(f);
+    drop_indexes(&search_client(&url, &schema_name).await).await;
+    drop_schema(&db, &schema_name).await;
+}
+
 #[tokio::test]
 async fn arm64_jobs_sync_binary_under_qemu() {
     let Some((argv, env)) = arm64_function("arm64_sync", "jobs-sync") else { return };

@@ -104,8 +104,9 @@ impl RuntimeApi {
         self.inner.init_error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// Hands `event` to the function with `timeout` as its deadline and waits (at most that
-    /// long, plus a second) for the outcome.
+    /// Hands `event` to the function with `timeout` as its deadline and waits for the outcome
+    /// until that deadline, as Lambda does: an answer after it is a timeout (in AWS the
+    /// invocation fails with `Sandbox.Timedout` and the sandbox is reset).
     pub async fn invoke(&self, event: impl Into<Bytes>, timeout: Duration) -> Result<Outcome, InvokeError> {
         let id = format!("req-{:08}", self.inner.ids.fetch_add(1, Ordering::Relaxed));
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
@@ -115,7 +116,7 @@ impl RuntimeApi {
             .queue
             .send(Invocation { id, deadline_ms, event: event.into(), done })
             .map_err(|_| InvokeError::Closed)?;
-        let limit = timeout + Duration::from_secs(1);
+        let limit = timeout;
         match tokio::time::timeout(limit, wait).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(InvokeError::Closed),
