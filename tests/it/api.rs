@@ -709,7 +709,11 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     );
     let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
     assert!(r.body.get("sync").is_none(), "only when asked for: {}", r.body);
-    let r = s.send(Method::GET, "/v1/jobs?include=sync,counts&status=NOPE", Some(&alice), &[], None).await;
+    for bad in ["include=", "include=sync,sync", "include=Sync"] {
+        let r = s.send(Method::GET, &format!("/v1/jobs?{bad}"), Some(&alice), &[], None).await;
+        assert_eq!((r.status, r.issue_codes()), (StatusCode::BAD_REQUEST, vec!["invalid_query"]), "{bad}");
+    }
+    let r = s.send(Method::GET, "/v1/jobs?include=counts&status=NOPE", Some(&alice), &[], None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let paths: Vec<_> = r.body["errors"].as_array().expect("errors").iter().map(|e| e["path"].clone()).collect();
     assert_eq!(paths, vec![json!("include"), json!("status")], "every problem at once: {}", r.body);

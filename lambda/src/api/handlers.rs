@@ -295,8 +295,9 @@ pub async fn list_jobs<E: Executor + 'static>(
     let (includes, filters): (Vec<_>, Vec<_>) = pairs.iter().partition(|(k, _)| k == "include");
     let mut issues = Issues::default();
     let mut with_sync = false;
-    for value in includes.iter().flat_map(|(_, v)| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
-        match value {
+    // Exactly the documented value (the OpenAPI enum): `include=` or `include=x` is refused.
+    for (_, value) in &includes {
+        match value.as_str() {
             "sync" => with_sync = true,
             _ => issues.push("include", Code::InvalidQuery, "include takes \"sync\""),
         }
