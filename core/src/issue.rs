@@ -162,6 +162,10 @@ impl fmt::Display for Issue {
     }
 }
 
+/// The message closing a list cut short: "N more not listed" (one text for every such list:
+/// each string is bytes of the WASM package).
+pub const NOT_LISTED: &str = " more not listed";
+
 /// Collects issues while validating; a validator reports everything it finds, not the first.
 #[derive(Debug, Default)]
 pub struct Issues(Vec<Issue>);

@@ -88,7 +88,7 @@ pub fn shape_map(mut map: Object, path: &str, issues: &mut Issues) -> Object {
     }
     let (deep, size_bound, unlisted, unlisted_code) = (walk.deep, walk.size_bound, walk.unlisted, walk.unlisted_code);
     if let Some(code) = unlisted_code {
-        issues.push(path, code, msg!(unlisted, " more metadata problems not listed"));
+        issues.push(path, code, msg!(unlisted, crate::issue::NOT_LISTED));
     }
     if deep {
         issues.push(path, Code::MetadataTooDeep, msg!("metadata nests deeper than ", MAX_DEPTH, " levels"));
@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(issues[1].path, format!("{short}.0."));
         let last = &issues[MAX_REPORTED];
         assert_eq!((last.path.as_str(), last.code), ("metadata", Code::InvalidMetadataKey));
-        assert_eq!(last.message, "981 more metadata problems not listed");
+        assert_eq!(last.message, "981 more not listed");
         assert!(issues.iter().map(|i| i.path.len() + i.message.len()).sum::<usize>() < 4_000);
         // Under the bound, every problem is listed as before.
         check(

@@ -339,7 +339,7 @@ fn fill_slots<'a>(
         }
     }
     if unknown > MAX_UNKNOWN_REPORTED {
-        issues.push("", Code::UnknownField, msg!(unknown - MAX_UNKNOWN_REPORTED, " more unknown fields not listed"));
+        issues.push("", Code::UnknownField, msg!(unknown - MAX_UNKNOWN_REPORTED, crate::issue::NOT_LISTED));
     }
     slots
 }
