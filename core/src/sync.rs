@@ -24,7 +24,7 @@ pub enum SyncState {
     Pending,
     /// The sync gave up on the current version; an operator requeues it (`jobsctl dead-letters`).
     DeadLettered,
-    /// Postgres no longer has the job; its delete reaches search with the sync.
+    /// Postgres no longer has the job; search drops it when the sync sends its delete.
     Deleted,
 }
 
@@ -34,7 +34,8 @@ pub struct JobSync {
     pub state: SyncState,
     /// The job's version in Postgres (`null` once deleted).
     pub version: Option<i64>,
-    /// The last version search acknowledged (`null` before the first).
+    /// The last version search acknowledged (`null` before the first, and after a repair
+    /// queued the job again: `verify --repair`, `reindex --allow-rejected`).
     pub synced_version: Option<i64>,
     pub synced_at: Option<Timestamp>,
 }
