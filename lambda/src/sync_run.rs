@@ -297,9 +297,9 @@ pub async fn run<E: Executor>(
         };
     let (stopped, error) = shared.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or((Stop::Clean, None));
     // The backlog is a report, not work: it gets what is left of the deadline (at least a
-    // second of the margin behind it, at most five), never the invocation itself (a
+    // half second of the margin behind it, at most five), never the invocation itself (a
     // run that ends at its deadline, the queue at its largest, counting a million entries).
-    let lag_budget = deadline.remaining().clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let lag_budget = deadline.remaining().clamp(Duration::from_millis(500), Duration::from_secs(5));
     let lag = match tokio::time::timeout(lag_budget, store.sync_lag()).await {
         Ok(Ok(l)) => Some(Lag { dirty: l.dirty, dead_lettered: l.dead_lettered, oldest_age_ms: l.oldest_age_ms }),
         Ok(Err(e)) => {
@@ -657,7 +657,12 @@ async fn within<T>(
 }
 
 fn stop_for(e: &SearchError, deadline: Deadline) -> Stop {
-    if matches!(e, SearchError::Timeout(_)) && deadline.passed() { Stop::Deadline } else { Stop::EngineUnavailable }
+    // Out of time, not interrupted: a request that timed out after an interrupt is the engine's.
+    if matches!(e, SearchError::Timeout(_)) && deadline.remaining().is_zero() {
+        Stop::Deadline
+    } else {
+        Stop::EngineUnavailable
+    }
 }
 
 /// What a write-through did.

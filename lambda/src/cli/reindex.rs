@@ -14,8 +14,9 @@
 //!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
 //!    kept for rollback.
 //!
-//! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM), the new index is deleted and
-//! the alias is untouched. A new index
+//! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM: seen between pages of the
+//! backfill, by the catch-up sync between its batches, and before the swap is sent, never
+//! after), the new index is deleted and the alias is untouched. A new index
 //! that refused jobs in the backfill (a mapping they do not fit) is a failure: the swap would
 //! make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
@@ -248,24 +249,7 @@ pub async fn reindex<E: Executor>(
     client.create_index(&new, &body).await?;
     tracing::info!(old = %old, new = %new, "reindex: created the new index; writes now go to both");
 
-    let filled = fill_and_swap(store, client, opts, &old, &new, &old_settings, started);
-    let interrupted = async {
-        match opts.interrupt {
-            Some(flag) => {
-                while !flag.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            None => std::future::pending().await,
-        }
-    };
-    // An interrupt drops the work where it stands (a swap sent but unanswered included: the
-    // failure path below looks at the alias before it deletes anything).
-    let outcome = tokio::select! {
-        r = filled => r,
-        () = interrupted => Err(ReindexError::Interrupted),
-    };
-    match outcome {
+    match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {
         Ok(report) => Ok(report),
         Err(e) => {
             // Never the index the alias points at (a swap applied whose answer was lost is
@@ -286,6 +270,17 @@ pub async fn reindex<E: Executor>(
             Err(e)
         }
     }
+}
+
+/// Whether an operator asked the reindex to stop.
+fn interrupted(opts: &ReindexOptions) -> bool {
+    opts.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// `Err(Interrupted)` once an operator asked to stop: checked between steps, never once the
+/// swap is sent (from then on the reindex finishes, whatever happens).
+fn check(opts: &ReindexOptions) -> Result<(), ReindexError> {
+    if interrupted(opts) { Err(ReindexError::Interrupted) } else { Ok(()) }
 }
 
 async fn fill_and_swap<E: Executor>(
@@ -331,7 +326,14 @@ async fn fill_and_swap<E: Executor>(
         tracing::warn!(rejected = backfill.rejected, "reindex: the new index refused jobs; queued for the sync");
     }
 
-    let catch_up = sync_run::run(store, client, &opts.sync, Deadline::after(opts.catch_up)).await;
+    check(opts)?;
+    // Interrupted, the catch-up ends between batches, as `jobsctl sync` does.
+    let mut deadline = Deadline::after(opts.catch_up);
+    if let Some(flag) = opts.interrupt {
+        deadline = deadline.or_when(flag);
+    }
+    let catch_up = sync_run::run(store, client, &opts.sync, deadline).await;
+    check(opts)?;
     if catch_up.failed() {
         return Err(ReindexError::CatchUp(catch_up.error.clone().unwrap_or_else(|| format!("{:?}", catch_up.stopped))));
     }
@@ -346,6 +348,7 @@ async fn fill_and_swap<E: Executor>(
     client.refresh(new).await?;
     client.wait_for_yellow(new, Duration::from_secs(60)).await?;
 
+    check(opts)?;
     let alias = client.alias();
     let swap = json!({"actions": [
         {"remove": {"index": old, "alias": alias, "must_exist": true}},
@@ -405,6 +408,8 @@ async fn backfill<E: Executor>(
     let mut read = 0u64;
     let batch = opts.batch_size.max(1);
     loop {
+        // Interrupted: the bulks in flight are dropped (the index they fill is deleted).
+        check(opts)?;
         let page = store.scan_jobs(after, batch).await?;
         // By what the scan matched, not what it returned: a job deleted while its row was read
         // in parts makes a page short without it being the last.

@@ -117,6 +117,8 @@ async fn serve(args: &Args) -> Result<(), String> {
     drop(out);
     let served = axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await;
     if let Some(task) = sync {
+        // Stopping for any reason (an interrupt, or the server failing) stops the sync loop.
+        interrupt::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         // The run in progress ends between batches (no lease left to run out); a bulk in
         // flight takes at most its timeout.
         if tokio::time::timeout(Duration::from_secs(40), task).await.is_err() {
