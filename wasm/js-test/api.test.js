@@ -243,6 +243,7 @@ test("npm pack packs the package with every file it needs", () => {
 
 // The native build's verdicts on the same jobs, through the real CLI (built by `cargo test`).
 const jobsctl = `${process.env.CARGO_TARGET_DIR ?? `${process.env.HOME}/.cache/jobs/target`}/debug/jobsctl`;
+if (!existsSync(jobsctl) && process.env.CI === "true") throw new Error(`no ${jobsctl} under CI (cargo build -p jobs-lambda)`);
 test("same verdicts, codes, messages and outputs as the native build on 3,000 generated jobs", { skip: !existsSync(jobsctl) && `no ${jobsctl} (cargo build -p jobs-lambda)` }, () => {
   const corpus = generate(3000, 7);
   for (const kind of ["record", "create"]) {
