@@ -604,6 +604,7 @@ cmd_status() {
 
 cmd_reset() {
   ENGINE_FLAG=""
+  POSTGRES_FLAG=""
   cmd_stop
   log "deleting $JOBS_STATE"
   rm -rf "$JOBS_STATE"

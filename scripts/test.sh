@@ -60,8 +60,6 @@ if [ -z "${DATABASE_URL:-}" ]; then
   # say) belong to someone else, each of them (Postgres, either engine).
   running_before="$(running_services) "
   started_services=1
-  "$ROOT/scripts/services.sh" start --engine "$ENGINE"
-  eval "$("$ROOT/scripts/services.sh" env)"
 fi
 cleanup() {
   [ "$started_services" = 1 ] || return 0
@@ -77,7 +75,12 @@ cleanup() {
   if [ "$pg" = 1 ]; then stop+=(--postgres); fi
   if [ "${#stop[@]}" -gt 0 ]; then "$ROOT/scripts/services.sh" stop "${stop[@]}" || true; fi
 }
+# Set before the start, so a start that fails half way stops what it did start.
 trap cleanup EXIT
+if [ "$started_services" = 1 ]; then
+  "$ROOT/scripts/services.sh" start --engine "$ENGINE"
+  eval "$("$ROOT/scripts/services.sh" env)"
+fi
 echo "DATABASE_URL=$DATABASE_URL SEARCH_URL=${SEARCH_URL:-} OPENSEARCH_URL=${OPENSEARCH_URL:-} ELASTICSEARCH_URL=${ELASTICSEARCH_URL:-}"
 
 step "cargo test --workspace"

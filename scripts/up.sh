@@ -51,7 +51,8 @@ TOKEN="$("$JOBSCTL" token --user "$DEMO_USER" --email demo@example.com --workspa
 
 # Something already on the address (an earlier `./dev up`, `jobs-data-api`, whose default port
 # is this one too) would answer the health check below in our server's place.
-if (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR##*:}") 2>/dev/null; then
+HOST="${ADDR%:*}" && HOST="${HOST#[}" && HOST="${HOST%]}"
+if (exec 3<>"/dev/tcp/$HOST/${ADDR##*:}") 2>/dev/null; then
   log "something already listens on $ADDR (an earlier ./dev up?): stop it, or set JOBS_ADDR=127.0.0.1:PORT"
   exit 1
 fi
