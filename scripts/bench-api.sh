@@ -80,6 +80,21 @@ serve SEARCH_URL=
 "$BENCH" create --url "$SERVE_URL" --token "$TOKEN" --schema "$schema" --seconds "$SECONDS_PER_RUN" --connections 8
 stop_serve
 echo
+fresh_schema
+if [[ -n ${SEARCH_URL:-} ]]; then
+  echo "### a page of jobs with and without include=sync (the engine answers; the state from Postgres)"
+  echo
+  env DATABASE_URL="$SCHEMA_URL" SEARCH_ALIAS="bench-$schema" SEARCH_REPLICAS=0 "$JOBSCTL" sync --once >/dev/null
+  serve SEARCH_URL="$SEARCH_URL" SEARCH_ALIAS="bench-$schema" SEARCH_REPLICAS=0
+else
+  echo "### a page of jobs with and without include=sync (Postgres answers: no engine)"
+  echo
+  serve SEARCH_URL=
+fi
+"$BENCH" list --url "$SERVE_URL" --token "$TOKEN" --seconds "$SECONDS_PER_RUN" --connections 4
+stop_serve
+if [[ -n ${SEARCH_URL:-} ]]; then drop_alias "bench-$schema"; fi
+echo
 
 if [[ -n ${SEARCH_URL:-} ]]; then
   echo "### change-to-searchable lag through the API (write-through to $(curl -fsS "$SEARCH_URL" | grep -o '"distribution" *: *"[a-z]*"\|"number" *: *"[0-9.]*"' | tr -d '" ' | tr '\n' ' '))"

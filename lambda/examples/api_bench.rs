@@ -57,6 +57,12 @@ fn main() -> Result<(), Error> {
             Duration::from_secs(num("seconds", 10)),
             num("connections", 8) as usize,
         )),
+        "list" => rt.block_on(list(
+            &get("url").ok_or("--url")?,
+            &get("token").ok_or("--token")?,
+            Duration::from_secs(num("seconds", 10)),
+            num("connections", 4) as usize,
+        )),
         "lag" => rt.block_on(lag(
             &get("url").ok_or("--url")?,
             &get("token").ok_or("--token")?,
@@ -70,7 +76,7 @@ fn main() -> Result<(), Error> {
             flags.iter().any(|f| f == "data-api"),
             opts.get("env").cloned().unwrap_or_default(),
         )),
-        _ => Err("usage: api_bench create|lag|lambda ... (see the source)".into()),
+        _ => Err("usage: api_bench create|list|lag|lambda ... (see the source)".into()),
     }
 }
 
@@ -203,6 +209,77 @@ async fn create(url: &str, token: &str, schema: Option<String>, secs: Duration, 
     println!("| HTTP / store | {:.2} | | |", http.per_sec / direct.per_sec.max(1e-9));
     eprintln!("requests: http {} store {}", http.n, direct.n);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A page of 50 jobs, with and without include=sync (the page's Sync column)
+
+async fn list(url: &str, token: &str, secs: Duration, conns: usize) -> Result<(), Error> {
+    const ROUND: Duration = Duration::from_secs(2);
+    let mut c = connect(url).await?;
+    for i in 0..500 {
+        let (status, body) = c.send("POST", "/v1/jobs", token, Some(job_body(i))).await?;
+        if status != 201 {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
+        }
+    }
+    let mut open = Vec::new();
+    for _ in 0..conns {
+        open.push(connect(url).await?);
+    }
+    let paths = ["/v1/jobs?limit=50", "/v1/jobs?limit=50&include=sync"];
+    for p in paths {
+        get_round(&mut open, token, p, Duration::from_millis(500)).await?;
+    }
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut time = [Duration::ZERO; 2];
+    let rounds = (secs.as_secs_f64() / ROUND.as_secs_f64()).ceil().max(1.0) as u32;
+    for _ in 0..rounds {
+        for (k, p) in paths.iter().enumerate() {
+            let t = Instant::now();
+            lat[k].extend(get_round(&mut open, token, p, ROUND).await?);
+            time[k] += t.elapsed();
+        }
+    }
+    let [plain, with_sync] = [0, 1].map(|k| stats(std::mem::take(&mut lat[k]), time[k]));
+    println!(
+        "| GET a page of 50 (of 500 jobs), {conns} connections, {}s each (alternating 2s rounds) | req/s | p50 ms | p99 ms |",
+        (ROUND * rounds).as_secs()
+    );
+    println!("|---|---:|---:|---:|");
+    println!("| `GET /v1/jobs?limit=50` | {:.0} | {:.2} | {:.2} |", plain.per_sec, plain.p50_ms, plain.p99_ms);
+    println!(
+        "| `... &include=sync` (one more statement) | {:.0} | {:.2} | {:.2} |",
+        with_sync.per_sec, with_sync.p50_ms, with_sync.p99_ms
+    );
+    println!(
+        "| with / without | {:.2} | {:.2} | |",
+        with_sync.per_sec / plain.per_sec.max(1e-9),
+        with_sync.p50_ms / plain.p50_ms.max(1e-9)
+    );
+    Ok(())
+}
+
+/// GETs `path` over the open connections, one request at a time on each, for `d`.
+async fn get_round(conns: &mut [Conn], token: &str, path: &str, d: Duration) -> Result<Vec<u64>, Error> {
+    let start = Instant::now();
+    let loops = conns.iter_mut().map(|c| async {
+        let mut lat = Vec::new();
+        while start.elapsed() < d {
+            let t = Instant::now();
+            let (status, body) = c.send("GET", path, token, None).await?;
+            if status != 200 {
+                return Err::<Vec<u64>, Error>(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
+            }
+            lat.push(t.elapsed().as_micros() as u64);
+        }
+        Ok(lat)
+    });
+    let mut all = Vec::new();
+    for r in futures_util::future::join_all(loops).await {
+        all.extend(r?);
+    }
+    Ok(all)
 }
 
 /// One round of creates over the open connections, one request at a time on each.
