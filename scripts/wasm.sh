@@ -85,11 +85,13 @@ build() {
   cargo_build
   # The module names this checkout's crate folder (wasm-bindgen reads package.json and the snippet
   # from it). Cargo's fingerprints are relative to the crate, so a module built by another
-  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crate when so. The path
-  # is matched with the quote the module stores before it: /x/work/main also ends in /work/main.
+  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crates when so (jobs-core
+  # too: the other checkout's core, built after this one's files were last written, looks fresh
+  # and would be linked in). The path is matched with the quote the module stores before it:
+  # /x/work/main also ends in /work/main.
   if ! grep -qF "\"$ROOT/wasm/package.json" "$wasm"; then
-    log "the cached module was built from another checkout: rebuilding jobs-wasm"
-    cargo clean -p jobs-wasm --target wasm32-unknown-unknown --profile wasm >&2
+    log "the cached module was built from another checkout: rebuilding jobs-wasm and jobs-core"
+    cargo clean -p jobs-wasm -p jobs-core --target wasm32-unknown-unknown --profile wasm >&2
     cargo_build
   fi
   out="$(mktemp -d "$ROOT/wasm/.pkg.XXXXXX")"
