@@ -262,37 +262,35 @@ async fn list(url: &str, token: &str, secs: Duration, conns: usize) -> Result<()
 
 /// GETs `path` over the open connections, one request at a time on each, for `d`.
 async fn get_round(conns: &mut [Conn], token: &str, path: &str, d: Duration) -> Result<Vec<u64>, Error> {
-    let start = Instant::now();
-    let loops = conns.iter_mut().map(|c| async {
-        let mut lat = Vec::new();
-        while start.elapsed() < d {
-            let t = Instant::now();
-            let (status, body) = c.send("GET", path, token, None).await?;
-            if status != 200 {
-                return Err::<Vec<u64>, Error>(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
-            }
-            lat.push(t.elapsed().as_micros() as u64);
-        }
-        Ok(lat)
-    });
-    let mut all = Vec::new();
-    for r in futures_util::future::join_all(loops).await {
-        all.extend(r?);
-    }
-    Ok(all)
+    http_loop(conns, token, d, || ("GET", path.to_owned(), None, 200)).await
 }
 
 /// One round of creates over the open connections, one request at a time on each.
 async fn http_round(conns: &mut [Conn], token: &str, counter: &Arc<AtomicU64>, d: Duration) -> Result<Vec<u64>, Error> {
+    http_loop(conns, token, d, || {
+        let i = counter.fetch_add(1, Ordering::Relaxed);
+        ("POST", "/v1/jobs".to_owned(), Some(job_body(i)), 201)
+    })
+    .await
+}
+
+/// Requests over the open connections, one at a time on each, for `d`: `next` gives each one
+/// (method, path, body) and the status it must answer. Their latencies, in µs.
+async fn http_loop(
+    conns: &mut [Conn],
+    token: &str,
+    d: Duration,
+    next: impl Fn() -> (&'static str, String, Option<String>, u16),
+) -> Result<Vec<u64>, Error> {
     let start = Instant::now();
-    let loops = conns.iter_mut().map(|c| async {
+    let next = &next;
+    let loops = conns.iter_mut().map(|c| async move {
         let mut lat = Vec::new();
         while start.elapsed() < d {
-            let i = counter.fetch_add(1, Ordering::Relaxed);
-            let body = job_body(i);
+            let (method, path, body, want) = next();
             let t = Instant::now();
-            let (status, resp) = c.send("POST", "/v1/jobs", token, Some(body)).await?;
-            if status != 201 {
+            let (status, resp) = c.send(method, &path, token, body).await?;
+            if status != want {
                 return Err::<Vec<u64>, Error>(format!("{status}: {}", String::from_utf8_lossy(&resp)).into());
             }
             lat.push(t.elapsed().as_micros() as u64);
