@@ -165,7 +165,27 @@ fn serve_answers_the_api_and_the_page() {
         assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/html; charset=utf-8"));
         assert!(r.text().await.expect("text").contains("<title>jobs</title>"));
         let r = get("/pkg/jobs_wasm_bg.wasm").await.expect("wasm");
-        assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/wasm"));
+        let header =
+            |r: &reqwest::Response, name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header(&r, "content-type").as_deref(), Some("application/wasm"));
+        assert_eq!(header(&r, "x-content-type-options").as_deref(), Some("nosniff"));
+        // A reload asks with the ETag and gets 304, not the module again.
+        let etag = header(&r, "etag").expect("an etag");
+        let again = http
+            .get(format!("{base}/pkg/jobs_wasm_bg.wasm"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("again");
+        assert_eq!((again.status().as_u16(), header(&again, "etag")), (304, Some(etag.clone())));
+        assert!(again.bytes().await.expect("body").is_empty());
+        let other = http
+            .get(format!("{base}/pkg/jobs_wasm_bg.wasm"))
+            .header("if-none-match", "W/\"0-0\"")
+            .send()
+            .await
+            .expect("other");
+        assert_eq!(other.status().as_u16(), 200, "another version's tag gets the file");
         for missing in ["/nothing.js", "/pkg/nothing.wasm", "/../Cargo.toml", "/v1/nothing"] {
             let r = get(missing).await.expect("missing");
             assert_eq!(r.status(), 404, "{missing}");

@@ -367,7 +367,8 @@ pub async fn fallback<E: Executor + 'static>(State(api): State<Arc<Api<E>>>, req
         && path != "/v1"
         && !path.starts_with("/v1/")
     {
-        return site.serve(path, req.method() == Method::HEAD).await;
+        let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+        return site.serve(path, req.method() == Method::HEAD, if_none_match).await;
     }
     ApiError::NoRoute.into_response()
 }
