@@ -53,3 +53,8 @@ CHROMEDRIVER="$(command -v chromedriver)" cargo test -p jobs-wasm --target wasm3
 step "demo page in Chromium (Playwright) against jobsctl serve"
 cargo build --locked -p jobs-lambda --bin jobsctl
 node --test e2e/
+# Again with Elasticsearch behind the server, when it runs (./dev test starts both engines).
+if [ -n "${ELASTICSEARCH_URL:-}" ] && [ "${ELASTICSEARCH_URL}" != "${SEARCH_URL:-}" ]; then
+  step "demo page in Chromium (Playwright) against jobsctl serve on Elasticsearch"
+  SEARCH_URL="$ELASTICSEARCH_URL" node --test e2e/
+fi

@@ -492,7 +492,19 @@ async fn sync_events_through_the_handler() {
 
 #[tokio::test]
 async fn built_jobs_sync_binary_through_the_runtime_api() {
-    jobs_sync_binary("runtime_api_sync", &[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], &[]).await;
+    let Some(url) = search_url("runtime_api_sync") else { return };
+    jobs_sync_binary("runtime_api_sync", &url, &[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], &[]).await;
+}
+
+/// The same on Elasticsearch (`SEARCH_URL` is OpenSearch under `./dev test`).
+#[tokio::test]
+async fn built_jobs_sync_binary_on_elasticsearch() {
+    let Some(url) = std::env::var("ELASTICSEARCH_URL").ok().filter(|u| !u.trim().is_empty()) else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "ELASTICSEARCH_URL is not set and CI=true");
+        eprintln!("skipping built_jobs_sync_binary_on_elasticsearch: ELASTICSEARCH_URL is not set");
+        return;
+    };
+    jobs_sync_binary("runtime_api_sync_es", &url, &[env!("CARGO_BIN_EXE_jobs-sync").to_owned()], &[]).await;
 }
 
 /// A backlog larger than one invocation can send: the built `jobs-sync` answers before its
@@ -542,13 +554,14 @@ async fn built_jobs_sync_binary_answers_before_its_deadline() {
 #[tokio::test]
 async fn arm64_jobs_sync_binary_under_qemu() {
     let Some((argv, env)) = arm64_function("arm64_sync", "jobs-sync") else { return };
-    jobs_sync_binary("arm64_sync", &argv, &env).await;
+    let Some(url) = search_url("arm64_sync") else { return };
+    jobs_sync_binary("arm64_sync", &url, &argv, &env).await;
 }
 
 /// The built `jobs-sync` (run as `argv`) through the Runtime API: a scheduled event indexes three
 /// dirty jobs; an event of the wrong shape is a non-retryable error.
-async fn jobs_sync_binary(case: &str, argv: &[String], extra: &[(&str, String)]) {
-    let Some(url) = search_url(case) else { return };
+async fn jobs_sync_binary(case: &str, url: &str, argv: &[String], extra: &[(&str, String)]) {
+    let url = url.to_owned();
     let Some((db_url, schema_name, db)) = schema(case).await else { return };
     let ids = dirty_jobs(&db).await;
     let sep = if db_url.contains('?') { '&' } else { '?' };
