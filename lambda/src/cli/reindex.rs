@@ -345,7 +345,9 @@ async fn fill_and_swap<E: Executor>(
         "refresh_interval": setting("index.refresh_interval").unwrap_or(json!("1s")),
     }});
     client.put_settings(new, &restore).await?;
+    check(opts)?;
     client.refresh(new).await?;
+    check(opts)?;
     client.wait_for_yellow(new, Duration::from_secs(60)).await?;
 
     check(opts)?;
@@ -408,8 +410,13 @@ async fn backfill<E: Executor>(
     let mut read = 0u64;
     let batch = opts.batch_size.max(1);
     loop {
-        // Interrupted: the bulks in flight are dropped (the index they fill is deleted).
-        check(opts)?;
+        // Interrupted: the bulks in flight end first (each after its current request: they
+        // retry no more), so none reaches the engine after the failure path deletes the index,
+        // which would make it again under the template.
+        if interrupted(opts) {
+            while inflight.next().await.is_some() {}
+            return Err(ReindexError::Interrupted);
+        }
         let page = store.scan_jobs(after, batch).await?;
         // By what the scan matched, not what it returned: a job deleted while its row was read
         // in parts makes a page short without it being the last.
@@ -418,12 +425,19 @@ async fn backfill<E: Executor>(
         let jobs = page.jobs;
         read += jobs.len() as u64;
         if !jobs.is_empty() {
-            inflight.push(send_page(client.clone(), index.to_owned(), jobs));
+            inflight.push(send_page(client.clone(), index.to_owned(), jobs, opts.interrupt));
         }
         step(opts, ReindexStep::BackfillPage(read)).await;
         while inflight.len() >= opts.parallel.max(1) || (last_page && !inflight.is_empty()) {
             let Some(page) = inflight.next().await else { break };
-            let page = page?;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    // The other pages end first, so that no bulk follows the index's delete.
+                    while inflight.next().await.is_some() {}
+                    return Err(e);
+                }
+            };
             bar.inc(page.sent);
             filled.sent += page.sent;
             filled.rejected += page.rejected;
@@ -443,13 +457,21 @@ async fn backfill<E: Executor>(
 
 /// Sends one page, retrying what the engine asks to retry (whole requests and single items)
 /// with backoff; what it rejects is counted, not retried.
-async fn send_page(client: SearchClient, index: String, jobs: Vec<Job>) -> Result<Filled, ReindexError> {
+async fn send_page(
+    client: SearchClient,
+    index: String,
+    jobs: Vec<Job>,
+    interrupt: Option<&'static AtomicBool>,
+) -> Result<Filled, ReindexError> {
     const ATTEMPTS: u32 = 8;
     let mut out = Filled { sent: jobs.len() as u64, ..Filled::default() };
     let mut todo: Vec<&Job> = jobs.iter().collect();
     let targets = [index];
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
+            if interrupt.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Err(ReindexError::Interrupted);
+            }
             let ms = (200u64 << attempt.min(6)) + crate::clock::random_u64() % 200;
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
