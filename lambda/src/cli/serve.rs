@@ -92,16 +92,18 @@ async fn serve(args: &Args) -> Result<(), String> {
             }
         }
     }
-    let sync = match (options.searcher.client().cloned(), args.no_sync) {
+    let sync_client = options.searcher.client().cloned();
+    let api = Arc::new(Api::new(store.clone(), Auth { key: Some(key) }, options));
+    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The sync starts once the address is ours: a failed bind leaves no run cut short.
+    let sync = match (sync_client, args.no_sync) {
         (Some(client), false) => {
-            let (store, interval) = (store.clone(), Duration::from_millis(args.sync_interval_ms.max(10)));
+            let interval = Duration::from_millis(args.sync_interval_ms.max(10));
             Some(tokio::spawn(async move { sync_loop(&store, &client, interval).await }))
         }
         _ => None,
     };
-    let api = Arc::new(Api::new(store, Auth { key: Some(key) }, options));
-    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // The address line is what scripts wait for; a closed stdout must not stop the server.
     let search = match (&sync, std::env::var("SEARCH_URL")) {
         (Some(_), Ok(url)) => format!("{url} (write-through, and the sync every {} ms)", args.sync_interval_ms),
