@@ -60,7 +60,10 @@ impl Site {
                 (header::ETAG, HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""))),
             ]
         };
-        if if_none_match.is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        // Weak comparison (RFC 9110): a tag matches with or without its W/.
+        let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        let ours = opaque(&etag);
+        if if_none_match.is_some_and(|tags| tags.split(',').any(|t| t.trim() == "*" || opaque(t) == ours)) {
             return (StatusCode::NOT_MODIFIED, headers(&etag)).into_response();
         }
         match tokio::fs::read(&file).await {
