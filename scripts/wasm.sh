@@ -41,6 +41,7 @@ NIGHTLY_FLAGS=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_siz
 NIGHTLY_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 
 log() { printf 'wasm: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
 
 ensure_tools() {
   if [[ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
@@ -81,22 +82,32 @@ cargo_build() {
 
 build() {
   local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/$NAME.wasm" version
+  local dir="$CARGO_TARGET_DIR/wasm32-unknown-unknown" last="$CARGO_TARGET_DIR/wasm32-unknown-unknown/.jobs-checkout"
+  # Cargo's fingerprints are relative to each crate, so what another checkout sharing
+  # CARGO_TARGET_DIR built can look fresh here (its sources written after ours were) and be
+  # linked in: the other checkout's jobs-core, or its whole module. When the last wasm32 build
+  # came from another checkout, or the module names one, this one's crates are rebuilt (every
+  # wasm32 profile: the tests and clippy build them too). Not `cargo clean -p jobs-core`: with
+  # the nightly's std built here it also removes std's `core` (46 MB, minutes to rebuild).
+  local path="$ROOT/wasm/package.json" pre=""
+  # The module stores the crate's package.json path after its length (one byte below 128):
+  # that byte is part of the match, as /x/work/main also ends in /work/main.
+  if ((${#path} < 128)); then printf -v pre "\\x%02x" "${#path}"; fi
+  ours() { [[ -f $wasm ]] && grep -qaF "$(printf "$pre")$path" "$wasm"; }
+  forget() { rm -rf "$dir"/*/.fingerprint/jobs-core-* "$dir"/*/.fingerprint/jobs-wasm-*; }
+  if [[ "$(cat "$last" 2>/dev/null)" != "$ROOT" ]]; then
+    log "the last wasm32 build came from another checkout: rebuilding jobs-core and jobs-wasm"
+    forget
+  fi
   log "cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm ($WASM_RUSTFLAGS; $NIGHTLY if installed)"
   cargo_build
-  # The module names this checkout's crate folder (wasm-bindgen reads package.json and the snippet
-  # from it). Cargo's fingerprints are relative to the crate, so a module built by another
-  # checkout sharing CARGO_TARGET_DIR can look fresh here: rebuild the crates when so (jobs-core
-  # too: the other checkout's core, built after this one's files were last written, looks fresh
-  # and would be linked in). The path is matched with the quote the module stores before it:
-  # /x/work/main also ends in /work/main.
-  if ! grep -qF "\"$ROOT/wasm/package.json" "$wasm"; then
-    log "the cached module was built from another checkout: rebuilding jobs-wasm and jobs-core"
-    cargo clean -p jobs-wasm --target wasm32-unknown-unknown --profile wasm >&2
-    # Not `cargo clean -p jobs-core`: with the nightly's std built here it also removes std's
-    # `core` (46 MB, minutes to rebuild). jobs-core's fingerprints are enough to rebuild it.
-    rm -rf "$CARGO_TARGET_DIR"/wasm32-unknown-unknown/wasm/.fingerprint/jobs-core-*
+  if ! ours; then
+    log "the module names another checkout: rebuilding jobs-core and jobs-wasm"
+    forget
     cargo_build
+    ours || die "the module still names another checkout: rm -rf $dir and retry"
   fi
+  mkdir -p "$dir" && printf '%s\n' "$ROOT" >"$last"
   out="$(mktemp -d "$ROOT/wasm/.pkg.XXXXXX")"
   trap 'rm -rf "$out"' EXIT
   chmod 755 "$out"
