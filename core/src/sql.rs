@@ -431,21 +431,13 @@ pub const SCAN_VERSIONS_AFTER: &str =
 /// How many jobs there are (progress bars).
 pub const COUNT_JOBS: &str = "SELECT count(*) FROM job";
 
-/// The sync state of ids. `$1` JSON array of ids -> 0 id, 1 the job's version (NULL: no such
-/// job), 2 queued (a dirty job or a pending delete), 3 dead-lettered.
-pub const SYNC_STATE_OF: &str = "SELECT x.i, j.version, q.job_id IS NOT NULL, \
-     q.dead_lettered_at IS NOT NULL \
-     FROM jsonb_array_elements_text($1::jsonb) AS x(i) \
-     LEFT JOIN job j ON j.id = x.i::uuid \
-     LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid";
-
-/// What `GET /v1/jobs?include=sync` reports for each job of a page. `$1` JSON array of ids ->
-/// id, version (NULL: no such job), es_sync_version, es_synced_at (UTC text), whether the
-/// queue entry is dead-lettered.
-pub const SYNC_OF_JOBS: &str = concat!(
+/// The sync state of ids (`verify`'s second look, `GET /v1/jobs?include=sync`). `$1` JSON array
+/// of ids -> 0 id, 1 the job's version (NULL: no such job), 2 es_sync_version, 3 es_synced_at
+/// (UTC text), 4 queued (a dirty job or a pending delete), 5 dead-lettered.
+pub const SYNC_STATE_OF: &str = concat!(
     "SELECT x.i, j.version, j.es_sync_version, ",
     sql_utc!("j.es_synced_at"),
-    ", coalesce(q.dead_lettered_at IS NOT NULL, false) ",
+    ", q.job_id IS NOT NULL, q.dead_lettered_at IS NOT NULL ",
     "FROM jsonb_array_elements_text($1::jsonb) AS x(i) ",
     "LEFT JOIN job j ON j.id = x.i::uuid ",
     "LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid"
@@ -551,7 +543,6 @@ mod tests {
         check(SCAN_VERSIONS_AFTER, 2);
         check(COUNT_JOBS, 0);
         check(SYNC_STATE_OF, 1);
-        check(SYNC_OF_JOBS, 1);
         check(RESYNC_JOBS, 1);
         check(RESYNC_DELETES, 1);
     }

@@ -791,15 +791,27 @@ impl<E: Executor> Store<E> {
     }
 }
 
-/// What Postgres says about an id, for `verify`'s second look at a difference.
+/// What Postgres says about an id's sync, for `verify`'s second look at a difference and the
+/// API's `include=sync` ([`IdSyncState::sync`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdSyncState {
     pub id: Uuid,
     /// The job's version; `None` when there is no such job.
     pub job_version: Option<i64>,
+    /// The row's sync columns (`None` when there is no such job).
+    pub es_sync_version: Option<i64>,
+    pub es_synced_at: Option<Timestamp>,
     /// A change (dirty job or pending delete) is waiting for the sync.
     pub queued: bool,
     pub dead_lettered: bool,
+}
+
+impl IdSyncState {
+    /// The job's state with search, by the core's dirty rule.
+    pub fn sync(&self) -> JobSync {
+        let row = self.job_version.map(|v| (v, self.es_sync_version.unwrap_or(0), self.es_synced_at));
+        JobSync::of(row, self.dead_lettered)
+    }
 }
 
 /// A document search holds for a job Postgres does not have (`verify`'s "extra").
@@ -860,6 +872,8 @@ impl<E: Executor> Store<E> {
                 Ok(IdSyncState {
                     id: c.uuid("id")?,
                     job_version: c.opt_int("version")?,
+                    es_sync_version: c.opt_int("es_sync_version")?,
+                    es_synced_at: c.opt_ts("es_synced_at")?,
                     queued: c.bool("queued")?,
                     dead_lettered: c.bool("dead_lettered")?,
                 })
@@ -867,25 +881,11 @@ impl<E: Executor> Store<E> {
             .collect()
     }
 
-    /// Where each of these jobs stands with search (`GET /v1/jobs?include=sync`), in one
-    /// statement; a job Postgres does not have is [`SyncState::Deleted`](jobs_core::sync::SyncState).
+    /// Where each of these jobs stands with search (`GET /v1/jobs?include=sync`): the
+    /// [`Store::sync_state_of`] statement, read by the core's rule; a job Postgres does not have
+    /// is [`SyncState::Deleted`](jobs_core::sync::SyncState).
     pub async fn sync_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, JobSync)>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = self.query(sql::SYNC_OF_JOBS, &[Param::Json(json!(ids).to_string())]).await?;
-        rows.iter()
-            .map(|r| {
-                let mut c = Cols::new(r);
-                let id = c.uuid("id")?;
-                let version = c.opt_int("version")?;
-                let synced_version = c.opt_int("es_sync_version")?;
-                let synced_at = c.opt_ts("es_synced_at")?;
-                let dead_lettered = c.bool("dead_lettered")?;
-                let row = version.map(|v| (v, synced_version.unwrap_or(0), synced_at));
-                Ok((id, JobSync::of(row, dead_lettered)))
-            })
-            .collect()
+        Ok(self.sync_state_of(ids).await?.iter().map(|s| (s.id, s.sync())).collect())
     }
 
     /// Makes these jobs dirty again (and puts dead-lettered ones back in line) so the next sync

@@ -116,11 +116,10 @@ impl RuntimeApi {
             .queue
             .send(Invocation { id, deadline_ms, event: event.into(), done })
             .map_err(|_| InvokeError::Closed)?;
-        let limit = timeout;
-        match tokio::time::timeout(limit, wait).await {
+        match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(InvokeError::Closed),
-            Err(_) => Err(InvokeError::Timeout(limit)),
+            Err(_) => Err(InvokeError::Timeout(timeout)),
         }
     }
 }
