@@ -15,6 +15,7 @@ use jobs_core::sql::Param;
 use std::error::Error as StdError;
 use std::time::Duration;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01T00:00:00Z).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -66,6 +67,8 @@ pub fn is_plain_identifier(name: &str) -> bool {
 #[derive(Clone)]
 pub struct PgExecutor {
     pool: Pool,
+    /// The connector, kept to send cancel requests with the connections' TLS settings.
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for PgExecutor {
@@ -99,7 +102,8 @@ impl PgExecutor {
             };
             cfg.options(options);
         }
-        let manager = Manager::from_config(cfg, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(cfg, connector.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(opts.max_connections)
             .runtime(Runtime::Tokio1)
@@ -107,17 +111,13 @@ impl PgExecutor {
             .create_timeout(Some(opts.timeout))
             .build()
             .map_err(|e| DbError::Unavailable(format!("building the pool: {e}")))?;
-        Ok(PgExecutor { pool })
+        Ok(PgExecutor { pool, tls: connector })
     }
 
     /// From `DATABASE_URL` (see [`PgOptions::from_env`]).
     pub fn from_env() -> Result<PgExecutor, DbError> {
         let opts = PgOptions::from_env().ok_or_else(|| DbError::Unavailable("DATABASE_URL is not set".into()))?;
         PgExecutor::connect(&opts)
-    }
-
-    pub fn from_pool(pool: Pool) -> PgExecutor {
-        PgExecutor { pool }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -137,51 +137,100 @@ impl Executor for PgExecutor {
     type Tx<'a> = PgTransaction;
 
     async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
-        let client = self.client().await?;
-        run_query(&client, sql, params).await
+        let conn = InFlight::new(self.client().await?, &self.tls);
+        let rows = run_query(conn.client()?, sql, params).await;
+        conn.done();
+        rows
     }
 
     async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
-        let client = self.client().await?;
-        run_execute(&client, sql, params).await
+        let conn = InFlight::new(self.client().await?, &self.tls);
+        let n = run_execute(conn.client()?, sql, params).await;
+        conn.done();
+        n
     }
 
     async fn begin(&self) -> Result<PgTransaction, DbError> {
-        let client = self.client().await?;
-        client.batch_execute("BEGIN").await.map_err(map_err)?;
-        Ok(PgTransaction { client: Some(client) })
-    }
-}
-
-/// A transaction on one pooled connection. Dropped without `commit`/`rollback`, the connection
-/// is closed instead of returned to the pool, so the server rolls back and no pooled connection
-/// is left inside a transaction.
-pub struct PgTransaction {
-    client: Option<deadpool_postgres::Object>,
-}
-
-impl PgTransaction {
-    fn client(&self) -> Result<&deadpool_postgres::Object, DbError> {
-        self.client.as_ref().ok_or_else(|| DbError::Unavailable("transaction already finished".into()))
-    }
-
-    async fn finish(mut self, sql: &str) -> Result<(), DbError> {
-        let client = self.client.take().ok_or_else(|| DbError::Unavailable("transaction already finished".into()))?;
-        match client.batch_execute(sql).await {
-            Ok(()) => Ok(()),
+        let conn = InFlight::new(self.client().await?, &self.tls);
+        match conn.client()?.batch_execute("BEGIN").await {
+            Ok(()) => Ok(PgTransaction { conn }),
             Err(e) => {
-                // The session state is unknown: do not give it back to the pool.
-                drop(deadpool_postgres::Object::take(client));
+                conn.done();
                 Err(map_err(e))
             }
         }
     }
 }
 
-impl Drop for PgTransaction {
+/// A pooled connection with a statement in flight. Dropped before [`InFlight::done`] (the
+/// caller's future was dropped: a timeout, an interrupt, a client gone), the connection leaves
+/// the pool and the server is asked to cancel what it runs. Without that the statement ran on
+/// to its end, holding its locks, and the next caller given that connection waited behind it.
+/// The connection is not reused after a cancel: a cancel request that lands late would stop
+/// the next caller's statement instead.
+struct InFlight {
+    client: Option<deadpool_postgres::Object>,
+    tls: MakeRustlsConnect,
+}
+
+impl InFlight {
+    fn new(client: deadpool_postgres::Object, tls: &MakeRustlsConnect) -> InFlight {
+        InFlight { client: Some(client), tls: tls.clone() }
+    }
+
+    fn client(&self) -> Result<&deadpool_postgres::Object, DbError> {
+        self.client.as_ref().ok_or_else(|| DbError::Unavailable("the connection was already given back".into()))
+    }
+
+    /// The statement ended (well or not): the connection goes back to the pool.
+    fn done(mut self) {
+        drop(self.client.take());
+    }
+
+    /// The connection leaves the pool and closes; a cancel request stops whatever it still runs
+    /// (nothing, when idle: then the server just sees the connection close).
+    fn abandon(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let token = client.cancel_token();
+        drop(deadpool_postgres::Object::take(client));
+        let tls = self.tls.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = token.cancel_query(tls).await {
+                    tracing::debug!(error = %e, "cancelling an abandoned statement");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            drop(deadpool_postgres::Object::take(client));
+        self.abandon();
+    }
+}
+
+/// A transaction on one pooled connection. Dropped without `commit`/`rollback`, the connection
+/// is closed instead of returned to the pool (and what it still runs cancelled), so the server
+/// rolls back and no pooled connection is left inside a transaction.
+pub struct PgTransaction {
+    conn: InFlight,
+}
+
+impl PgTransaction {
+    fn client(&self) -> Result<&deadpool_postgres::Object, DbError> {
+        self.conn.client()
+    }
+
+    async fn finish(self, sql: &str) -> Result<(), DbError> {
+        match self.conn.client()?.batch_execute(sql).await {
+            Ok(()) => {
+                self.conn.done();
+                Ok(())
+            }
+            // The session state is unknown: the connection is not given back to the pool
+            // (dropping `self` abandons it).
+            Err(e) => Err(map_err(e)),
         }
     }
 }

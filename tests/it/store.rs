@@ -2,7 +2,7 @@
 //! what is specific to that driver: how it binds and reads types, and how it reports errors.
 
 use jobs_core::sql::Param;
-use jobs_lambda::db::{Cell, DbError, Executor};
+use jobs_lambda::db::{Cell, DbError, Executor, Transaction};
 use jobs_lambda::pg::{PgExecutor, PgOptions};
 use jobs_tests::store_suite::{Fixture, database_url, unique_schema};
 
@@ -134,4 +134,47 @@ async fn pg_tls_follows_sslmode() {
     // A bad mode is a configuration error before any connection.
     let err = PgExecutor::connect(&PgOptions::new(format!("{url}{sep}sslmode=always"))).expect_err("bad sslmode");
     assert!(err.to_string().contains("invalid sslmode"), "{err}");
+}
+
+/// A statement whose caller stopped waiting (a timeout, an interrupt) is cancelled on the
+/// server, alone or inside a transaction: it used to run on to its end, holding its connection
+/// and locks, and the next caller handed that connection waited behind it.
+#[tokio::test]
+async fn pg_cancels_what_a_dropped_caller_left_running() {
+    let Some(f) = pg("pg_cancels_what_a_dropped_caller_left_running").await else { return };
+    let marker = format!("abandoned_{}", uuid::Uuid::new_v4().simple());
+    let slow = format!("SELECT 1::bigint FROM pg_sleep(60) /* {marker} */");
+    let running = || async {
+        let rows = f
+            .db()
+            .query(
+                "SELECT count(*)::bigint FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1::text",
+                &[Param::Text(format!("%{marker}%"))],
+            )
+            .await
+            .expect("pg_stat_activity");
+        rows[0][0].clone()
+    };
+    let gone = || async {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while running().await != Cell::Int(0) {
+            assert!(std::time::Instant::now() < until, "the abandoned statement still runs after 5 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let wait = std::time::Duration::from_millis(500);
+
+    assert!(tokio::time::timeout(wait, f.db().query(&slow, &[])).await.is_err(), "pg_sleep(60) answered");
+    gone().await;
+
+    let mut tx = f.db().begin().await.expect("begin");
+    assert!(tokio::time::timeout(wait, tx.query(&slow, &[])).await.is_err(), "pg_sleep(60) answered");
+    // Still running while the transaction is held: only its end cancels it.
+    assert_eq!(running().await, Cell::Int(1));
+    drop(tx);
+    gone().await;
+
+    // The pool still serves.
+    assert_eq!(f.db().query("SELECT 2::bigint", &[]).await.expect("after"), vec![vec![Cell::Int(2)]]);
+    f.cleanup().await;
 }
