@@ -109,8 +109,7 @@ impl RdsDataExecutor {
                     delay = delay.saturating_mul(2);
                     attempt += 1;
                 }
-                Err(Failure::Resuming(message)) => return Err(DbError::Unavailable(message)),
-                Err(Failure::Other(e)) => return Err(e),
+                Err(failure) => return Err(failure.into_db_error()),
             }
         }
     }
@@ -128,6 +127,8 @@ impl RdsDataExecutor {
                 .sql(&sql)
                 .set_parameters(Some(parameters.clone()))
                 .set_transaction_id(transaction_id.map(str::to_owned))
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map_err(classify)?;
@@ -163,13 +164,15 @@ impl RdsDataExecutor {
         .await
     }
 
-    async fn end_transaction(&self, id: &str, commit: bool) -> Result<(), DbError> {
-        let result = if commit {
+    async fn end_transaction(&self, id: &str, commit: bool) -> Result<(), Failure> {
+        if commit {
             self.client
                 .commit_transaction()
                 .resource_arn(&self.config.resource_arn)
                 .secret_arn(&self.config.secret_arn)
                 .transaction_id(id)
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map(drop)
@@ -180,13 +183,28 @@ impl RdsDataExecutor {
                 .resource_arn(&self.config.resource_arn)
                 .secret_arn(&self.config.secret_arn)
                 .transaction_id(id)
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map(drop)
                 .map_err(classify)
-        };
-        result.map_err(Failure::into_db_error)
+        }
     }
+}
+
+/// The SDK's own retries off, for calls that must not run twice. The SDK's standard mode sends a
+/// call again after a 5xx (`DatabaseUnavailableException` is a 504), a dropped connection or a
+/// timeout, whatever the call is; but the first attempt may have run: an INSERT retried then
+/// answered "duplicate key" for a job it had just created, an UPDATE "version conflict" against
+/// itself, a COMMIT "transaction not found" for a transaction it had committed. Such a failure
+/// is now `Unavailable`: whether the call ran is unknown, and the caller decides (the API
+/// answers 503, the sync claims the batch again later). `BeginTransaction` keeps the SDK's
+/// retries (a transaction begun twice holds nothing; the service ends it when idle), and
+/// [`RdsDataExecutor::with_retry`] still retries `DatabaseResumingException`, which the service
+/// gives before it runs anything.
+fn at_most_once() -> aws_sdk_rdsdata::config::Builder {
+    aws_sdk_rdsdata::config::Builder::default().retry_config(aws_sdk_rdsdata::config::retry::RetryConfig::disabled())
 }
 
 /// What one ExecuteStatement returned.
@@ -195,10 +213,12 @@ struct Statement {
     updated: i64,
 }
 
-/// Why a call failed: worth retrying after a pause (the cluster is resuming), or not.
+/// Why a call failed: worth retrying after a pause (the cluster is resuming), the transaction
+/// named is not there (ended by the service), or anything else.
 #[derive(Debug)]
 enum Failure {
     Resuming(String),
+    NoTransaction(String),
     Other(DbError),
 }
 
@@ -206,6 +226,9 @@ impl Failure {
     fn into_db_error(self) -> DbError {
         match self {
             Failure::Resuming(message) => DbError::Unavailable(message),
+            Failure::NoTransaction(message) => {
+                DbError::Database { sqlstate: None, message: format!("TransactionNotFoundException: {message}") }
+            }
             Failure::Other(e) => e,
         }
     }
@@ -237,6 +260,7 @@ where
 fn classify_service(code: &str, message: String) -> Failure {
     match code {
         "DatabaseResumingException" => Failure::Resuming(message),
+        "TransactionNotFoundException" => Failure::NoTransaction(message),
         "DatabaseUnavailableException" | "ServiceUnavailableError" | "InternalServerErrorException" => {
             Failure::Other(DbError::Unavailable(message))
         }
@@ -384,7 +408,9 @@ pub struct RdsDataTx {
     executor: RdsDataExecutor,
     /// `None` once ended.
     id: Option<String>,
-    /// A statement failed: the service ended the transaction then (and rolled it back).
+    /// A statement failed: the transaction is aborted, as in PostgreSQL. Its id is kept: the
+    /// service may have ended it already, or not (a timeout, the response limit), and only a
+    /// rollback (or the drop's) makes sure it holds no locks until the service's idle timeout.
     aborted: bool,
 }
 
@@ -398,19 +424,18 @@ impl RdsDataTx {
             // What PostgreSQL says in the same place, so callers see one code from both drivers.
             return Err(DbError::Database {
                 sqlstate: Some("25P02".into()),
-                message: "the transaction was aborted by an earlier error (the Data API ended it)".into(),
+                message: "the transaction was aborted by an earlier error".into(),
             });
         }
         self.id.as_deref().ok_or_else(|| DbError::Decode("transaction already ended".into()))
     }
 
-    /// Notes a statement the database refused: the service has ended the transaction. (Not a
-    /// call that failed on its way, or a timeout: the transaction may still be open there, and
-    /// rollback or the drop still ends it.)
+    /// Notes a statement the database refused (or that timed out, or whose transaction is
+    /// gone): nothing more runs in this transaction. (Not a call that failed on its way: the
+    /// statement may not have run, and the caller may go on or roll back.)
     fn after<T>(&mut self, result: Result<T, DbError>) -> Result<T, DbError> {
         if matches!(result, Err(DbError::Database { .. })) {
             self.aborted = true;
-            self.id = None;
         }
         result
     }
@@ -431,20 +456,26 @@ impl Transaction for RdsDataTx {
     }
 
     /// After a failed statement: an error, nothing was committed (PostgreSQL would answer
-    /// ROLLBACK to the COMMIT; the service answers that the transaction is gone).
+    /// ROLLBACK to the COMMIT), and the drop rolls the transaction back.
     async fn commit(mut self) -> Result<(), DbError> {
         self.live_id()?;
         let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
-        self.executor.end_transaction(&id, true).await
+        self.executor.end_transaction(&id, true).await.map_err(Failure::into_db_error)
     }
 
-    /// After a failed statement: nothing left to roll back.
+    /// A transaction the service already ended (at an error, or idle) is rolled back already.
+    /// After a failed statement nothing of it can commit, so a rollback that fails on its way is
+    /// not the caller's error either (the service's idle timeout ends it).
     async fn rollback(mut self) -> Result<(), DbError> {
-        if self.aborted {
-            return Ok(());
-        }
         let id = self.id.take().ok_or_else(|| DbError::Decode("transaction already ended".into()))?;
-        self.executor.end_transaction(&id, false).await
+        match self.executor.end_transaction(&id, false).await {
+            Ok(()) | Err(Failure::NoTransaction(_)) => Ok(()),
+            Err(failure) if self.aborted => {
+                tracing::info!(error = %failure.into_db_error(), "rolling back an aborted transaction failed");
+                Ok(())
+            }
+            Err(failure) => Err(failure.into_db_error()),
+        }
     }
 }
 
@@ -454,8 +485,11 @@ impl Drop for RdsDataTx {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let executor = self.executor.clone();
         runtime.spawn(async move {
-            if let Err(e) = executor.end_transaction(&id, false).await {
-                tracing::warn!(error = %e, "rolling back a dropped transaction failed");
+            match executor.end_transaction(&id, false).await {
+                Ok(()) | Err(Failure::NoTransaction(_)) => {}
+                Err(failure) => {
+                    tracing::warn!(error = %failure.into_db_error(), "rolling back a dropped transaction failed")
+                }
             }
         });
     }
