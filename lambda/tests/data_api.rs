@@ -58,6 +58,61 @@ async fn start(config: Config) -> (AppState, String) {
     (state, format!("http://{addr}"))
 }
 
+/// What passes through a [`tap`]: calls per operation, and a text that, the first time a
+/// request body holds it, gets its answer replaced by a 504 `DatabaseUnavailableException`
+/// after the server has run it (a response lost on its way back, as in a failover).
+#[derive(Default)]
+struct Tap {
+    calls: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    lose_answer_to: std::sync::Mutex<Option<String>>,
+}
+
+impl Tap {
+    fn calls(&self, operation: &str) -> u32 {
+        self.calls.lock().expect("tap").get(operation).copied().unwrap_or(0)
+    }
+}
+
+/// The server behind a [`Tap`].
+async fn start_tapped(config: Config, tap: std::sync::Arc<Tap>) -> (AppState, String) {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let state = AppState::new(config).expect("server state");
+    let app = router(state.clone()).layer(axum::middleware::from_fn(
+        move |req: Request<Body>, next: axum::middleware::Next| {
+            let tap = tap.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+                *tap.calls.lock().expect("tap").entry(parts.uri.path().to_owned()).or_default() += 1;
+                let lose = {
+                    let mut marker = tap.lose_answer_to.lock().expect("tap");
+                    let hit = marker.as_deref().is_some_and(|m| String::from_utf8_lossy(&bytes).contains(m));
+                    if hit {
+                        *marker = None;
+                    }
+                    hit
+                };
+                let answer = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+                if !lose {
+                    return answer;
+                }
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    [("x-amzn-errortype", "DatabaseUnavailableException"), ("content-type", "application/json")],
+                    r#"{"message":"The database is unavailable (the answer was lost)"}"#,
+                )
+                    .into_response()
+            }
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (state, format!("http://{addr}"))
+}
+
 fn sdk_client(endpoint: &str) -> aws_sdk_rdsdata::Client {
     let config = aws_sdk_rdsdata::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -604,6 +659,123 @@ async fn long_statements_time_out_and_are_cancelled() {
     // The connection is usable again: the statement was cancelled, not left running.
     let rows = h.exec.query("SELECT 1", &[]).await.expect("after timeout");
     assert_eq!(rows, vec![vec![Cell::Int(1)]]);
+    h.drop_schema().await;
+}
+
+/// A call whose answer is lost after it ran is not sent again: the SDK's standard retries
+/// re-sent the INSERT, which then failed as a duplicate of the row it had just written (the API
+/// answered 409 for a job it had created), and a COMMIT, which then "was not found".
+#[tokio::test]
+async fn a_call_that_may_have_run_is_not_sent_again() {
+    let Some(url) = database_url() else { return };
+    let tap = std::sync::Arc::new(Tap::default());
+    let (_state, endpoint) = start_tapped(Config::new(&url), tap.clone()).await;
+    let exec = RdsDataExecutor::new(sdk_client(&endpoint), data_api_config(&database_name(&url)));
+    let schema = unique("da");
+    exec.execute(&format!("CREATE SCHEMA {schema}"), &[]).await.expect("create schema");
+    let t = format!("{schema}.once");
+    exec.execute(&format!("CREATE TABLE {t} (id int8 PRIMARY KEY)"), &[]).await.expect("create");
+
+    *tap.lose_answer_to.lock().expect("tap") = Some(format!("INSERT INTO {t}"));
+    let before = tap.calls("/Execute");
+    match exec.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[Param::Int(1)]).await {
+        Err(DbError::Unavailable(message)) => assert!(message.contains("unavailable"), "{message}"),
+        other => panic!("expected Unavailable (the INSERT may have run), got {other:?}"),
+    }
+    assert_eq!(tap.calls("/Execute") - before, 1, "the INSERT was sent again");
+    let count = exec.query(&format!("SELECT count(*) FROM {t}"), &[]).await.expect("count");
+    assert_eq!(count, vec![vec![Cell::Int(1)]], "it ran once");
+
+    let mut tx = exec.begin().await.expect("begin");
+    tx.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[Param::Int(2)]).await.expect("insert");
+    let id = tx.id().expect("id").to_owned();
+    *tap.lose_answer_to.lock().expect("tap") = Some(id);
+    match tx.commit().await {
+        Err(DbError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable (the COMMIT may have run), got {other:?}"),
+    }
+    assert_eq!(tap.calls("/CommitTransaction"), 1, "the COMMIT was sent again");
+    let count = exec.query(&format!("SELECT count(*) FROM {t}"), &[]).await.expect("count");
+    assert_eq!(count, vec![vec![Cell::Int(2)]], "it committed");
+    exec.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.ok();
+}
+
+/// A transaction whose statement failed is still rolled back on the service: it may not have
+/// ended it (a timeout, the response limit), and an aborted PostgreSQL transaction keeps its
+/// locks (a migration's advisory lock, its DDL's) until the service's idle timeout. The driver
+/// used to forget the transaction's id at the first error, so neither `rollback` nor the drop
+/// sent anything.
+#[tokio::test]
+async fn an_aborted_transaction_is_still_rolled_back() {
+    let Some(url) = database_url() else { return };
+    let tap = std::sync::Arc::new(Tap::default());
+    let mut config = Config::new(&url);
+    config.statement_timeout = Duration::from_millis(300);
+    let (state, endpoint) = start_tapped(config, tap.clone()).await;
+    let exec = RdsDataExecutor::new(sdk_client(&endpoint), data_api_config(&database_name(&url)));
+
+    let mut tx = exec.begin().await.expect("begin");
+    assert_eq!(sqlstate(tx.query("SELECT 1 FROM pg_sleep(10)", &[]).await).as_deref(), Some("57014"));
+    assert_eq!(sqlstate(tx.query("SELECT 1", &[]).await).as_deref(), Some("25P02"), "aborted, as in PostgreSQL");
+    tx.rollback().await.expect("a rollback of a transaction the service ended is not an error");
+    assert_eq!(tap.calls("/RollbackTransaction"), 1);
+
+    let mut tx = exec.begin().await.expect("begin");
+    assert_eq!(sqlstate(tx.query("SELECT 1/0", &[]).await).as_deref(), Some("22012"));
+    drop(tx);
+    let until = Instant::now() + Duration::from_secs(5);
+    while tap.calls("/RollbackTransaction") < 2 {
+        assert!(Instant::now() < until, "the drop sent no rollback");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A COMMIT after the error is refused without a call; the drop then rolls back.
+    let mut tx = exec.begin().await.expect("begin");
+    assert_eq!(sqlstate(tx.query("SELECT 1/0", &[]).await).as_deref(), Some("22012"));
+    assert_eq!(sqlstate(tx.commit().await).as_deref(), Some("25P02"));
+    assert_eq!(tap.calls("/CommitTransaction"), 0);
+    let until = Instant::now() + Duration::from_secs(5);
+    while tap.calls("/RollbackTransaction") < 3 {
+        assert!(Instant::now() < until, "the failed commit's drop sent no rollback");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state.open_transactions(), 0);
+}
+
+/// A batch cut short by the statement timeout leaves nothing open on the connection it ran on:
+/// its own BEGIN had no ROLLBACK, and the pooled connection went back inside an aborted
+/// transaction (every later call on it 25P02) or a live one (later writes never committed).
+#[tokio::test]
+async fn a_batch_cut_short_leaves_no_transaction_behind() {
+    let Some(h) = harness_with(|c| {
+        c.pool_size = 1;
+        c.statement_timeout = Duration::from_millis(300);
+    })
+    .await
+    else {
+        return;
+    };
+    let t = h.table("cut");
+    h.exec.execute(&format!("CREATE TABLE {t} (id int8)"), &[]).await.expect("create");
+    for sql in ["SELECT pg_sleep(:s)".to_owned(), format!("INSERT INTO {t} SELECT 1 FROM pg_sleep(:s)")] {
+        let err = h
+            .sdk
+            .batch_execute_statement()
+            .resource_arn(RESOURCE_ARN)
+            .secret_arn(SECRET_ARN)
+            .database(&h.exec.config().database)
+            .sql(&sql)
+            .set_parameter_sets(Some(vec![vec![
+                SqlParameter::builder().name("s").value(Field::DoubleValue(2.0)).build(),
+            ]]))
+            .send()
+            .await
+            .expect_err("timed out");
+        assert!(err.as_service_error().is_some_and(|e| e.is_statement_timeout_exception()), "{err:?}");
+        h.exec.execute(&format!("INSERT INTO {t} VALUES (7)"), &[]).await.expect("the next call on the pool");
+    }
+    let rows = h.exec.query(&format!("SELECT count(*) FROM {t} WHERE id = 7"), &[]).await.expect("count");
+    assert_eq!(rows, vec![vec![Cell::Int(2)]]);
     h.drop_schema().await;
 }
 

@@ -214,6 +214,8 @@ pub async fn serve_listener(listener: tokio::net::TcpListener, config: Config) -
 // Errors, shaped like the real service's (restJson1: the type in `x-amzn-errortype`, the text in
 // a JSON `message`).
 
+const TIMED_OUT: &str = "StatementTimeoutException";
+
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
@@ -263,7 +265,7 @@ impl ApiError {
     }
 
     fn statement_timeout() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "StatementTimeoutException", "The statement timed out")
+        Self::new(StatusCode::BAD_REQUEST, TIMED_OUT, "The statement timed out")
     }
 
     fn from_pg(e: &tokio_postgres::Error) -> Self {
@@ -1466,7 +1468,18 @@ impl AppState {
         match conn {
             Conn::Pooled(object) => {
                 let client: &Client = &object;
-                run_with_timeout(client, timeout, continue_after_timeout, work(client)).await
+                let result = run_with_timeout(client, timeout, continue_after_timeout, work(client)).await;
+                if matches!(&result, Err(e) if e.kind == TIMED_OUT) {
+                    // The work was cut short: a batch's own BEGIN may be open without its
+                    // ROLLBACK, and a cancel that lands late would stop the next caller's
+                    // statement. The connection does not go back to the pool; a statement left
+                    // to run (`continueAfterTimeout`) finishes first.
+                    let client = Object::take(*object);
+                    if continue_after_timeout {
+                        tokio::spawn(async move { client.simple_query("").await.ok() });
+                    }
+                }
+                result
             }
             Conn::Tx(entry) => {
                 entry.touch();
@@ -1974,7 +1987,7 @@ mod codec {
         let offset = &offset[1..];
         let (h, m) = match offset.split_once(':') {
             Some((h, m)) => (digits(h, 2)?, digits(m, 2)?),
-            None if offset.len() == 4 => (digits(&offset[..2], 2)?, digits(&offset[2..], 2)?),
+            None if offset.len() == 4 => (digits(offset.get(..2)?, 2)?, digits(offset.get(2..)?, 2)?),
             None => (digits(offset, 2)?, 0),
         };
         if h > 15 || m > 59 {
@@ -2224,6 +2237,11 @@ mod tests {
         assert_eq!(codec::parse_timestamp("2000-02-30 00:00:00", false), None);
         assert_eq!(codec::parse_timestamp("junk", false), None);
         assert_eq!(codec::parse_timestamp("2000-01-01 00:00:00+01", false), None);
+        // A four-byte offset that is not four characters: refused, not a panic slicing a
+        // character in two.
+        for text in ["2024-01-01 00:00:00+aé9", "2024-01-01 00:00:00-é12", "2024-01-01 00:00:00+1é"] {
+            assert_eq!(codec::parse_timestamp(text, true), None, "{text}");
+        }
         assert_eq!(codec::parse_date("2000-01-02"), Some(1));
         assert_eq!(codec::format_date(-1), "1999-12-31");
         assert_eq!(codec::parse_time("01:02:03.5"), Some(3_723_500_000));
