@@ -286,20 +286,29 @@ fn item_outcome(item: &Map<String, Value>) -> Outcome {
         return Outcome::Retry { status: 0, reason: "empty bulk item".into() };
     };
     let status = body.get("status").and_then(Value::as_u64).map_or(0, |s| s.min(999) as u16);
-    if op == "delete" && status == 404 {
+    let err = body.get("error");
+    // A delete of a document that is not there is done; a 404 with an error is about the
+    // index (`index_not_found_exception`: the alias is gone), which the client retries.
+    if op == "delete" && status == 404 && err.is_none() {
         return Outcome::Indexed;
     }
     if status == 0 {
         return Outcome::Retry { status, reason: "bulk item without a status".into() };
     }
-    Outcome::classify(status, || {
-        let err = body.get("error");
-        let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("error");
+    let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("error");
+    let reason = || {
         let why = err.and_then(|e| e.get("reason")).and_then(Value::as_str).unwrap_or("");
         let mut s = format!("{kind}: {why}");
         s.truncate(s.floor_char_boundary(1000));
         s
-    })
+    };
+    // A block on the index (`index.blocks.write`, read-only during a shrink or a full disk) or a
+    // timeout says nothing against the document: it passes, so the change waits, never
+    // dead-lettered for it (a 403 was, after three attempts within seconds).
+    if status == 408 || kind == "cluster_block_exception" {
+        return Outcome::Retry { status, reason: reason() };
+    }
+    Outcome::classify(status, reason)
 }
 
 /// The outcome for every item when the whole request failed (HTTP status of the response, or
@@ -423,6 +432,21 @@ mod tests {
         assert_eq!(out[5], Outcome::Indexed);
         assert_eq!(out[6], Outcome::Indexed);
         assert!(matches!(out[7], Outcome::Retry { status: 0, .. }), "missing item must be retried");
+        // A delete whose 404 is about the index, not the document, is not done; a write block
+        // or a timeout waits.
+        let body = br#"{"items":[
+            {"delete":{"_id":"f","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [jobs]"}}},
+            {"index":{"_id":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [jobs-v1] blocked by: [FORBIDDEN/8/index write (api)];"}}},
+            {"index":{"_id":"b","status":408,"error":{"type":"process_cluster_event_timeout_exception","reason":"x"}}}
+        ]}"#;
+        let out = parse_bulk_response(body, 3);
+        assert!(
+            matches!(&out[0], Outcome::Rejected { status: 404, reason } if reason.starts_with("index_not_found_exception"))
+        );
+        assert!(
+            matches!(&out[1], Outcome::Retry { status: 403, reason } if reason.starts_with("cluster_block_exception"))
+        );
+        assert!(matches!(out[2], Outcome::Retry { status: 408, .. }));
         assert!(parse_bulk_response(b"<html>", 2).iter().all(|o| matches!(o, Outcome::Retry { .. })));
     }
 

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "V3__recreate_racing_a_delete_retries.sql",
         sql: include_str!("../../migrations/V3__recreate_racing_a_delete_retries.sql"),
     },
+    Migration {
+        file: "V4__a_stale_mark_keeps_the_newer_lease.sql",
+        sql: include_str!("../../migrations/V4__a_stale_mark_keeps_the_newer_lease.sql"),
+    },
 ];
 
 /// The table recording applied migrations, in the target schema.

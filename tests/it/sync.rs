@@ -28,6 +28,7 @@ jobs_tests::per_engine!(
     a_run_leaves_its_changes_searchable,
     concurrent_sync_runs_and_writers_converge,
     rejected_document_dead_letters_without_blocking_others,
+    a_write_blocked_index_delays_not_dead_letters,
     a_change_too_large_alone_is_rejected_not_a_stop,
     engine_down_releases_the_batch,
     run_killed_between_bulk_and_mark_loses_nothing,
@@ -301,6 +302,36 @@ async fn rejected_document_dead_letters_without_blocking_others(engine: &'static
     let s = drain(&f, &cfg, Duration::from_secs(20)).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dead_lettered), Some(2));
     assert_eq!(f.client.get(fixed.id, None).await.expect("get").map(|(_, v)| v), Some(fixed.version));
+    f.cleanup().await;
+}
+
+/// An index that refuses writes for a while (`index.blocks.write`: a shrink, a clone, an
+/// operator; read-only when the disk is full) answers each item 403 `cluster_block_exception`.
+/// That says nothing against the documents: they wait and are indexed once the block is lifted.
+/// They were dead-lettered (a 403 counted as the document's fault), after three attempts within
+/// seconds, and stayed out of date until an operator requeued them.
+async fn a_write_blocked_index_delays_not_dead_letters(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "sync_blocked").await else { return };
+    let me = f.pg.user("blocked@example.com").await;
+    let index = f.client.ensure_index().await.expect("index");
+    let jobs = create_many(&f, &me, 6, "blocked").await;
+    f.client.put_settings(&index, &json!({"index": {"blocks": {"write": true}}})).await.expect("block writes");
+    // A rejection would dead-letter at its first attempt.
+    let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 100, base_backoff_ms: 10, max_backoff_ms: 20 };
+    let cfg = SyncConfig { policy, ..SyncConfig::default() };
+    for _ in 0..3 {
+        let s = run(&f, &cfg).await;
+        assert_eq!((s.counts.indexed, s.counts.rejected), (0, 0), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let lag = f.store().sync_lag().await.expect("lag");
+    assert_eq!((lag.dirty, lag.dead_lettered), (6, 0));
+    f.client.put_settings(&index, &json!({"index": {"blocks": {"write": false}}})).await.expect("unblock");
+    let s = drain(&f, &cfg, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 0)), "{s:?}");
+    for j in &jobs {
+        assert_eq!(f.client.get(j.id, None).await.expect("get").map(|(_, v)| v), Some(j.version));
+    }
     f.cleanup().await;
 }
 

@@ -694,13 +694,21 @@ pub async fn stale_mark_leaves_row_dirty<E: Executor + 'static>(f: &Fixture<E>) 
 
     // The row changes while the run talks to search.
     f.store.update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
+    let entry = f.store.queue_entry(job.id).await.expect("entry").expect("still queued");
+    assert_eq!((entry.version, entry.claimed_until), (1, None), "the new version released the lease");
+    // The next batch claims the new version before the first one's mark lands.
+    let again = f.store.claim_dirty(10, LEASE).await.expect("claim");
+    assert_eq!(again.iter().map(|c| c.pending.version).collect::<Vec<_>>(), vec![1]);
     assert_eq!(f.store.mark_synced(&[mark_of(&claimed[0])]).await.expect("mark"), vec![job.id]);
     let s = f.store.sync_columns(job.id).await.expect("sync").expect("row");
     assert_eq!((s.version, s.es_sync_version), (1, 0), "marked at the indexed version, still dirty");
+    // That mark leaves the newer claim's lease alone (the enqueue trigger used to clear it:
+    // the entry was claimed again while in flight, and its retry then matched nothing).
     let entry = f.store.queue_entry(job.id).await.expect("entry").expect("still queued");
-    assert_eq!((entry.version, entry.claimed_until), (1, None), "the new version released the lease");
-    let again = f.store.claim_dirty(10, LEASE).await.expect("claim");
-    assert_eq!(again.iter().map(|c| c.pending.version).collect::<Vec<_>>(), vec![1]);
+    assert_eq!((entry.version, entry.claimed_until.is_some()), (1, true), "the newer claim keeps its lease");
+    assert!(f.store.claim_dirty(10, LEASE).await.expect("claim").is_empty(), "leased");
+    f.store.mark_synced(&[mark_of(&again[0])]).await.expect("mark");
+    assert!(f.store.queue_entry(job.id).await.expect("entry").is_none(), "synced");
 }
 
 pub async fn concurrent_claims_do_not_overlap<E: Executor + 'static>(f: &Fixture<E>) {
