@@ -346,6 +346,12 @@ pub const REQUEUE_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_lettere
      OR q.job_id IN (SELECT i::uuid FROM jsonb_array_elements_text($1::jsonb) AS s(i))) \
      RETURNING q.job_id::text";
 
+/// Puts back in line the entries dead-lettered in the last `$1` milliseconds (database clock):
+/// a failed reindex's, refused by its new index only. -> how many.
+pub const REQUEUE_RECENT_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_lettered_at = NULL, \
+     attempts = 0, next_attempt_at = now(), claimed_until = NULL \
+     WHERE q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond'";
+
 /// Dead-lettered entries, oldest first (operators: `jobsctl dead-letters`). `$1` limit ->
 /// 0 id, 1 version, 2 deleted, 3 attempts, 4 last_error, 5 dead_lettered_at (UTC text).
 pub const LIST_DEAD_LETTERS: &str = concat!(
@@ -461,6 +467,11 @@ pub const RESYNC_JOBS: &str = "WITH ids AS (\
 /// the document's version, "user_id": uuid, "workspace_id": uuid|null}]` -> the ids queued.
 /// The tombstone's version is the document's, so the delete (sent one above) wins over it; a
 /// job that exists after all (created meanwhile) is left alone.
+/// Sends again every delete made in the last `$1` milliseconds (database clock): a reindex's
+/// deletes during its backfill, whose pages may have reached the new index after them.
+pub const RESEND_RECENT_DELETES: &str = "UPDATE job_tombstone SET es_synced_at = NULL \
+     WHERE es_synced_at IS NOT NULL AND deleted_at >= now() - $1::bigint * interval '1 millisecond'";
+
 pub const RESYNC_DELETES: &str = "INSERT INTO job_tombstone AS t (id, version, user_id, workspace_id) \
      SELECT x.id, x.v, x.user_id, x.workspace_id \
      FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, user_id uuid, workspace_id uuid) \
@@ -531,6 +542,7 @@ mod tests {
         check(RELEASE_CLAIMS, 1);
         check(LIST_DEAD_LETTERS, 1);
         check(REQUEUE_DEAD_LETTERS, 1);
+        check(REQUEUE_RECENT_DEAD_LETTERS, 1);
         check(SYNC_LAG, 0);
         check(SELECT_QUEUE_ENTRY, 1);
         check(SELECT_JOB_SYNC_STATE, 1);
@@ -545,6 +557,7 @@ mod tests {
         check(SYNC_STATE_OF, 1);
         check(RESYNC_JOBS, 1);
         check(RESYNC_DELETES, 1);
+        check(RESEND_RECENT_DELETES, 1);
     }
 
     #[test]

@@ -785,6 +785,20 @@ impl<E: Executor> Store<E> {
         self.execute(sql::PURGE_TOMBSTONES, &[Param::Int(ms)]).await
     }
 
+    /// Puts back in line the entries dead-lettered within `window` of the database's now;
+    /// returns how many.
+    pub async fn requeue_recent_dead_letters(&self, window: Duration) -> Result<u64> {
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        self.execute(sql::REQUEUE_RECENT_DEAD_LETTERS, &[Param::Int(ms)]).await
+    }
+
+    /// Queues again the deletes made within `window` of the database's now (their tombstones'
+    /// `deleted_at`), synced or not; returns how many.
+    pub async fn resend_recent_deletes(&self, window: Duration) -> Result<u64> {
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        self.execute(sql::RESEND_RECENT_DELETES, &[Param::Int(ms)]).await
+    }
+
     /// Re-derives missing queue entries from the sync columns (reads the whole table).
     pub async fn requeue_missing(&self) -> Result<u64> {
         self.execute(sql::REQUEUE_MISSING, &[]).await

@@ -37,6 +37,7 @@ jobs_tests::per_engine!(
     write_through_pushes_one_job,
     a_recreated_id_continues_past_its_delete,
     reindex_with_concurrent_writes_then_swap,
+    a_delete_during_the_backfill_stays_deleted,
     a_reindex_swap_applied_but_unanswered_is_a_swap,
     a_reindex_whose_new_index_refuses_jobs_does_not_swap,
     an_interrupted_reindex_leaves_no_index_behind,
@@ -642,6 +643,53 @@ async fn a_recreated_id_continues_past_its_delete(engine: &'static str) {
     f.cleanup().await;
 }
 
+/// A job deleted after the backfill read it and before its page reached the new index: the
+/// sync's delete finds nothing there (done), and once the engine has forgotten that delete
+/// (`index.gc_deletes`, 60 s by default: a page retried through a busy engine's 429s can take
+/// that long) the page's older version is taken. The swap then brought back a job Postgres no
+/// longer has, and nothing queued it again. The deletes made during the backfill are now sent
+/// again after it. Here the engine forgets at once (`gc_deletes` 0) and the page waits for it.
+async fn a_delete_during_the_backfill_stays_deleted(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_delete").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let mut jobs = create_many(&f, &me, 250, "d").await;
+    assert_eq!(run(&f, &SyncConfig::default()).await.counts.indexed, 250);
+    jobs.sort_by_key(|j| j.id);
+    let victim = jobs[0].id;
+    let hook: reindex::ReindexHook = {
+        let (store, client, me) = (f.store().clone(), f.client.clone(), me.clone());
+        Arc::new(move |step| {
+            let (store, client, me) = (store.clone(), client.clone(), me.clone());
+            Box::pin(async move {
+                match step {
+                    ReindexStep::Created => {
+                        let forget = json!({"index": {"gc_deletes": "0s"}});
+                        client.put_settings(&client.reindex_alias(), &forget).await.expect("gc_deletes");
+                    }
+                    // The first page (the smallest ids, the victim's among them) is read, not sent.
+                    ReindexStep::BackfillPage(100) => {
+                        store.delete(&me, victim, None).await.expect("delete");
+                        let s = sync_run::run(&store, &client, &SyncConfig::default(), Deadline::after(MINUTE)).await;
+                        assert_eq!(s.counts.indexed, 1, "{s:?}");
+                        // The engine's clock for pruning moves in steps of ~200 ms; a refresh prunes.
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                        client.refresh(&client.reindex_alias()).await.expect("refresh");
+                    }
+                    _ => {}
+                }
+            })
+        })
+    };
+    let opts = ReindexOptions { batch_size: 100, parallel: 2, hook: Some(hook), ..ReindexOptions::default() };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("reindex");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()));
+    f.refresh().await;
+    assert_eq!(f.client.get(victim, None).await.expect("get"), None, "the deleted job is back: {report:?}");
+    let (es, pg) = (search_side(&f.client).await, postgres_side(f.store()).await);
+    assert_eq!(es, pg);
+    f.cleanup().await;
+}
+
 async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
     let Some(f) = SearchFixture::new(engine, "reindex").await else { return };
     let me = f.pg.user("me@example.com").await;
@@ -951,9 +999,14 @@ async fn a_reindex_swap_applied_but_unanswered_is_a_swap(engine: &'static str) {
 async fn a_reindex_whose_new_index_refuses_jobs_does_not_swap(engine: &'static str) {
     let Some(f) = SearchFixture::new(engine, "reindex_refused").await else { return };
     let me = f.pg.user("me@example.com").await;
+    let mut refused = Vec::new();
     for i in 0..6 {
         let hostname = if i < 2 { "build.example.com".to_owned() } else { format!("10.0.0.{i}") };
-        f.pg.create(&me, json!({"type": "SCAN", "project_name": format!("p{i}"), "hostname": hostname})).await;
+        let job =
+            f.pg.create(&me, json!({"type": "SCAN", "project_name": format!("p{i}"), "hostname": hostname})).await;
+        if i < 2 {
+            refused.push(job);
+        }
     }
     drain(&f, &SyncConfig::default(), MINUTE).await;
     let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("an index");
@@ -975,19 +1028,44 @@ async fn a_reindex_whose_new_index_refuses_jobs_does_not_swap(engine: &'static s
             })
         })
     };
-    let opts = ReindexOptions { hook: Some(strict.clone()), ..ReindexOptions::default() };
+    // During the backfill a refused job changes: the live index takes it, the new one refuses
+    // it, and the sync dead-letters it (at once, by this policy).
+    let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
+    let changing: reindex::ReindexHook = {
+        let (strict, store, client, me, job) =
+            (strict.clone(), f.store().clone(), f.client.clone(), me.clone(), refused[0].clone());
+        Arc::new(move |step| {
+            let (strict, store, client, me, job) =
+                (strict.clone(), store.clone(), client.clone(), me.clone(), job.clone());
+            Box::pin(async move {
+                strict(step).await;
+                if step != ReindexStep::Created {
+                    return;
+                }
+                store.update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
+                let cfg = SyncConfig { policy, ..SyncConfig::default() };
+                let s = sync_run::run(&store, &client, &cfg, Deadline::after(MINUTE)).await;
+                assert_eq!(s.counts.dead_lettered, 1, "{s:?}");
+            })
+        })
+    };
+    let opts = ReindexOptions { hook: Some(changing), ..ReindexOptions::default() };
     let e = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect_err("refusals fail the reindex");
     assert!(matches!(e, reindex::ReindexError::Rejected { count: 2, .. }), "{e}");
     assert!(e.to_string().contains("--allow-rejected"), "{e}");
     assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(old.clone()), "not swapped");
     assert_eq!(f.client.alias_target(&f.client.reindex_alias()).await.expect("marker"), None, "the new index is gone");
     assert!(!f.client.is_index(&f.client.index_name(2)).await.expect("is_index"));
+    // The failed reindex's dead letter is back in line: without the new index, the change goes
+    // through. It stayed dead-lettered, its row dirty for good, though the live index had it.
+    let s = drain(&f, &SyncConfig { policy, ..SyncConfig::default() }, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 0)), "{s:?}");
+    assert_eq!(f.client.get(refused[0].id, None).await.expect("get").map(|(_, v)| v), Some(1));
 
     let opts = ReindexOptions { hook: Some(strict), allow_rejected: true, ..ReindexOptions::default() };
     let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("swapped anyway");
     assert_eq!((report.rejected, report.backfilled), (2, 6));
     assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()));
-    let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
     let s = drain(&f, &SyncConfig { policy, ..SyncConfig::default() }, Duration::from_secs(20)).await;
     assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 2)), "{s:?}");
     f.cleanup().await;

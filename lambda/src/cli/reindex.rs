@@ -9,6 +9,8 @@
 //!    versions: a row changed after the backfill read it reaches the new index through the
 //!    sync, and whichever arrives second loses to the higher version.
 //! 3. Catch up: run the sync (writing to both indexes) until nothing is due, within a budget.
+//!    The deletes made during the backfill are sent again first: a page read before a delete
+//!    may have reached the new index after it, once the engine had forgotten the delete.
 //! 4. Restore replicas and refresh interval (the old index's), refresh, wait for yellow.
 //! 5. Swap: remove the alias from the old index (which must still hold it), add it to the new
 //!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
@@ -16,7 +18,8 @@
 //!
 //! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM: seen between pages of the
 //! backfill, by the catch-up sync between its batches, and before the swap is sent, never
-//! after), the new index is deleted and the alias is untouched. A new index
+//! after), the new index is deleted and the alias is untouched; the sync's dead letters since
+//! the start (changes the new index refused) are put back in line. A new index
 //! that refused jobs in the backfill (a mapping they do not fit) is a failure: the swap would
 //! make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
@@ -266,6 +269,15 @@ pub async fn reindex<E: Executor>(
             tracing::error!(error = %e, index = %new, "reindex failed: deleting the new index; the alias is unchanged");
             if let Err(d) = client.delete_index(&new).await {
                 tracing::error!(error = %d, index = %new, "could not delete the unfinished index (rerun with --force)");
+                return Err(e);
+            }
+            // Changes the new index refused were dead-lettered though the live index took
+            // them (the sync counts a change done only when every target has it): without the
+            // new index they go through. What the live index refuses is dead-lettered again.
+            match store.requeue_recent_dead_letters(started.elapsed() + Duration::from_secs(1)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "reindex failed: its dead letters are back in line"),
+                Err(r) => tracing::warn!(error = %r, "could not requeue the failed reindex's dead letters"),
             }
             Err(e)
         }
@@ -314,6 +326,14 @@ async fn fill_and_swap<E: Executor>(
         "reindex: backfilled"
     );
     step(opts, ReindexStep::Backfilled).await;
+    // A job deleted after its page was read: the sync's delete found nothing in the new index
+    // (done), and if the engine had forgotten that delete (`index.gc_deletes`, 60 s) when the
+    // page arrived, it took the older version. Every delete since the backfill began is sent
+    // again (to both indexes: the live one answers that it has it).
+    let resent = store.resend_recent_deletes(fill_started.elapsed() + Duration::from_secs(1)).await?;
+    if resent > 0 {
+        tracing::info!(deletes = resent, "reindex: deletes made during the backfill sent again");
+    }
     if backfill.rejected > 0 {
         if !opts.allow_rejected {
             return Err(ReindexError::Rejected { count: backfill.rejected, examples: backfill.examples });
