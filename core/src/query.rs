@@ -31,6 +31,8 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 pub const MAX_TEXT: usize = 200;
 pub const MAX_LIST: usize = 20;
+/// Problems named in one answer; the rest are counted.
+pub const MAX_REPORTED: usize = 20;
 
 /// Who is asking: their own jobs and those of their workspaces are visible, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +201,33 @@ impl Default for SearchRequest {
     }
 }
 
+/// A search's problems: the first [`MAX_REPORTED`] named, the rest counted ("N more not
+/// listed", as the rules do). A query string of many bad values (a hand-run server takes request
+/// lines of hundreds of KB) is answered in a few hundred bytes.
+#[derive(Default)]
+struct Reported {
+    named: Vec<Issue>,
+    more: usize,
+}
+
+impl Reported {
+    fn push(&mut self, path: &str, code: Code, message: impl Into<String>) {
+        if self.named.len() < MAX_REPORTED {
+            self.named.push(Issue::new(path, code, message));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish<T>(mut self, value: impl FnOnce() -> T) -> Result<T, Vec<Issue>> {
+        if self.more > 0 {
+            let more = self.more;
+            self.named.push(Issue::new("", Code::InvalidQuery, format!("{more}{}", crate::issue::NOT_LISTED)));
+        }
+        if self.named.is_empty() { Ok(value()) } else { Err(self.named) }
+    }
+}
+
 fn list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
@@ -208,12 +237,12 @@ impl SearchRequest {
     /// Every problem is reported at once, with the parameter name as the path.
     pub fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<SearchRequest, Vec<Issue>> {
         let mut r = SearchRequest::default();
-        let mut issues = Issues::default();
+        let mut issues = Reported::default();
         let mut cursor = None;
         for (name, value) in params {
             match name {
                 "status" => {
-                    for s in list(value) {
+                    for s in list(value).take(MAX_LIST + 1 - r.statuses.len().min(MAX_LIST + 1)) {
                         match JobStatus::parse(s) {
                             Some(st) => r.statuses.push(st),
                             None => issues.push(name, Code::UnknownStatus, format!("unknown status {s:?}")),
@@ -221,7 +250,7 @@ impl SearchRequest {
                     }
                 }
                 "type" => {
-                    for s in list(value) {
+                    for s in list(value).take(MAX_LIST + 1 - r.types.len().min(MAX_LIST + 1)) {
                         match JobType::parse(s) {
                             Some(t) => r.types.push(t),
                             None => issues.push(name, Code::UnknownType, format!("unknown type {s:?}")),
@@ -229,7 +258,7 @@ impl SearchRequest {
                     }
                 }
                 "arch" => {
-                    for s in list(value) {
+                    for s in list(value).take(MAX_LIST + 1 - r.arches.len().min(MAX_LIST + 1)) {
                         match text::normalise_arch(s) {
                             Some(a) => r.arches.push(a),
                             None => issues.push(name, Code::InvalidArch, format!("invalid arch {s:?}")),
@@ -243,6 +272,10 @@ impl SearchRequest {
                 "project" => {
                     if value.is_empty() || text::char_len_exceeds(value, crate::spec::PROJECT_NAME_MAX) {
                         issues.push(name, Code::TooLong, "a project name is 1 to 255 characters");
+                    } else if text::has_control(value) {
+                        // No project has one (the rules refuse them), and PostgreSQL refuses a
+                        // NUL in a text parameter: the fallback answered 500.
+                        issues.push(name, Code::ControlChars, "must not contain control characters");
                     } else {
                         r.project = Some(value.to_owned());
                     }
@@ -308,6 +341,9 @@ impl SearchRequest {
                             ),
                         }
                     } else if let Some(rest) = name.strip_prefix("metadata.") {
+                        if r.metadata.len() > MAX_LIST {
+                            continue;
+                        }
                         match meta_filter(rest, value) {
                             Ok(f) => r.metadata.push(f),
                             Err((code, msg)) => issues.push(name, code, msg),
@@ -527,12 +563,14 @@ impl SearchRequest {
         for f in &self.metadata {
             // The key is one of the known keys (checked in from_params), never caller text.
             let key = KnownKey::parse(&f.key).map_or("", KnownKey::name);
-            let (expr, param) = match &f.value {
-                MetaValue::Text(s) => (format!("metadata->>'{key}'"), Param::Text(s.clone())),
-                MetaValue::Int(i) => (numeric_expr(key), Param::Int(*i)),
-                MetaValue::Float(x) => (numeric_expr(key), Param::Float(*x)),
+            let (expr, p) = match &f.value {
+                MetaValue::Text(s) => (format!("metadata->>'{key}'"), w.bind(Param::Text(s.clone()))),
+                MetaValue::Int(i) => (numeric_expr(key), w.bind(Param::Int(*i))),
+                // As its shortest decimal text (Display: no exponent, the same double read
+                // back), compared exactly; a double parameter cast to numeric keeps only 15
+                // digits in PostgreSQL, and the Data API binds a doubleValue as one.
+                MetaValue::Float(x) => (numeric_expr(key), format!("{}::numeric", w.bind(Param::Text(x.to_string())))),
             };
-            let p = w.bind(param);
             w.clause(format!("{expr} {} {p}", f.op.sql()));
         }
         if let Some(q) = &self.text {
@@ -580,9 +618,8 @@ impl SqlBuilder {
             Param::Null => "",
             Param::Bool(_) => "::boolean",
             Param::Int(_) => "::bigint",
-            // Compared with numeric expressions exactly (a float cast would overflow on a
-            // stored 1e400 a foreign writer left).
-            Param::Float(_) => "::numeric",
+            // (Metadata filters bind a double as text cast to numeric: see `to_sql`.)
+            Param::Float(_) => "::double precision",
             Param::Text(_) => "::text",
             Param::Uuid(_) => "::uuid",
             Param::Timestamp(_) => "::timestamptz",
@@ -797,6 +834,31 @@ mod tests {
         bad("colour=red", "colour", Code::UnknownField);
         bad(&format!("q={}", "x".repeat(201)), "q", Code::TooLong);
         bad("q=a\u{1}b", "q", Code::ControlChars);
+        bad("project=a\u{0}b", "project", Code::ControlChars);
+        bad("project=a\nb", "project", Code::ControlChars);
+    }
+
+    /// Work and answer bounded by the limits, not by the query string: a list past MAX_LIST
+    /// stops being read, and past MAX_REPORTED problems the rest are counted.
+    #[test]
+    fn long_query_strings_are_bounded() {
+        let many = |v: &str, n: usize| vec![v; n].join(",");
+        assert_eq!(
+            parse(&format!("arch={}", many("arm64", 60_000))).err(),
+            Some(vec![("arch".into(), Code::InvalidQuery)])
+        );
+        let errors = parse(&format!("status={}", many("x", 60_000))).expect_err("bad");
+        assert_eq!(errors.len(), MAX_REPORTED + 1);
+        assert!(errors[..MAX_REPORTED].iter().all(|(p, c)| p == "status" && *c == Code::UnknownStatus));
+        let unknown: String = (0..5_000).map(|i| format!("p{i}=1&")).collect();
+        let errors = SearchRequest::from_params(
+            unknown.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))),
+        )
+        .expect_err("bad");
+        assert_eq!(errors.len(), MAX_REPORTED + 1);
+        assert_eq!(errors[MAX_REPORTED].message, format!("{}{}", 5_000 - MAX_REPORTED, crate::issue::NOT_LISTED));
+        let filters: String = (0..1_000).map(|_| "metadata.cpuCores=1&").collect();
+        assert_eq!(parse(&filters).err(), Some(vec![("metadata".into(), Code::InvalidQuery)]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn database_name(url: &str) -> String {
 }
 
 async fn data_api(case: &str) -> Option<Fixture<RdsDataExecutor>> {
-    data_api_with(case, "", false).await
+    data_api_with(case, "", true).await
 }
 
 /// A fixture whose server adds `options` (URL-encoded `-c` settings) to its connections, and

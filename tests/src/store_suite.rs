@@ -926,7 +926,18 @@ pub async fn list_by_fallback_query<E: Executor + 'static>(f: &Fixture<E>) {
         };
         jobs.push(job);
     }
+    // Doubles with 16 and 17 significant digits: compared exactly, not as the 15 digits that
+    // PostgreSQL's float8-to-numeric keeps (the Data API binds a doubleValue as float8, so a
+    // filter sent as one read 15.999999999999998 as 16).
+    for (i, memory) in [15.999999999999998, 16.0, 0.30000000000000004].into_iter().enumerate() {
+        let body = json!({"type": "BUILD", "project_name": format!("precise-{i}"), "metadata": {"memoryGb": memory}});
+        jobs.push(f.create(&alice, body).await);
+    }
     for params in [
+        vec![("metadata.memoryGb", "15.999999999999998")],
+        vec![("metadata.memoryGb.lt", "15.999999999999998")],
+        vec![("metadata.memoryGb.gte", "16")],
+        vec![("metadata.memoryGb", "0.30000000000000004")],
         vec![],
         vec![("status", "RUNNING")],
         vec![("type", "BUILD"), ("arch", "arm64")],
