@@ -733,7 +733,8 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     // An engine that cannot be reached: the write succeeds within the timeout, stays dirty.
     let timeout = std::time::Duration::from_millis(300);
     let Some(sf) = SearchFixture::new(engine, "api_write_through_down").await else { return };
-    let dead = SearchFixture::config(&dead_url().await, sf.client.alias());
+    let dead_address = dead_url().await;
+    let dead = SearchFixture::config(&dead_address, sf.client.alias());
     let searcher = Searcher::new(
         Some(jobs_lambda::search::SearchClient::new(dead).await.expect("client")),
         SearcherOptions::default(),
@@ -750,6 +751,8 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     let r = s.send(Method::GET, "/v1/jobs?include=sync", Some(&alice), &[], None).await;
     assert_eq!((r.status, r.body["source"].clone()), (StatusCode::OK, json!("database")));
     assert!(r.body["fallback_reason"].is_string());
+    let address = dead_address.trim_start_matches("http://");
+    assert!(!r.body.to_string().contains(address), "the engine's address stays in the log: {}", r.body);
     let id = job["id"].as_str().expect("id");
     assert_eq!(r.body["sync"][id]["state"], json!("pending"), "{}", r.body);
     let h = s.send(Method::GET, "/v1/health", None, &[], None).await;
@@ -757,6 +760,7 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
         (h.status, h.body["search"]["status"].clone(), h.body["sync"]["dirty"].clone()),
         (StatusCode::OK, json!("down"), json!(1))
     );
+    assert_eq!(h.body["search"]["error"], json!("search engine unreachable"), "{}", h.body);
     s.finish().await;
 }
 

@@ -2,8 +2,11 @@
 //! from an HS256 bearer token signed with `JOBS_JWT_SECRET` (`jobsctl serve`, Function URLs), and
 //! the minting of such tokens (`jobsctl token`).
 //!
-//! Claims: `sub` is the user id (a UUID), `email` optional, `workspaces` optional: the workspace
-//! ids the caller belongs to, as a JSON array or as a string. API Gateway hands every JWT claim to
+//! Claims: `sub` is the user id (a UUID), `email` optional (ignored when `email_verified` is
+//! false), `workspaces` (or Cognito's `custom:workspaces`) optional: the workspace ids the caller
+//! belongs to, as a JSON array or as a string. They grant access to those workspaces' jobs, so
+//! the issuer must not let users set them (in Cognito: leave the attribute out of the app
+//! client's write attributes, or add it in a pre-token-generation trigger). API Gateway hands every JWT claim to
 //! the function as a string, arrays flattened to `"[a b]"`, so every string form is read:
 //! `"[a b]"`, `"a,b"`, `"a b"` and `'["a","b"]'`.
 
@@ -146,8 +149,12 @@ pub fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, Str
         None => return Err("the token has no sub claim".into()),
     };
     let user_id = jobs_core::text::parse_uuid(sub).map_err(|_| "the sub claim is not a UUID".to_owned())?;
+    // An address the issuer says it has not verified (Cognito lets users change their own
+    // `email`, unverified until they confirm it) is not recorded on the jobs they create.
+    let unverified = matches!(claims.get("email_verified"), Some(Value::Bool(false)))
+        || matches!(claims.get("email_verified"), Some(Value::String(v)) if v.trim().eq_ignore_ascii_case("false"));
     let email = match claims.get("email") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(Value::String(s)) if !s.trim().is_empty() && !unverified => Some(s.trim().to_owned()),
         _ => None,
     };
     let raw = claims.get("workspaces").or_else(|| claims.get("custom:workspaces"));
@@ -342,6 +349,20 @@ mod tests {
         assert!(ws(json!("[nope]")).is_err());
         assert!(ws(json!([1])).is_err());
         assert!(ws(json!({"a": 1})).is_err());
+        let email = |verified: Option<Value>| {
+            let mut claims = Map::new();
+            claims.insert("sub".into(), json!(U));
+            claims.insert("email".into(), json!("a@example.com"));
+            if let Some(v) = verified {
+                claims.insert("email_verified".into(), v);
+            }
+            identity_from_claims(&claims).map(|i| i.email)
+        };
+        assert_eq!(email(None), Ok(Some("a@example.com".into())), "issuers that do not say");
+        assert_eq!(email(Some(json!(true))), Ok(Some("a@example.com".into())));
+        assert_eq!(email(Some(json!("true"))), Ok(Some("a@example.com".into())), "API Gateway's strings");
+        assert_eq!(email(Some(json!(false))), Ok(None));
+        assert_eq!(email(Some(json!("false"))), Ok(None));
         let mut claims = Map::new();
         assert!(identity_from_claims(&claims).is_err());
         claims.insert("sub".into(), json!("auth0|123"));

@@ -9,7 +9,7 @@
 use super::lambda::BasePath;
 use super::{Api, ApiError, Written, etag};
 use crate::clock;
-use crate::db::Executor;
+use crate::db::{DbError, Executor};
 use crate::store::{Scope, StoreError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
@@ -350,7 +350,10 @@ pub async fn health<E: Executor + 'static>(State(api): State<Arc<Api<E>>>) -> Re
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({
                     "status": "unavailable",
-                    "database": {"status": "down", "latency_ms": db_ms, "error": e.to_string()},
+                    "database": {"status": "down", "latency_ms": db_ms, "error": match e {
+                        StoreError::Db(DbError::Unavailable(_)) => "unavailable",
+                        _ => "the check failed",
+                    }},
                     "search": search,
                     "sync": null,
                 }),

@@ -155,7 +155,10 @@ impl<E: Executor + 'static> Api<E> {
         let breaker = self.options.searcher.breaker_state();
         match tokio::time::timeout(HEALTH_SEARCH_TIMEOUT, client.health()).await {
             Ok(Ok(h)) => json!({"status": "up", "cluster": h.status, "engine": h.flavor, "breaker": breaker}),
-            Ok(Err(e)) => json!({"status": "down", "error": e.to_string(), "breaker": breaker}),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "health: search check failed");
+                json!({"status": "down", "error": e.summary(), "breaker": breaker})
+            }
             Err(_) => {
                 json!({"status": "down", "error": format!("no answer within {HEALTH_SEARCH_TIMEOUT:?}"), "breaker": breaker})
             }

@@ -62,6 +62,21 @@ impl SearchError {
         }
     }
 
+    /// What went wrong without the details (no address, no engine message): for answers that
+    /// leave the service (`/v1/health` needs no identity, `fallback_reason`). The details go to
+    /// the log.
+    pub fn summary(&self) -> String {
+        match self {
+            SearchError::Transport(_) => "search engine unreachable".into(),
+            SearchError::Timeout(d) => format!("search engine did not answer within {d:?}"),
+            SearchError::Status { status, kind, .. } if kind.is_empty() => format!("search engine answered {status}"),
+            SearchError::Status { status, kind, .. } => format!("search engine answered {status} {kind}"),
+            SearchError::Decode(_) => "unexpected search engine response".into(),
+            SearchError::Config(_) => "search configuration error".into(),
+            SearchError::Auth(_) => "signing the search request failed".into(),
+        }
+    }
+
     /// The error's type name as the engine reported it (`resource_already_exists_exception`).
     pub fn kind(&self) -> &str {
         match self {

@@ -173,7 +173,7 @@ impl Searcher {
                         Ok(Err(e)) => {
                             self.breaker.record(false);
                             tracing::warn!(error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "search engine failed: answering from the database");
-                            Some(e.to_string())
+                            Some(e.summary())
                         }
                     }
                 }
