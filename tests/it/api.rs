@@ -507,6 +507,30 @@ async fn api_concurrent_patches_exactly_one_wins() {
     let got = s.send(Method::GET, &path, Some(&alice), &[], None).await;
     assert_eq!(got.body, ok[0].body, "the winner's write is the one stored");
     assert_eq!(got.body["version"], json!(1));
+
+    // `If-Match: *` holds whatever the version: concurrent patches each apply (checked again
+    // against the job as another left it), none is a 412. As many writers as the handler's
+    // attempts: each lost attempt is another writer's success.
+    const ANY: usize = 4;
+    let barrier = Arc::new(tokio::sync::Barrier::new(ANY));
+    let mut tasks = Vec::new();
+    for i in 0..ANY {
+        let (s, path, alice, barrier) = (s.clone(), path.clone(), alice.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"metadata": {format!("k{i}"): i}});
+            barrier.wait().await;
+            s.send(Method::PATCH, &path, Some(&alice), &[("if-match", "*")], Some(&body)).await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let got = s.send(Method::GET, &path, Some(&alice), &[], None).await;
+    assert_eq!(got.body["version"], json!(1 + ANY), "{}", got.body);
+    for i in 0..ANY {
+        assert_eq!(got.body["metadata"][format!("k{i}")], json!(i), "{}", got.body);
+    }
     if let Ok(s) = Arc::try_unwrap(s) {
         s.finish().await;
     }

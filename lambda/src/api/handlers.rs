@@ -239,25 +239,38 @@ pub async fn patch_job<E: Executor + 'static>(
     if_match: IfMatch,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let current = api.store.get(&caller.scope, id).await?;
-    let checked = validate::patch_from_json(&current, &body, clock::now());
-    if !if_match.matches(current.version) {
-        // A stale caller gets 412 (and the job as it is now) unless the patch is malformed
-        // whatever the job's state: rules that depend on the state are judged against the
-        // state the caller had in mind, after they refetch.
-        match checked {
-            Err(issues) if !issues.iter().all(|i| STATE_CODES.contains(&i.code)) => {
-                return Err(ApiError::from_issues(issues));
+    // `If-Match: *` holds whatever the version (RFC 9110): a writer that got in between the
+    // read and the update is not the caller's precondition failing, so the patch is checked
+    // again against the job as it is then, a few times.
+    const ANY_ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        let current = api.store.get(&caller.scope, id).await?;
+        let checked = validate::patch_from_json(&current, &body, clock::now());
+        if !if_match.matches(current.version) {
+            // A stale caller gets 412 (and the job as it is now) unless the patch is malformed
+            // whatever the job's state: rules that depend on the state are judged against the
+            // state the caller had in mind, after they refetch.
+            match checked {
+                Err(issues) if !issues.iter().all(|i| STATE_CODES.contains(&i.code)) => {
+                    return Err(ApiError::from_issues(issues));
+                }
+                _ => return Err(ApiError::PreconditionFailed(Box::new(current))),
             }
-            _ => return Err(ApiError::PreconditionFailed(Box::new(current))),
         }
+        let patch = checked.map_err(ApiError::from_issues)?;
+        // The update is conditional on the version the patch was checked against: a concurrent
+        // writer that got there first makes this a 412, never a lost update.
+        let job = match api.store.update(&caller.scope, &patch).await {
+            Err(StoreError::VersionConflict { .. }) if if_match == IfMatch::Any && attempt < ANY_ATTEMPTS => {
+                attempt += 1;
+                continue;
+            }
+            other => other?,
+        };
+        api.write_through(Written::Job(&job)).await;
+        return Ok(job_response(StatusCode::OK, &job));
     }
-    let patch = checked.map_err(ApiError::from_issues)?;
-    // The update is conditional on the version the patch was checked against: a concurrent
-    // writer that got there first makes this a 412, never a lost update.
-    let job = api.store.update(&caller.scope, &patch).await?;
-    api.write_through(Written::Job(&job)).await;
-    Ok(job_response(StatusCode::OK, &job))
 }
 
 /// `DELETE /v1/jobs/{id}` (If-Match optional): 204.
