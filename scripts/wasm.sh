@@ -92,7 +92,7 @@ build() {
   local path="$ROOT/wasm/package.json" pre=""
   # The module stores the crate's package.json path after its length (one byte below 128):
   # that byte is part of the match, as /x/work/main also ends in /work/main.
-  if ((${#path} < 128)); then printf -v pre "\\x%02x" "${#path}"; fi
+  if ((${#path} < 128)); then printf -v pre '\\x%02x' "${#path}"; fi
   ours() { [[ -f $wasm ]] && grep -qaF "$(printf "$pre")$path" "$wasm"; }
   forget() { rm -rf "$dir"/*/.fingerprint/jobs-core-* "$dir"/*/.fingerprint/jobs-wasm-*; }
   if [[ "$(cat "$last" 2>/dev/null)" != "$ROOT" ]]; then
