@@ -920,6 +920,9 @@ async fn api_health_reports_a_dead_database_as_503() {
     .await
     .expect("response");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["database"]["error"], json!("unavailable"), "{body}");
     // a request that needs the database is a 503 with a retry hint, never a 500
     let alice = User::new("alice", &[]);
     let req = axum::http::Request::get("/v1/jobs")
@@ -929,4 +932,8 @@ async fn api_health_reports_a_dead_database_as_503() {
     let resp = tower::ServiceExt::oneshot(app, req).await.expect("response");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    // What failed, without the driver's words (they named the host and the connection error).
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body, json!({"code": "unavailable", "message": "the database is unavailable"}));
 }

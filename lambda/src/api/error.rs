@@ -141,18 +141,27 @@ impl From<StoreError> for ApiError {
             StoreError::OutOfScope(ws) => ApiError::WorkspaceForbidden(ws),
             // Identity rows are ensured before any write, so a missing reference means a
             // concurrent delete of the workspace: the caller may retry.
-            StoreError::UnknownReference(m) => ApiError::Unavailable(format!("a referenced row vanished: {m}")),
+            StoreError::UnknownReference(m) => {
+                tracing::warn!(detail = %m, "a referenced row vanished");
+                ApiError::Unavailable("a referenced row vanished: retry".into())
+            }
             StoreError::Db(e) => e.into(),
         }
     }
 }
 
+/// The driver's words (a host, a statement, the SDK's dispatch error) go to the log; the caller
+/// is told what happened and that a retry may work.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> ApiError {
         match &e {
-            DbError::Unavailable(m) => ApiError::Unavailable(format!("the database is unavailable: {m}")),
+            DbError::Unavailable(_) => {
+                tracing::warn!(error = %e, "the database is unavailable");
+                ApiError::Unavailable("the database is unavailable".into())
+            }
             DbError::Database { sqlstate: Some(s), .. } if matches!(s.as_str(), "40001" | "40P01" | "57014") => {
-                ApiError::Unavailable(format!("the database could not finish the request, retry it: {e}"))
+                tracing::warn!(error = %e, "the database could not finish the request");
+                ApiError::Unavailable("the database could not finish the request, retry it".into())
             }
             _ => ApiError::Internal(e.to_string()),
         }
