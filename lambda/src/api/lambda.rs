@@ -9,6 +9,7 @@
 use super::auth::{Auth, Hs256Key};
 use super::config::{self, ConfigError, Db};
 use super::{Api, router};
+use crate::data_api::client::ResumeRetry;
 use crate::store::Store;
 use axum::Router;
 use http::Uri;
@@ -30,7 +31,11 @@ pub fn service(router: Router) -> Service {
 /// Everything built once per instance: the store over the configured driver, the identity
 /// sources and the options.
 pub async fn api_from_env() -> Result<Arc<Api<Db>>, ConfigError> {
-    let db = config::db_from_env().await?;
+    let db = match config::db_from_env().await? {
+        // A request waits for a resuming cluster only as long as the function may run.
+        Db::DataApi(e) => Db::DataApi(e.with_resume_retry(ResumeRetry::FOR_REQUESTS)),
+        db => db,
+    };
     let auth = Auth { key: Hs256Key::from_env().map_err(ConfigError)? };
     let options = config::api_options_from_env().await?;
     Ok(Arc::new(Api::new(Arc::new(Store::new(db)), auth, options)))
@@ -102,4 +107,33 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`).
 pub fn init_tracing() {
     lambda_http::tracing::init_default_subscriber();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The `Timeout:` of a function in `template.yaml` (the first after its name).
+    fn function_timeout(name: &str) -> Duration {
+        let template = include_str!("../../../template.yaml");
+        let at = template.find(&format!("\n  {name}:")).unwrap_or_else(|| panic!("{name} in template.yaml"));
+        let secs = template[at..]
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Timeout:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}'s Timeout"));
+        Duration::from_secs(secs)
+    }
+
+    /// A request that waits for a resuming cluster ends before the function's timeout, with
+    /// time left for the calls themselves: a 503 the caller can retry, not API Gateway's 500.
+    #[test]
+    fn a_request_waits_for_the_database_within_the_api_timeout() {
+        let api = function_timeout("ApiFunction");
+        assert!(ResumeRetry::FOR_REQUESTS.total_wait() + Duration::from_secs(5) <= api, "{api:?}");
+        assert_eq!(ResumeRetry::FOR_REQUESTS.total_wait(), Duration::from_millis(3_500));
+        assert_eq!(ResumeRetry::default().total_wait(), Duration::from_millis(15_500));
+        assert!(ResumeRetry::default().total_wait() * 2 < function_timeout("SyncFunction"));
+    }
 }

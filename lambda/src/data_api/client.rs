@@ -47,6 +47,18 @@ impl Default for ResumeRetry {
     }
 }
 
+impl ResumeRetry {
+    /// For a caller waiting on an HTTP request (the API function, whose timeout is 10 s): 0.5 +
+    /// 1 + 2 s, then `Unavailable` (503 with `Retry-After`). The default's 15.5 s ran past the
+    /// function's timeout, which API Gateway answers with a bare 500 and a cold start after.
+    pub const FOR_REQUESTS: ResumeRetry = ResumeRetry { attempts: 4, first_delay: Duration::from_millis(500) };
+
+    /// The longest it sleeps between attempts, in all.
+    pub fn total_wait(&self) -> Duration {
+        (0..self.attempts.saturating_sub(1)).map(|i| self.first_delay.saturating_mul(1 << i.min(20))).sum()
+    }
+}
+
 /// The Data API driver. Cheap to clone: the SDK client and the configuration are shared.
 #[derive(Debug, Clone)]
 pub struct RdsDataExecutor {
@@ -103,8 +115,8 @@ impl RdsDataExecutor {
         loop {
             match call().await {
                 Ok(v) => return Ok(v),
-                Err(Failure::Resuming(message)) if attempt < self.retry.attempts => {
-                    tracing::info!(attempt, ?delay, %message, "database resuming; retrying");
+                Err(Failure::NotRun(message)) if attempt < self.retry.attempts => {
+                    tracing::info!(attempt, ?delay, %message, "the service ran nothing (resuming, throttled); retrying");
                     tokio::time::sleep(delay).await;
                     delay = delay.saturating_mul(2);
                     attempt += 1;
@@ -201,8 +213,8 @@ impl RdsDataExecutor {
 /// is now `Unavailable`: whether the call ran is unknown, and the caller decides (the API
 /// answers 503, the sync claims the batch again later). `BeginTransaction` keeps the SDK's
 /// retries (a transaction begun twice holds nothing; the service ends it when idle), and
-/// [`RdsDataExecutor::with_retry`] still retries `DatabaseResumingException`, which the service
-/// gives before it runs anything.
+/// [`RdsDataExecutor::with_retry`] still retries `DatabaseResumingException` and throttling,
+/// which the service answers before it runs anything.
 fn at_most_once() -> aws_sdk_rdsdata::config::Builder {
     aws_sdk_rdsdata::config::Builder::default().retry_config(aws_sdk_rdsdata::config::retry::RetryConfig::disabled())
 }
@@ -213,11 +225,12 @@ struct Statement {
     updated: i64,
 }
 
-/// Why a call failed: worth retrying after a pause (the cluster is resuming), the transaction
-/// named is not there (ended by the service), or anything else.
+/// Why a call failed: the service ran nothing and says to retry after a pause (the cluster is
+/// resuming, or the call was throttled), the transaction named is not there (ended by the
+/// service), or anything else.
 #[derive(Debug)]
 enum Failure {
-    Resuming(String),
+    NotRun(String),
     NoTransaction(String),
     Other(DbError),
 }
@@ -225,7 +238,7 @@ enum Failure {
 impl Failure {
     fn into_db_error(self) -> DbError {
         match self {
-            Failure::Resuming(message) => DbError::Unavailable(message),
+            Failure::NotRun(message) => DbError::Unavailable(message),
             Failure::NoTransaction(message) => {
                 DbError::Database { sqlstate: None, message: format!("TransactionNotFoundException: {message}") }
             }
@@ -259,7 +272,13 @@ where
 /// Maps the service's error code and message.
 fn classify_service(code: &str, message: String) -> Failure {
     match code {
-        "DatabaseResumingException" => Failure::Resuming(message),
+        // Refused before anything ran: safe to send again, unlike a 5xx or a lost answer (the
+        // SDK's own retries, which did both, are off).
+        "DatabaseResumingException"
+        | "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => Failure::NotRun(message),
         "TransactionNotFoundException" => Failure::NoTransaction(message),
         "DatabaseUnavailableException" | "ServiceUnavailableError" | "InternalServerErrorException" => {
             Failure::Other(DbError::Unavailable(message))
@@ -539,6 +558,12 @@ mod tests {
         assert_eq!(e.sqlstate(), Some("23505"));
         assert!(matches!(db("BadRequestException", "some other problem"), DbError::Database { sqlstate: None, .. }));
         assert!(matches!(db("DatabaseResumingException", "resuming"), DbError::Unavailable(_)));
+        for code in ["DatabaseResumingException", "ThrottlingException", "TooManyRequestsException"] {
+            assert!(matches!(classify_service(code, "x".into()), Failure::NotRun(_)), "{code} is retried");
+        }
+        for code in ["DatabaseUnavailableException", "ServiceUnavailableError", "InternalServerErrorException"] {
+            assert!(matches!(classify_service(code, "x".into()), Failure::Other(_)), "{code} may have run");
+        }
     }
 
     #[test]
