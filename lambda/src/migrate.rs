@@ -2,9 +2,9 @@
 //! applies them over any [`Executor`] — the direct Postgres driver or the RDS Data API.
 //!
 //! Each pending migration runs in its own transaction, split into single statements (the Data
-//! API runs one statement per call), after taking a transaction-scoped advisory lock: concurrent
-//! runs (two Lambda cold starts, two test harnesses) wait for each other and then find nothing
-//! left to do. Applied versions are recorded in `jobs_schema_history` with a checksum computed as
+//! API runs one statement per call), after taking a transaction-scoped advisory lock on the
+//! schema: concurrent runs (two operators, two deploy pipelines, two test harnesses) wait for
+//! each other and then find nothing left to do. Applied versions are recorded in `jobs_schema_history` with a checksum computed as
 //! Flyway computes its own (CRC-32 of the script's lines without line endings), so an edited,
 //! already-applied migration is an error rather than silently skipped.
 
@@ -56,7 +56,9 @@ const INSERT_HISTORY: &str = "INSERT INTO jobs_schema_history \
 
 /// Serialises runs on the same schema (the second key is the schema's hash).
 // `SELECT 1 FROM ...`: the function returns void, which the RDS Data API refuses as a result type.
-const LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(1785684577, hashtext($1::text))";
+/// Keyed by the schema migrated: the one named, or else the connection's current schema (so
+/// `migrate` and `migrate --schema public` on a default search_path take the same lock).
+const LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(1785684577, hashtext(coalesce($1::text, current_schema())))";
 
 /// A migration this run applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +180,8 @@ async fn next_step<T: Transaction>(
     opts: &Options,
     local: &[(String, String, &Migration)],
 ) -> Result<Option<usize>, MigrateError> {
-    let key = opts.schema.clone().unwrap_or_default();
-    tx.execute(LOCK, &[Param::Text(key)]).await?;
+    let key = opts.schema.clone().map_or(Param::Null, Param::Text);
+    tx.execute(LOCK, &[key]).await?;
     if let Some(schema) = &opts.schema {
         tx.execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""), &[]).await?;
         tx.execute(&format!("SET LOCAL search_path TO \"{schema}\""), &[]).await?;

@@ -1089,6 +1089,18 @@ pub async fn migrations<E: Executor + 'static>(f: &Fixture<E>) {
     assert_eq!(rows.len(), migrate::MIGRATIONS.len());
     assert_eq!(rows[0], vec![Cell::Text("1".into()), Cell::Text("V1__init.sql".into())]);
 
+    // The lock is the schema's, however it is named: a run on the connection's own schema
+    // waits for one holding the lock by the schema's name (the key was "" then: no wait).
+    let mut holder = f.db().begin().await.expect("begin");
+    holder
+        .query("SELECT 1 FROM pg_advisory_xact_lock(1785684577, hashtext($1::text))", &[Param::Text(f.schema.clone())])
+        .await
+        .expect("lock");
+    let unnamed = migrate::migrate(f.db(), &Options { schema: None });
+    assert!(tokio::time::timeout(Duration::from_millis(700), unnamed).await.is_err(), "it did not wait for the lock");
+    holder.rollback().await.expect("unlock");
+    assert!(migrate::migrate(f.db(), &Options { schema: None }).await.expect("then it runs").is_empty());
+
     // Concurrent runs on a new schema: both succeed, the migration is applied once.
     let other = unique_schema("concurrent");
     let other_opts = Options::schema(&other);
