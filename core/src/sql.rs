@@ -463,15 +463,16 @@ pub const RESYNC_JOBS: &str = "WITH ids AS (\
      ON CONFLICT (job_id) DO NOTHING RETURNING job_id) \
      SELECT id::text FROM reset UNION ALL SELECT job_id::text FROM queued";
 
+/// Sends again every delete made in the last `$1` milliseconds (database clock; `deleted_at` is
+/// the deleting transaction's start): a reindex's deletes during its backfill, whose pages may
+/// have reached the new index after them.
+pub const RESEND_RECENT_DELETES: &str = "UPDATE job_tombstone SET es_synced_at = NULL \
+     WHERE es_synced_at IS NOT NULL AND deleted_at >= now() - $1::bigint * interval '1 millisecond'";
+
 /// Deletes for documents search holds but Postgres does not. `$1` JSON `[{"id": uuid, "v":
 /// the document's version, "user_id": uuid, "workspace_id": uuid|null}]` -> the ids queued.
 /// The tombstone's version is the document's, so the delete (sent one above) wins over it; a
 /// job that exists after all (created meanwhile) is left alone.
-/// Sends again every delete made in the last `$1` milliseconds (database clock): a reindex's
-/// deletes during its backfill, whose pages may have reached the new index after them.
-pub const RESEND_RECENT_DELETES: &str = "UPDATE job_tombstone SET es_synced_at = NULL \
-     WHERE es_synced_at IS NOT NULL AND deleted_at >= now() - $1::bigint * interval '1 millisecond'";
-
 pub const RESYNC_DELETES: &str = "INSERT INTO job_tombstone AS t (id, version, user_id, workspace_id) \
      SELECT x.id, x.v, x.user_id, x.workspace_id \
      FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, v bigint, user_id uuid, workspace_id uuid) \

@@ -675,6 +675,16 @@ async fn a_delete_during_the_backfill_stays_deleted(engine: &'static str) {
                         tokio::time::sleep(Duration::from_millis(600)).await;
                         client.refresh(&client.reindex_alias()).await.expect("refresh");
                     }
+                    // The premise: the page brought the deleted job into the new index (a GET
+                    // by id is real-time). Without it this test could not fail.
+                    ReindexStep::Backfilled => {
+                        let marker = client.reindex_alias();
+                        let found = client.versions_of(&marker, &[victim.to_string()]).await.expect("mget");
+                        assert!(
+                            matches!(found.as_slice(), [(_, Some(_))]),
+                            "the engine still knew the delete, the page did not bring the job back: {found:?}"
+                        );
+                    }
                     _ => {}
                 }
             })

@@ -329,8 +329,9 @@ async fn fill_and_swap<E: Executor>(
     // A job deleted after its page was read: the sync's delete found nothing in the new index
     // (done), and if the engine had forgotten that delete (`index.gc_deletes`, 60 s) when the
     // page arrived, it took the older version. Every delete since the backfill began is sent
-    // again (to both indexes: the live one answers that it has it).
-    let resent = store.resend_recent_deletes(fill_started.elapsed() + Duration::from_secs(1)).await?;
+    // again (to both indexes: the live one answers that it has it). A minute more: a delete is
+    // dated by the start of its transaction, which may have begun before the backfill did.
+    let resent = store.resend_recent_deletes(fill_started.elapsed() + Duration::from_secs(60)).await?;
     if resent > 0 {
         tracing::info!(deletes = resent, "reindex: deletes made during the backfill sent again");
     }
