@@ -269,9 +269,17 @@ fn dead_letters_lists_and_requeues() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).expect("JSON");
     assert_eq!(v, serde_json::json!({"requeued": 1, "ids": [a]}));
+    // Again: it is no longer dead-lettered, which is said (a typo looked like a success).
+    let out = run(&["dead-letters", "--requeue", a]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).expect("JSON");
+    assert_eq!(v, serde_json::json!({"requeued": 0, "ids": [], "not_dead_lettered": [a]}));
     let out = run(&["dead-letters"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("0 dead-lettered (showing 0); 2 waiting to sync"), "{}", text(&out.stderr));
+    // A database it cannot reach: 2, not the 1 that means "there are dead letters".
+    let out = jobsctl().env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none").args(["dead-letters"]).output();
+    assert_eq!(out.expect("run").status.code(), Some(2));
     drop_schema(&url, &schema);
 }
 

@@ -4,9 +4,11 @@
 //! `deleted`, `attempts`, `error`, `dead_lettered_at`), then the backlog on stderr; exit 1 when
 //! there is any (for monitoring), 0 when none. `--requeue ID...` or `--requeue --all` makes
 //! them due again with fresh retry state (after fixing the cause: a mapping, a bad value) and
-//! prints `{"requeued": N, "ids": [...]}`. A dead-lettered row also comes back by itself when it
-//! is written again. Configuration as for `jobsctl migrate` (`DATABASE_URL` or the Data API
-//! settings); no search engine is needed.
+//! prints `{"requeued": N, "ids": [...]}`, plus `"not_dead_lettered": [...]` and exit 1 when
+//! some ids named were not dead-lettered (a typo, or already back). A dead-lettered row also
+//! comes back by itself when it is written again. Exit 2: usage, configuration or database
+//! errors (a monitor tells an outage from a backlog). Configuration as for `jobsctl migrate`
+//! (`DATABASE_URL` or the Data API settings); no search engine is needed.
 
 use crate::api::config;
 use crate::store::Store;
@@ -59,12 +61,22 @@ async fn requeue(store: &Store<config::Db>, args: &Args) -> ExitCode {
     };
     match store.requeue_dead_letters(ids).await {
         Ok(requeued) => {
-            println!("{}", serde_json::json!({"requeued": requeued.len(), "ids": requeued}));
-            ExitCode::SUCCESS
+            let missed: Vec<&Uuid> = ids.unwrap_or_default().iter().filter(|id| !requeued.contains(id)).collect();
+            if missed.is_empty() {
+                println!("{}", serde_json::json!({"requeued": requeued.len(), "ids": requeued}));
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "{}",
+                    serde_json::json!({"requeued": requeued.len(), "ids": requeued, "not_dead_lettered": missed})
+                );
+                eprintln!("jobsctl dead-letters: {} of the ids named were not dead-lettered", missed.len());
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("jobsctl dead-letters: {e}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
@@ -74,7 +86,7 @@ async fn list(store: &Store<config::Db>, limit: usize) -> ExitCode {
         (Ok(e), Ok(l)) => (e, l),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("jobsctl dead-letters: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(2);
         }
     };
     for e in &entries {
