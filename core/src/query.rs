@@ -423,8 +423,16 @@ impl SearchRequest {
 
     /// Identifies the filters and sort, so a cursor cannot be replayed on another search.
     fn fingerprint(&self) -> u64 {
+        // In a canonical order: filters are ANDed and each list ORed, so their order means
+        // nothing, and a REST API (v1) event's query string is rebuilt from a hash map, its
+        // keys in another order each time (a second page's cursor was refused half the time).
+        let mut canon = SearchRequest { after: None, limit: 0, ..self.clone() };
+        canon.statuses.sort_by_key(|s| s.as_str());
+        canon.types.sort_by_key(|t| t.as_str());
+        canon.arches.sort();
+        canon.metadata.sort_by_cached_key(|m| format!("{m:?}"));
         let mut s = String::new();
-        let _ = write!(s, "{:?}", SearchRequest { after: None, limit: 0, ..self.clone() });
+        let _ = write!(s, "{canon:?}");
         // FNV-1a: stable across builds and platforms (the browser may make cursors too).
         s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
     }
@@ -928,6 +936,14 @@ mod tests {
         assert!(parse(&format!("status=FAILED&cursor={c}")).is_err(), "other filters");
         assert!(parse(&format!("status=RUNNING&sort=created_at&cursor={c}")).is_err(), "other sort");
         assert!(parse(&format!("status=RUNNING&limit=7&cursor={c}")).is_ok(), "page size may change");
+        // The same filters in another order are the same search.
+        let ordered = parse("metadata.cpuCores.gte=1&metadata.cpuCores.lte=64&status=RUNNING,QUEUED&arch=arm64,x86_64")
+            .expect("valid");
+        let c2 = ordered.cursor_after(&job);
+        let other = format!(
+            "arch=x86_64,arm64&status=QUEUED,RUNNING&metadata.cpuCores.lte=64&metadata.cpuCores.gte=1&cursor={c2}"
+        );
+        assert!(parse(&other).is_ok(), "the order of parameters and values means nothing");
         // The fingerprint does not cover the key: a key edited out of timestamp range is refused.
         let fp = format!("{:016x}", r.fingerprint());
         let forge = |key: &str| {
