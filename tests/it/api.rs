@@ -210,7 +210,7 @@ async fn api_create_get_patch_delete_with_etags() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.header("etag"), Some("\"0\""));
     let id = r.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(r.header("location"), Some(format!("/v1/jobs/{id}").as_str()));
+    assert_eq!(r.header("location"), Some(format!("jobs/{id}").as_str()), "relative to /v1/jobs");
     assert_eq!(r.body["user_id"], json!(alice.id));
     assert_eq!(r.body["user_email"], json!(alice.email));
     assert_eq!(r.body["status"], json!("QUEUED"));

@@ -6,13 +6,12 @@
 //! Rejected requests write nothing: every check happens before the one store call that writes,
 //! and that call is itself conditional (scope, version).
 
-use super::lambda::BasePath;
 use super::{Api, ApiError, Written, etag};
 use crate::clock;
 use crate::db::{DbError, Executor};
 use crate::store::{Scope, StoreError};
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -182,7 +181,6 @@ fn job_response(status: StatusCode, job: &Job) -> Response {
 pub async fn create_job<E: Executor + 'static>(
     State(api): State<Arc<Api<E>>>,
     caller: Caller,
-    base: Option<Extension<BasePath>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let new = validate::create_from_json(&body).map_err(ApiError::from_issues)?;
@@ -199,9 +197,11 @@ pub async fn create_job<E: Executor + 'static>(
     };
     api.write_through(Written::Job(&job)).await;
     let mut resp = job_response(StatusCode::CREATED, &job);
-    // The URL as the caller reaches it: behind a named API Gateway stage, with the stage.
-    let base = base.map(|Extension(BasePath(b))| b).unwrap_or_default();
-    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/jobs/{}", job.id)) {
+    // Relative to the URL the caller posted to (RFC 9110: `…/v1/jobs` + `jobs/{id}` is
+    // `…/v1/jobs/{id}`), so it is right behind any stage, custom domain or mapping key, which
+    // the function cannot all see: an absolute path named `/prod/…` on a domain that maps
+    // `/jobs` to the stage.
+    if let Ok(v) = HeaderValue::from_str(&format!("jobs/{}", job.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)

@@ -46,36 +46,16 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
     Ok(service(router(api_from_env().await?)))
 }
 
-/// The path prefix a caller's URLs carry in front of the router's paths (`/{stage}` for a named
-/// stage), for the URLs the API hands out (`Location`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BasePath(pub String);
-
 /// Removes the `/{stage}` prefix `lambda_http` puts in front of the path of REST API events and
-/// that HTTP API events carry for named stages (not `$default`), and records it as the request's
-/// [`BasePath`]. For a REST event, only when `lambda_http` did put it there: it leaves a path
-/// that already starts with `/{stage}/` alone, so a stage named `v1` in front of `/v1/jobs` is
-/// no prefix to take off.
+/// that HTTP API events carry for named stages (not `$default`). For a REST event, only when
+/// `lambda_http` did put it there: it leaves a path that already starts with `/{stage}/` alone,
+/// so a stage named `v1` in front of `/v1/jobs` is no prefix to take off.
 pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
-    let (stage, rest_api, base) = match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV1(c)) => {
-            // A REST event's requestContext.path is the path as the caller sent it (stage, or a
-            // custom domain's base path, in front of the event's path): the base is the
-            // difference.
-            let base = c
-                .path
-                .as_deref()
-                .and_then(|full| full.strip_suffix(req.extensions().raw_http_path()))
-                .filter(|b| !b.is_empty() && b.starts_with('/'))
-                .map(|b| BasePath(b.to_owned()));
-            (c.stage.clone(), true, base)
-        }
-        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false, None),
-        _ => (None, false, None),
+    let (stage, rest_api) = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => (c.stage.clone(), true),
+        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false),
+        _ => (None, false),
     };
-    if let Some(base) = base {
-        req.extensions_mut().insert(base);
-    }
     let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return req };
     if rest_api && req.extensions().raw_http_path() == req.uri().path() {
         return req;
@@ -95,9 +75,6 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
         parts.path_and_query = Some(pq);
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
-            if !rest_api {
-                req.extensions_mut().insert(BasePath(format!("/{stage}")));
-            }
         }
     }
     req
