@@ -37,7 +37,8 @@ DATABASE_URL="$DATABASE_URL${sep}options=-csearch_path%3D$schema" RUST_LOG="${RU
   SEARCH_ALIAS="$alias" SEARCH_REPLICAS=0 \
   "$JOBSCTL" serve --addr 127.0.0.1:0 --web-dir /nonexistent --pkg-dir /nonexistent >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$log" "$work"; drop_index' EXIT
+drop_schema() { psql "$DATABASE_URL" -XqAtc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; }
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$log" "$work"; drop_index; drop_schema' EXIT
 base=""
 for _ in $(seq 1 100); do
   base="$(sed -n 's/^jobsctl serve: listening on \(http:[^ ]*\)$/\1/p' "$log")"
