@@ -302,10 +302,11 @@ fn item_outcome(item: &Map<String, Value>) -> Outcome {
         s.truncate(s.floor_char_boundary(1000));
         s
     };
-    // A block on the index (`index.blocks.write`, read-only during a shrink or a full disk) or a
-    // timeout says nothing against the document: it passes, so the change waits, never
+    // A block on the index (`index.blocks.write`, read-only during a shrink or a full disk), a
+    // closed index (closed for a settings change, a restore) or a timeout says nothing against
+    // the document: it passes, so the change waits, never
     // dead-lettered for it (a 403 was, after three attempts within seconds).
-    if status == 408 || kind == "cluster_block_exception" {
+    if status == 408 || kind == "cluster_block_exception" || kind == "index_closed_exception" {
         return Outcome::Retry { status, reason: reason() };
     }
     Outcome::classify(status, reason)
@@ -437,9 +438,11 @@ mod tests {
         let body = br#"{"items":[
             {"delete":{"_id":"f","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [jobs]"}}},
             {"index":{"_id":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [jobs-v1] blocked by: [FORBIDDEN/8/index write (api)];"}}},
-            {"index":{"_id":"b","status":408,"error":{"type":"process_cluster_event_timeout_exception","reason":"x"}}}
+            {"index":{"_id":"b","status":408,"error":{"type":"process_cluster_event_timeout_exception","reason":"x"}}},
+            {"index":{"_id":"c","status":400,"error":{"type":"index_closed_exception","reason":"closed"}}}
         ]}"#;
-        let out = parse_bulk_response(body, 3);
+        let out = parse_bulk_response(body, 4);
+        assert!(matches!(out[3], Outcome::Retry { status: 400, .. }));
         assert!(
             matches!(&out[0], Outcome::Rejected { status: 404, reason } if reason.starts_with("index_not_found_exception"))
         );

@@ -7,7 +7,9 @@ use jobs_core::model::{Job, JobStatus, JobType};
 use jobs_core::query::{Scope, SearchRequest};
 use jobs_core::search::{Change, Outcome};
 use jobs_core::time::Timestamp;
-use jobs_lambda::search::{BreakerState, Flavor, SearchClient, Searcher, SearcherOptions, Source, Targets};
+use jobs_lambda::search::{
+    BreakerState, Flavor, SearchClient, SearchError, Searcher, SearcherOptions, Source, Targets,
+};
 use jobs_lambda::sync_run::{self, Deadline, SyncConfig};
 use jobs_tests::search_env::{Gate, Rng, SearchFixture, dead_url, insert_jobs};
 use jobs_tests::store_suite::new_id;
@@ -102,6 +104,27 @@ async fn mapping_is_accepted_and_ensure_is_race_safe(engine: &'static str) {
         assert_eq!(&doc, j, "a document's _source is the job as stored, metadata and all");
     }
     assert!(fields.contains(&&"created_at_us".to_owned()));
+
+    // The alias lost while indexes remain (removed by hand; `-v1` deleted after reindexes; a
+    // reindex's unfinished `-v4` beside them): it goes back on the newest finished index, not
+    // on a new, empty `-v1` that would answer every search with nothing.
+    let mut body = f.client.index_body();
+    f.client.create_index(&f.client.index_name(3), &body).await.expect("v3");
+    body["aliases"] = json!({ f.client.reindex_alias(): {} });
+    f.client.create_index(&f.client.index_name(4), &body).await.expect("v4, reindexing");
+    f.client.delete_index(&index).await.expect("delete v1 (and the alias with it)");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), None);
+    assert_eq!(f.client.ensure_index().await.expect("ensure"), f.client.index_name(3));
+    assert!(!f.client.is_index(&index).await.expect("is_index"), "no new v1");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(f.client.index_name(3)));
+
+    // An index that does not get to yellow in time: a timeout (the engines answer 408), which
+    // used to surface as a non-transient "408" error.
+    let missing = format!("{}-v99", f.client.alias());
+    match f.client.wait_for_yellow(&missing, std::time::Duration::from_secs(1)).await {
+        Err(SearchError::Timeout(_)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
     f.cleanup().await;
 }
 

@@ -215,7 +215,9 @@ impl SearchClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport(e, timeout))?.to_vec();
-        if self.inner.flavor.get().is_none() {
+        // From an answer of the engine itself: Elasticsearch leaves its header off a 401 or a
+        // 413, and a proxy's 502 page has none, which read as OpenSearch for good.
+        if self.inner.flavor.get().is_none() && (200..300).contains(&status) {
             let _ = self.inner.flavor.set(flavor_of(&headers));
         }
         Ok(Response { status, headers, body })
@@ -268,6 +270,21 @@ impl SearchClient {
         search::index_body(self.inner.cfg.shards, self.inner.cfg.replicas)
     }
 
+    /// Points the missing alias at the newest `{alias}-vN` that is not a reindex's unfinished
+    /// target (which carries the reindex marker); `None` when there is no such index.
+    async fn restore_alias(&self) -> Result<Option<String>, SearchError> {
+        let unfinished = self.alias_target(&self.reindex_alias()).await?;
+        let versions = self.versions().await?;
+        let Some(newest) = versions.into_iter().rev().map(|(_, name)| name).find(|n| Some(n) != unfinished.as_ref())
+        else {
+            return Ok(None);
+        };
+        let actions = json!({"actions": [{"add": {"index": newest, "alias": self.alias(), "is_write_index": true}}]});
+        self.update_aliases(&actions).await?;
+        tracing::warn!(index = %newest, alias = %self.alias(), "the alias was missing: restored it");
+        Ok(Some(newest))
+    }
+
     /// Makes sure the template, an index and the alias exist, and returns the index the alias
     /// points at. Idempotent, and safe when several processes race: the first index is created
     /// together with its alias in one cluster-state update, and losing that race is success.
@@ -276,6 +293,12 @@ impl SearchClient {
             return Ok(index);
         }
         self.put_template().await?;
+        // Indexes but no alias (removed by hand, a snapshot restored without it): the alias goes
+        // back on the newest. Creating `-v1` then, when reindexes had left `-v3` and an operator
+        // deleted `-v1`, made the alias point at an empty index that answered every search.
+        if let Some(index) = self.restore_alias().await? {
+            return Ok(index);
+        }
         let mut body = self.index_body();
         body["aliases"] = json!({ self.alias(): {"is_write_index": true} });
         let first = self.index_name(1);
@@ -288,13 +311,7 @@ impl SearchClient {
                 if let Some(index) = self.alias_target(self.alias()).await? {
                     return Ok(index);
                 }
-                // Indexes exist but the alias was removed: point it at the newest one.
-                let newest = self.versions().await?.into_iter().last().map(|(_, name)| name).unwrap_or(first);
-                let actions =
-                    json!({"actions": [{"add": {"index": newest, "alias": self.alias(), "is_write_index": true}}]});
-                self.update_aliases(&actions).await?;
-                tracing::warn!(index = %newest, alias = %self.alias(), "the alias was missing: restored it");
-                Ok(newest)
+                Ok(self.restore_alias().await?.unwrap_or(first))
             }
             Err(e) if e.kind() == "invalid_alias_name_exception" => Err(SearchError::Config(format!(
                 "an index named {:?} exists where the alias should be (was something written before the alias \
@@ -436,11 +453,13 @@ impl SearchClient {
     pub async fn wait_for_yellow(&self, name: &str, timeout: Duration) -> Result<(), SearchError> {
         let secs = timeout.as_secs().max(1);
         let path = format!("/_cluster/health/{name}?wait_for_status=yellow&timeout={secs}s");
-        let v = self.call(Method::GET, &path, None, Some(timeout + Duration::from_secs(5))).await?;
-        if v["timed_out"].as_bool() == Some(true) {
-            return Err(SearchError::Timeout(timeout));
+        // Not yellow in time: both engines answer 408 with `"timed_out": true`.
+        match self.call(Method::GET, &path, None, Some(timeout + Duration::from_secs(5))).await {
+            Ok(v) if v["timed_out"].as_bool() == Some(true) => Err(SearchError::Timeout(timeout)),
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == 408 => Err(SearchError::Timeout(timeout)),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// How many documents an index (or the alias) holds, as of the last refresh.
@@ -1023,5 +1042,39 @@ mod tests {
         assert_eq!(client.reindex_alias(), "t_jobs-reindex");
         let t = Targets { current: "a".into(), reindexing: Some("a".into()) };
         assert_eq!(t.indices(), vec!["a".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod flavor_tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The engine's kind is learnt from its own answers only: Elasticsearch leaves its header off
+    /// a 401 or a 413 and a proxy's 502 page has none; one of those first made an Elasticsearch
+    /// cluster "OpenSearch" for the life of the process (verify then scanned without a point in
+    /// time).
+    #[tokio::test]
+    async fn the_engine_kind_is_not_read_from_a_proxy_error() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().fallback(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return (axum::http::StatusCode::BAD_GATEWAY, "<html>bad gateway</html>").into_response();
+                }
+                let health = r#"{"cluster_name":"c","status":"green"}"#;
+                ([("x-elastic-product", "Elasticsearch"), ("content-type", "application/json")], health).into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        let cfg = SearchConfig::new(&format!("http://{addr}")).expect("url").request_timeout(Duration::from_secs(5));
+        let client = SearchClient::new(cfg).await.expect("client");
+        assert!(client.count("jobs").await.is_err(), "the proxy's 502");
+        assert_eq!(client.flavor().await.expect("flavor"), Flavor::Elasticsearch);
     }
 }
