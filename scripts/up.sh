@@ -62,12 +62,13 @@ trap 'kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || tr
 trap 'exit 130' INT TERM
 BASE="http://$ADDR"
 up=""
-for _ in $(seq 1 100); do
+# serve gives the engine up to 10 s before it listens (searches use Postgres meanwhile).
+for _ in $(seq 1 400); do
   curl -fsS "$BASE/v1/health" >/dev/null 2>&1 && { up=1; break; }
   kill -0 "$SERVE_PID" 2>/dev/null || { log "jobsctl serve exited"; exit 1; }
   sleep 0.1
 done
-[[ -n $up ]] || { log "jobsctl serve did not answer $BASE/v1/health within 10 s"; exit 1; }
+[[ -n $up ]] || { log "jobsctl serve did not answer $BASE/v1/health within 40 s"; exit 1; }
 
 api() { # api METHOD PATH [BODY] [IF-MATCH]
   local args=(-sS -o /dev/null -w '%{http_code}' -X "$1" "$BASE$2" -H "authorization: Bearer $TOKEN")

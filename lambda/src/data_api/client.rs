@@ -63,9 +63,6 @@ impl ResumeRetry {
 #[derive(Debug, Clone)]
 pub struct RdsDataExecutor {
     client: Client,
-    /// The same client with the SDK's retries off: for the calls that must not run twice
-    /// (see [`at_most_once`]).
-    once: Client,
     config: Arc<DataApiConfig>,
     retry: ResumeRetry,
 }
@@ -73,8 +70,7 @@ pub struct RdsDataExecutor {
 impl RdsDataExecutor {
     /// Wraps an SDK client built by the caller (its endpoint already chosen).
     pub fn new(client: Client, config: DataApiConfig) -> Self {
-        let once = at_most_once(&client);
-        RdsDataExecutor { client, once, config: Arc::new(config), retry: ResumeRetry::default() }
+        RdsDataExecutor { client, config: Arc::new(config), retry: ResumeRetry::default() }
     }
 
     /// Builds the SDK client from a loaded `aws_config` (region, credentials, endpoint from the
@@ -135,7 +131,7 @@ impl RdsDataExecutor {
         let parameters = parameters(params);
         self.with_retry(|| async {
             let out = self
-                .once
+                .client
                 .execute_statement()
                 .resource_arn(&self.config.resource_arn)
                 .secret_arn(&self.config.secret_arn)
@@ -143,6 +139,8 @@ impl RdsDataExecutor {
                 .sql(&sql)
                 .set_parameters(Some(parameters.clone()))
                 .set_transaction_id(transaction_id.map(str::to_owned))
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map_err(classify)?;
@@ -180,21 +178,25 @@ impl RdsDataExecutor {
 
     async fn end_transaction(&self, id: &str, commit: bool) -> Result<(), Failure> {
         if commit {
-            self.once
+            self.client
                 .commit_transaction()
                 .resource_arn(&self.config.resource_arn)
                 .secret_arn(&self.config.secret_arn)
                 .transaction_id(id)
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map(drop)
                 .map_err(classify)
         } else {
-            self.once
+            self.client
                 .rollback_transaction()
                 .resource_arn(&self.config.resource_arn)
                 .secret_arn(&self.config.secret_arn)
                 .transaction_id(id)
+                .customize()
+                .config_override(at_most_once())
                 .send()
                 .await
                 .map(drop)
@@ -213,11 +215,10 @@ impl RdsDataExecutor {
 /// retries (a transaction begun twice holds nothing; the service ends it when idle), and
 /// [`RdsDataExecutor::with_retry`] still retries `DatabaseResumingException` and throttling,
 /// which the service answers before it runs anything.
-/// (One client built once: a per-call `config_override` rebuilt the operation's configuration
-/// on every statement.)
-fn at_most_once(client: &Client) -> Client {
-    let retries = aws_sdk_rdsdata::config::retry::RetryConfig::disabled();
-    Client::from_conf(client.config().to_builder().retry_config(retries).build())
+/// (An override per call, not a second client: a client built from this one's configuration
+/// gets an HTTP client, and connection pool, of its own.)
+fn at_most_once() -> aws_sdk_rdsdata::config::Builder {
+    aws_sdk_rdsdata::config::Builder::default().retry_config(aws_sdk_rdsdata::config::retry::RetryConfig::disabled())
 }
 
 /// What one ExecuteStatement returned.
