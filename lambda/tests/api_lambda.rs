@@ -161,8 +161,24 @@ async fn api_gateway_and_function_url_events_through_the_handler() {
         .replace("\"httpMethod\": \"PATCH\"", "\"httpMethod\": \"POST\"")
         .replace(&format!("\"path\": \"/prod/v1/jobs/{job_id}\""), "\"path\": \"/v1/v1/jobs\"")
         .replace(&format!("\"path\": \"/v1/jobs/{job_id}\""), "\"path\": \"/v1/jobs\"")
+        .replace(&format!("\"proxy\": \"v1/jobs/{job_id}\""), "\"proxy\": \"v1/jobs\"")
         .replace(r#""{\"status\":\"RUNNING\"}""#, r#""{\"type\":\"BUILD\",\"project_name\":\"v1-stage\"}""#);
     let (status, headers, made) = call(&service, &v1_create).await;
+    assert_eq!(status, 201, "{made}");
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(location, format!("jobs/{}", made["id"].as_str().expect("id")));
+
+    // a REST API behind a custom domain whose mapping has a base path ("api"): API Gateway puts
+    // the base path in the event's path too; the route comes from the resource and its
+    // parameters (it was "/api/v1/jobs" to the router: 404)
+    let domain_create = fixture("apigw-v1-cognito-patch.json", &me.vars(Some(&job_id)))
+        .replace("\"httpMethod\": \"PATCH\"", "\"httpMethod\": \"POST\"")
+        .replace(&format!("\"path\": \"/prod/v1/jobs/{job_id}\""), "\"path\": \"/api/v1/jobs\"")
+        .replace(&format!("\"path\": \"/v1/jobs/{job_id}\""), "\"path\": \"/api/v1/jobs\"")
+        .replace(&format!("\"proxy\": \"v1/jobs/{job_id}\""), "\"proxy\": \"v1/jobs\"")
+        .replace(r#""{\"status\":\"RUNNING\"}""#, r#""{\"type\":\"BUILD\",\"project_name\":\"behind-a-domain\"}""#);
+    assert!(domain_create.contains("/api/v1/jobs") && domain_create.contains("\"proxy\": \"v1/jobs\""));
+    let (status, headers, made) = call(&service, &domain_create).await;
     assert_eq!(status, 201, "{made}");
     let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(location, format!("jobs/{}", made["id"].as_str().expect("id")));

@@ -46,16 +46,26 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
     Ok(service(router(api_from_env().await?)))
 }
 
-/// Removes the `/{stage}` prefix `lambda_http` puts in front of the path of REST API events and
-/// that HTTP API events carry for named stages (not `$default`). For a REST event, only when
-/// `lambda_http` did put it there: it leaves a path that already starts with `/{stage}/` alone,
-/// so a stage named `v1` in front of `/v1/jobs` is no prefix to take off.
+/// The path the router sees. A REST (v1) event's route is its resource path with the path
+/// parameters put in (`/{proxy+}` with `proxy` = `v1/jobs` is `/v1/jobs`): the event's own path
+/// carries a custom domain's base path (`/api/v1/jobs` for a mapping `api`), which the function
+/// could not tell from a route. Otherwise the `/{stage}` prefix `lambda_http` puts in front of a
+/// REST path, and that HTTP API events carry for named stages (not `$default`), is removed; for
+/// a REST event only when `lambda_http` did put it there (a stage named `v1` in front of
+/// `/v1/jobs` is no prefix to take off).
 pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
-    let (stage, rest_api) = match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV1(c)) => (c.stage.clone(), true),
-        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false),
-        _ => (None, false),
+    let (stage, rest_api, route) = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => {
+            let route = c.resource_path.as_deref().and_then(|r| rest_route(r, &req.path_parameters()));
+            (c.stage.clone(), true, route)
+        }
+        Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false, None),
+        _ => (None, false, None),
     };
+    if let Some(route) = route {
+        set_path(&mut req, &route);
+        return req;
+    }
     let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return req };
     if rest_api && req.extensions().raw_http_path() == req.uri().path() {
         return req;
@@ -65,10 +75,16 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
     if !(rest.is_empty() || rest.starts_with('/')) {
         return req;
     }
-    let rest = if rest.is_empty() { "/" } else { rest };
+    let rest = if rest.is_empty() { "/" } else { rest }.to_owned();
+    set_path(&mut req, &rest);
+    req
+}
+
+/// Replaces the request's path, keeping its query.
+fn set_path<B>(req: &mut http::Request<B>, path: &str) {
     let new = match req.uri().query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest.to_owned(),
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     };
     let mut parts = req.uri().clone().into_parts();
     if let Ok(pq) = new.parse::<PathAndQuery>() {
@@ -77,7 +93,31 @@ pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
             *req.uri_mut() = uri;
         }
     }
-    req
+}
+
+/// A REST resource path with its parameters put in, percent-encoded again (API Gateway hands
+/// them decoded); `None` when a parameter is missing.
+fn rest_route(resource: &str, params: &lambda_http::aws_lambda_events::query_map::QueryMap) -> Option<String> {
+    let mut out = String::new();
+    for segment in resource.split('/').skip(1) {
+        out.push('/');
+        let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            out.push_str(segment);
+            continue;
+        };
+        let (name, greedy) = match name.strip_suffix('+') {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        for b in params.first(name)?.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) || (greedy && b == b'/') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    Some(if out.is_empty() { "/".to_owned() } else { out })
 }
 
 /// Logging as Lambda wants it (`AWS_LAMBDA_LOG_LEVEL`/`RUST_LOG`, JSON when
@@ -90,6 +130,21 @@ pub fn init_tracing() {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn rest_routes_come_from_the_resource_path() {
+        let params = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> =
+                pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            lambda_http::aws_lambda_events::query_map::QueryMap::from(map)
+        };
+        assert_eq!(rest_route("/{proxy+}", &params(&[("proxy", "v1/jobs")])).as_deref(), Some("/v1/jobs"));
+        assert_eq!(rest_route("/v1/jobs/{id}", &params(&[("id", "abc")])).as_deref(), Some("/v1/jobs/abc"));
+        assert_eq!(rest_route("/{proxy+}", &params(&[("proxy", "v1/a b%/c")])).as_deref(), Some("/v1/a%20b%25/c"));
+        assert_eq!(rest_route("/v1/jobs/{id}", &params(&[("id", "a/b")])).as_deref(), Some("/v1/jobs/a%2Fb"));
+        assert_eq!(rest_route("/v1/jobs/{id}", &params(&[])), None);
+        assert_eq!(rest_route("/", &params(&[])).as_deref(), Some("/"));
+    }
 
     /// The `Timeout:` of a function in `template.yaml` (the first after its name).
     fn function_timeout(name: &str) -> Duration {
