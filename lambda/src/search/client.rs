@@ -273,8 +273,11 @@ impl SearchClient {
     /// Points the missing alias at the newest `{alias}-vN` that is not a reindex's unfinished
     /// target (which carries the reindex marker); `None` when there is no such index.
     async fn restore_alias(&self) -> Result<Option<String>, SearchError> {
-        let unfinished = self.alias_target(&self.reindex_alias()).await?;
+        // The indexes first, then the marker: a reindex creates its index and the marker in one
+        // call, so an unfinished index listed here has its marker when it is read next (read the
+        // other way round, a reindex starting in between looked finished).
         let versions = self.versions().await?;
+        let unfinished = self.alias_target(&self.reindex_alias()).await?;
         let Some(newest) = versions.into_iter().rev().map(|(_, name)| name).find(|n| Some(n) != unfinished.as_ref())
         else {
             return Ok(None);
