@@ -409,8 +409,14 @@ async fn worker<E: Executor>(
         loop {
             let batch = match ahead.take() {
                 Some(b) => b,
-                // Another loop found the queue clean, or the run is over.
-                None if shared.stopping() => return Ok(()),
+                // Another loop found the queue clean, or the run is over (a claim now would
+                // only be handed back).
+                None if shared.stopping() || deadline.passed() => {
+                    if deadline.passed() {
+                        shared.stop(if deadline.interrupted() { Stop::Interrupted } else { Stop::Deadline }, None);
+                    }
+                    return Ok(());
+                }
                 None => match claim(store, cfg, shared).await? {
                     Some(b) => b,
                     None => return Ok(()),
@@ -435,7 +441,7 @@ async fn worker<E: Executor>(
                 if let Some(p) = previous {
                     record(w, store, cfg, shared, p).await?;
                 }
-                if shared.stopping() { Ok(None) } else { claim(store, cfg, shared).await }
+                if shared.stopping() || deadline.passed() { Ok(None) } else { claim(store, cfg, shared).await }
             });
             // Keep both before looking at errors: the flush below records or hands back each.
             match (sent, next) {

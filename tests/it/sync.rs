@@ -572,6 +572,12 @@ async fn an_interrupted_run_leaves_no_lease_behind(engine: &'static str) {
     let leased =
         f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
     assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    // A run whose interrupt came first claims nothing (it claimed a batch per worker only to
+    // hand it back).
+    let claims_before = batches.load(Ordering::SeqCst);
+    let again = sync_run::run(f.store(), &f.client, &cfg, Deadline::never().or_when(flag)).await;
+    assert_eq!((again.stopped, again.claimed), (Stop::Interrupted, 0), "{again:?}");
+    assert_eq!(batches.load(Ordering::SeqCst), claims_before, "no claim made");
     let rest = run(&f, &SyncConfig::default()).await;
     assert_eq!((rest.stopped, rest.marked + s.marked), (Stop::Clean, 300), "the rest at once: {rest:?}");
     f.cleanup().await;

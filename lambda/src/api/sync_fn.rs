@@ -1,10 +1,10 @@
 //! The `jobs-sync` function's plumbing: what invoked it (an EventBridge rule's scheduled event,
 //! or EventBridge Scheduler's free-form input), how long it may run (the invocation's deadline
-//! minus a margin), and how its failures are reported to Lambda (retryable or not).
+//! minus a margin), and how its failures are reported to Lambda (named retryable or not).
 //!
 //! Free-form input (Scheduler, or a manual `aws lambda invoke`) is `null`, `{}` or an object
-//! with any of `batch_size` (1..=1000), `max_batches` (>= 1) and `margin_ms`; other keys are
-//! ignored, a known key with a wrong value is a non-retryable error.
+//! with any of `batch_size` (1..=1000), `max_batches` (>= 1) and `margin_ms` (1000..=60000);
+//! other keys are ignored, a known key with a wrong value is a `NonRetryable` error.
 //!
 //! The run itself is the sync's ([`crate::sync_run::run`]): claim, bulk with external
 //! versioning, mark, until nothing is due or the budget is spent.
@@ -22,6 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The least time kept back from the deadline to finish a batch and answer.
 pub const DEFAULT_MARGIN: Duration = Duration::from_millis(2_000);
 pub const MAX_BATCH_SIZE: usize = 1_000;
+/// The range of an event's `margin_ms`.
+pub const MIN_MARGIN_MS: u64 = 1_000;
+pub const MAX_MARGIN_MS: u64 = 60_000;
 
 /// What a run may do, from the event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -44,8 +47,10 @@ pub enum Trigger {
     Input,
 }
 
-/// Why a run failed: Lambda learns it through the error type (`Retryable.*`: try again, the
-/// next scheduled run will too; `NonRetryable.*`: fix the event or the configuration).
+/// Why a run failed, in the error type: `Retryable.*` (try again; the next scheduled run will
+/// too) or `NonRetryable.*` (fix the event or the configuration). For alarms and logs: Lambda's
+/// asynchronous invocation retries any error the same way (the template allows one retry), so a
+/// bad event is tried twice, harmlessly.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncFnError {
     #[error("invalid event: {0}")]
@@ -112,6 +117,12 @@ fn options(v: &Value) -> Result<RunOptions, SyncFnError> {
     }
     if o.max_batches == Some(0) {
         return Err(SyncFnError::InvalidEvent("max_batches is at least 1".into()));
+    }
+    // Work goes on past the run's deadline (recording the batch behind, handing back the one
+    // ahead, at least 0.5 s for the backlog): a smaller margin ran into the function's timeout
+    // (killed, retried, leases held). A margin of minutes made every run a no-op that succeeded.
+    if o.margin_ms.is_some_and(|m| !(MIN_MARGIN_MS..=MAX_MARGIN_MS).contains(&m)) {
+        return Err(SyncFnError::InvalidEvent(format!("margin_ms is {MIN_MARGIN_MS} to {MAX_MARGIN_MS}")));
     }
     Ok(o)
 }
@@ -203,6 +214,9 @@ mod tests {
             json!({"batch_size": 0}),
             json!({"batch_size": "ten"}),
             json!({"max_batches": 0}),
+            json!({"margin_ms": 0}),
+            json!({"margin_ms": 999}),
+            json!({"margin_ms": 600_000}),
             json!({"detail-type": "Scheduled Event"}),
         ] {
             let e = parse_event(&bad).map(|_| ()).expect_err("refused");

@@ -513,11 +513,23 @@ impl SearchClient {
         let path = if require_alias { "/_bulk?require_alias=true" } else { "/_bulk" };
         let mut pending = chunks(indices, changes, cfg.bulk_max_bytes, cfg.bulk_max_docs);
         pending.reverse();
+        // `timeout` bounds the whole call: each request gets what is left of it. Given to each
+        // request whole, a batch split in seven (1,000 jobs of 32 KB metadata) could take seven
+        // times as long: past the run's deadline and the claim's lease.
+        let end = timeout.map(|t| std::time::Instant::now() + t);
         while let Some(chunk) = pending.pop() {
             let n = chunk.end - chunk.start;
+            let left = end.map(|e| e.saturating_duration_since(std::time::Instant::now()));
+            if let (Some(left), Some(whole)) = (left, timeout)
+                && left.is_zero()
+            {
+                // The changes not sent have no outcome: the caller hands them back.
+                report.error = Some(SearchError::Timeout(whole));
+                break;
+            }
             report.requests += 1;
             report.bytes += chunk.body.len();
-            let resp = self.request(Method::POST, path, Body::Ndjson(chunk.body), timeout).await;
+            let resp = self.request(Method::POST, path, Body::Ndjson(chunk.body), left).await;
             let failure = match resp {
                 Ok(r) if (200..300).contains(&r.status) => {
                     let items = search::parse_bulk_response(&r.body, n * indices.len());
@@ -945,7 +957,7 @@ mod tests {
     use jobs_core::model::{JobStatus, JobType};
     use jobs_core::time::Timestamp;
 
-    fn job(n: u128, project: &str) -> Job {
+    pub(super) fn job(n: u128, project: &str) -> Job {
         Job {
             id: Uuid::from_u128(n),
             workspace_id: None,
@@ -1079,5 +1091,32 @@ mod flavor_tests {
         let client = SearchClient::new(cfg).await.expect("client");
         assert!(client.count("jobs").await.is_err(), "the proxy's 502");
         assert_eq!(client.flavor().await.expect("flavor"), Flavor::Elasticsearch);
+    }
+
+    /// A batch split into several requests keeps to the time it was given, in all: each request
+    /// got the whole of it, so three slow chunks took three times as long.
+    #[tokio::test]
+    async fn a_split_bulk_keeps_to_its_time() {
+        let app = axum::Router::new().fallback(|body: String| async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let n = body.lines().count() / 2;
+            let items: Vec<Value> = (0..n).map(|_| json!({"index": {"status": 201}})).collect();
+            ([("content-type", "application/json")], json!({"errors": false, "items": items}).to_string())
+                .into_response()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        let cfg = SearchConfig::new(&format!("http://{addr}")).expect("url").bulk_limits(usize::MAX, 10);
+        let client = SearchClient::new(cfg).await.expect("client");
+        let jobs: Vec<Job> = (0..30).map(|n| super::tests::job(n, "p")).collect();
+        let changes: Vec<Change<'_>> = jobs.iter().map(Change::Upsert).collect();
+        let started = std::time::Instant::now();
+        let report = client.bulk(&["jobs-v1".to_owned()], &changes, Some(Duration::from_millis(1000))).await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1400), "took {took:?}");
+        assert!(matches!(report.error, Some(SearchError::Timeout(_))), "{:?}", report.error);
+        assert!(report.outcomes[..10].iter().all(|o| o == &Some(Outcome::Indexed)), "the first chunk answered");
+        assert!(report.outcomes[20..].iter().all(Option::is_none), "the last was not sent: handed back");
     }
 }
