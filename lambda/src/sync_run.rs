@@ -412,7 +412,7 @@ async fn worker<E: Executor>(
                 // Another loop found the queue clean, or the run is over (a claim now would
                 // only be handed back).
                 None if shared.stopping() || deadline.passed() => {
-                    if deadline.passed() {
+                    if !shared.stopping() {
                         shared.stop(if deadline.interrupted() { Stop::Interrupted } else { Stop::Deadline }, None);
                     }
                     return Ok(());
@@ -578,7 +578,10 @@ async fn send<E: Executor>(
     let changes: Vec<Change<'_>> = claimed.iter().map(Claimed::change).collect();
     let timeout = cfg.bulk_timeout.min(deadline.remaining()).max(Duration::from_millis(1));
     let t1 = Instant::now();
-    let report = client.write(&targets, &changes, Some(timeout)).await;
+    // Each request within the bulk timeout, all of them by the deadline (a batch split in
+    // several requests).
+    let end = t1.checked_add(deadline.remaining());
+    let report = client.write_until(&targets, &changes, Some(timeout), end).await;
     drop(changes);
     let bulk_ms = t1.elapsed().as_millis() as u64;
     // Known now, while the next batch may already be about to start (this one is recorded

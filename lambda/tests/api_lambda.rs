@@ -149,6 +149,17 @@ async fn api_gateway_and_function_url_events_through_the_handler() {
     let (status, _, got) = call(&service, &v1_stage).await;
     assert_eq!((status, got["id"].clone()), (200, json!(job_id)), "{got}");
 
+    // an HTTP API's payload format 1.0 on its $default route: a v1 event whose resource is
+    // "$default", not a path (the route is the event's path)
+    let default_route = fixture("apigw-v1-cognito-get.json", &me.vars(Some(&job_id)))
+        .replace("\"resource\": \"/{proxy+}\"", "\"resource\": \"$default\"")
+        .replace("\"resourcePath\": \"/{proxy+}\"", "\"resourcePath\": \"$default\"")
+        .replace("\"stage\": \"prod\"", "\"stage\": \"$default\"")
+        .replace("\"path\": \"/prod/v1/jobs/", "\"path\": \"/v1/jobs/");
+    assert!(default_route.contains("\"resourcePath\": \"$default\""));
+    let (status, _, got) = call(&service, &default_route).await;
+    assert_eq!((status, got["id"].clone()), (200, json!(job_id)), "{got}");
+
     // a named stage ("/prod" in the path) and a query string
     let (status, _, page) = call(&service, &fixture("apigw-v2-jwt-stage-search.json", &me.vars(None))).await;
     assert_eq!(status, 200, "{page}");

@@ -56,7 +56,9 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
 pub fn strip_stage<B>(mut req: http::Request<B>) -> http::Request<B> {
     let (stage, rest_api, route) = match req.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(c)) => {
-            let route = c.resource_path.as_deref().and_then(|r| rest_route(r, &req.path_parameters()));
+            // A path (an HTTP API's payload 1.0 names its `$default` route "$default").
+            let resource = c.resource_path.as_deref().filter(|r| r.starts_with('/'));
+            let route = resource.and_then(|r| rest_route(r, &req.path_parameters()));
             (c.stage.clone(), true, route)
         }
         Some(RequestContext::ApiGatewayV2(c)) => (c.stage.clone(), false, None),
@@ -95,8 +97,8 @@ fn set_path<B>(req: &mut http::Request<B>, path: &str) {
     }
 }
 
-/// A REST resource path with its parameters put in, percent-encoded again (API Gateway hands
-/// them decoded); `None` when a parameter is missing.
+/// A REST resource path with its parameters put in, percent-encoded where a path needs it (an
+/// escape already there is kept); `None` when a parameter is missing.
 fn rest_route(resource: &str, params: &lambda_http::aws_lambda_events::query_map::QueryMap) -> Option<String> {
     let mut out = String::new();
     for segment in resource.split('/').skip(1) {
@@ -109,8 +111,11 @@ fn rest_route(resource: &str, params: &lambda_http::aws_lambda_events::query_map
             Some(n) => (n, true),
             None => (name, false),
         };
-        for b in params.first(name)?.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) || (greedy && b == b'/') {
+        let value = params.first(name)?.as_bytes();
+        for (i, &b) in value.iter().enumerate() {
+            // A REST API may hand a parameter over as sent, escapes and all: one kept as is.
+            let escape = b == b'%' && value.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+            if escape || b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) || (greedy && b == b'/') {
                 out.push(char::from(b));
             } else {
                 out.push_str(&format!("%{b:02X}"));
@@ -141,6 +146,11 @@ mod tests {
         assert_eq!(rest_route("/{proxy+}", &params(&[("proxy", "v1/jobs")])).as_deref(), Some("/v1/jobs"));
         assert_eq!(rest_route("/v1/jobs/{id}", &params(&[("id", "abc")])).as_deref(), Some("/v1/jobs/abc"));
         assert_eq!(rest_route("/{proxy+}", &params(&[("proxy", "v1/a b%/c")])).as_deref(), Some("/v1/a%20b%25/c"));
+        assert_eq!(
+            rest_route("/{proxy+}", &params(&[("proxy", "v1/a%7Cb")])).as_deref(),
+            Some("/v1/a%7Cb"),
+            "sent as is"
+        );
         assert_eq!(rest_route("/v1/jobs/{id}", &params(&[("id", "a/b")])).as_deref(), Some("/v1/jobs/a%2Fb"));
         assert_eq!(rest_route("/v1/jobs/{id}", &params(&[])), None);
         assert_eq!(rest_route("/", &params(&[])).as_deref(), Some("/"));
