@@ -72,6 +72,16 @@ impl Deadline {
     pub fn passed(&self) -> bool {
         self.remaining().is_zero() || self.interrupted()
     }
+
+    /// The instant it falls at (`None`: never).
+    pub fn end(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Why a run that it ended stopped.
+    fn stop(&self) -> Stop {
+        if self.interrupted() { Stop::Interrupted } else { Stop::Deadline }
+    }
 }
 
 /// A point in a batch's life, for [`SyncConfig::hook`].
@@ -413,7 +423,7 @@ async fn worker<E: Executor>(
                 // only be handed back).
                 None if shared.stopping() || deadline.passed() => {
                     if !shared.stopping() {
-                        shared.stop(if deadline.interrupted() { Stop::Interrupted } else { Stop::Deadline }, None);
+                        shared.stop(deadline.stop(), None);
                     }
                     return Ok(());
                 }
@@ -432,7 +442,7 @@ async fn worker<E: Executor>(
             // thrown away.
             let longest = Duration::from_micros(shared.longest_us.load(Ordering::SeqCst));
             if shared.halting() || deadline.passed() || deadline.remaining() < longest.saturating_mul(2) {
-                shared.stop(if deadline.interrupted() { Stop::Interrupted } else { Stop::Deadline }, None);
+                shared.stop(deadline.stop(), None);
                 give_back(store, shared, &batch).await?;
                 return Ok(());
             }
@@ -580,8 +590,7 @@ async fn send<E: Executor>(
     let t1 = Instant::now();
     // Each request within the bulk timeout, all of them by the deadline (a batch split in
     // several requests).
-    let end = t1.checked_add(deadline.remaining());
-    let report = client.write_until(&targets, &changes, Some(timeout), end).await;
+    let report = client.write_until(&targets, &changes, Some(timeout), deadline.end()).await;
     drop(changes);
     let bulk_ms = t1.elapsed().as_millis() as u64;
     // Known now, while the next batch may already be about to start (this one is recorded
