@@ -508,8 +508,7 @@ impl<E: Executor> Store<E> {
     /// One claim: the entries to send, and how many rows were dead-lettered as unreadable.
     async fn claim_once(&self, limit: usize, lease: Duration) -> Result<(Vec<Claimed>, usize)> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let rows = self.query(sql::CLAIM_DIRTY, &[Param::Int(limit), Param::Int(lease_ms)]).await?;
+        let rows = self.query(sql::CLAIM_DIRTY, &[Param::Int(limit), millis(lease)]).await?;
         // The claimed jobs, read by id in responses that fit (see sql::CLAIM_DIRTY).
         let live: Vec<Uuid> = rows
             .iter()
@@ -781,28 +780,31 @@ impl<E: Executor> Store<E> {
 
     /// Forgets tombstones synced longer ago than `older_than`. Returns how many.
     pub async fn purge_tombstones(&self, older_than: Duration) -> Result<u64> {
-        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
-        self.execute(sql::PURGE_TOMBSTONES, &[Param::Int(ms)]).await
+        self.execute(sql::PURGE_TOMBSTONES, &[millis(older_than)]).await
     }
 
     /// Puts back in line the entries dead-lettered within `window` of the database's now;
     /// returns how many.
     pub async fn requeue_recent_dead_letters(&self, window: Duration) -> Result<u64> {
-        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        self.execute(sql::REQUEUE_RECENT_DEAD_LETTERS, &[Param::Int(ms)]).await
+        self.execute(sql::REQUEUE_RECENT_DEAD_LETTERS, &[millis(window)]).await
     }
 
     /// Queues again the deletes made within `window` of the database's now (their tombstones'
     /// `deleted_at`), synced or not; returns how many.
     pub async fn resend_recent_deletes(&self, window: Duration) -> Result<u64> {
-        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        self.execute(sql::RESEND_RECENT_DELETES, &[Param::Int(ms)]).await
+        self.execute(sql::RESEND_RECENT_DELETES, &[millis(window)]).await
     }
 
     /// Re-derives missing queue entries from the sync columns (reads the whole table).
     pub async fn requeue_missing(&self) -> Result<u64> {
         self.execute(sql::REQUEUE_MISSING, &[]).await
     }
+}
+
+/// A duration as the whole milliseconds the statements' `$n::bigint * interval '1 millisecond'`
+/// take.
+fn millis(d: Duration) -> Param {
+    Param::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What Postgres says about an id's sync, for `verify`'s second look at a difference and the
