@@ -166,6 +166,10 @@ impl fmt::Display for Issue {
 /// each string is bytes of the WASM package).
 pub const NOT_LISTED: &str = " more not listed";
 
+/// How many problems of one kind are listed one by one before the rest are counted (metadata's
+/// problems, a search's parameters).
+pub const MAX_LISTED: usize = 20;
+
 /// Collects issues while validating; a validator reports everything it finds, not the first.
 #[derive(Debug, Default)]
 pub struct Issues(Vec<Issue>);

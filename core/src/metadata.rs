@@ -135,7 +135,7 @@ struct Walk<'i> {
 
 /// The most metadata problems listed one by one. Each names its path, which repeats the keys
 /// above it: a 500 KB key over 75,000 bad values was 75,000 paths of 500 KB (~39 GB).
-const MAX_REPORTED: usize = 20;
+const MAX_REPORTED: usize = crate::issue::MAX_LISTED;
 
 /// Where the walk is, as a chain up to the metadata object on the call stack (nothing is
 /// allocated on the way down; a path is spelled out only for a problem).

@@ -32,7 +32,7 @@ pub const MAX_LIMIT: u32 = 500;
 pub const MAX_TEXT: usize = 200;
 pub const MAX_LIST: usize = 20;
 /// Problems named in one answer; the rest are counted.
-pub const MAX_REPORTED: usize = 20;
+pub const MAX_REPORTED: usize = crate::issue::MAX_LISTED;
 
 /// Who is asking: their own jobs and those of their workspaces are visible, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +228,12 @@ impl Reported {
     }
 }
 
+/// How many more values a list holding `len` may read: one past [`MAX_LIST`], enough to
+/// refuse it, and no more (a query string of 60,000 values is not read whole).
+fn room(len: usize) -> usize {
+    (MAX_LIST + 1).saturating_sub(len)
+}
+
 fn list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
@@ -242,7 +248,7 @@ impl SearchRequest {
         for (name, value) in params {
             match name {
                 "status" => {
-                    for s in list(value).take(MAX_LIST + 1 - r.statuses.len().min(MAX_LIST + 1)) {
+                    for s in list(value).take(room(r.statuses.len())) {
                         match JobStatus::parse(s) {
                             Some(st) => r.statuses.push(st),
                             None => issues.push(name, Code::UnknownStatus, format!("unknown status {s:?}")),
@@ -250,7 +256,7 @@ impl SearchRequest {
                     }
                 }
                 "type" => {
-                    for s in list(value).take(MAX_LIST + 1 - r.types.len().min(MAX_LIST + 1)) {
+                    for s in list(value).take(room(r.types.len())) {
                         match JobType::parse(s) {
                             Some(t) => r.types.push(t),
                             None => issues.push(name, Code::UnknownType, format!("unknown type {s:?}")),
@@ -258,7 +264,7 @@ impl SearchRequest {
                     }
                 }
                 "arch" => {
-                    for s in list(value).take(MAX_LIST + 1 - r.arches.len().min(MAX_LIST + 1)) {
+                    for s in list(value).take(room(r.arches.len())) {
                         match text::normalise_arch(s) {
                             Some(a) => r.arches.push(a),
                             None => issues.push(name, Code::InvalidArch, format!("invalid arch {s:?}")),
