@@ -46,31 +46,34 @@ impl Site {
     /// `nosniff`: the browser takes the content type as given.
     pub async fn serve(&self, path: &str, head: bool, if_none_match: Option<&str>) -> Response {
         let Some(mut file) = self.resolve(path) else { return ApiError::NoRoute.into_response() };
-        if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
+        let Ok(mut meta) = tokio::fs::metadata(&file).await else { return ApiError::NoRoute.into_response() };
+        if meta.is_dir() {
             file.push("index.html");
+            let Ok(index) = tokio::fs::metadata(&file).await else { return ApiError::NoRoute.into_response() };
+            meta = index;
         }
-        let Ok(meta) = tokio::fs::metadata(&file).await else { return ApiError::NoRoute.into_response() };
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let etag = format!("W/\"{:x}-{:x}\"", meta.len(), modified.map_or(0, |d| d.as_nanos()));
-        let headers = |etag: &str| {
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file))),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-                (header::ETAG, HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""))),
-            ]
-        };
         // Weak comparison (RFC 9110): a tag matches with or without its W/.
-        let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-        let ours = opaque(&etag);
-        if if_none_match.is_some_and(|tags| tags.split(',').any(|t| t.trim() == "*" || opaque(t) == ours)) {
-            return (StatusCode::NOT_MODIFIED, headers(&etag)).into_response();
+        fn opaque(t: &str) -> &str {
+            t.trim().trim_start_matches("W/")
+        }
+        let fresh =
+            if_none_match.is_some_and(|tags| tags.split(',').any(|t| t.trim() == "*" || opaque(t) == opaque(&etag)));
+        let headers = [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file))),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
+        ];
+        if fresh {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
         }
         match tokio::fs::read(&file).await {
             Ok(bytes) => {
                 let len = bytes.len();
                 let body = if head { Vec::new() } else { bytes };
-                let mut resp = (StatusCode::OK, headers(&etag), body).into_response();
+                let mut resp = (StatusCode::OK, headers, body).into_response();
                 if head {
                     resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 }
