@@ -304,8 +304,8 @@ fn item_outcome(item: &Map<String, Value>) -> Outcome {
     };
     // A block on the index (`index.blocks.write`, read-only during a shrink or a full disk), a
     // closed index (closed for a settings change, a restore) or a timeout says nothing against
-    // the document: it passes, so the change waits, never
-    // dead-lettered for it (a 403 was, after three attempts within seconds).
+    // the document: it passes, so the change waits and is never dead-lettered for it (a 403
+    // was, after three attempts within seconds).
     if status == 408 || kind == "cluster_block_exception" || kind == "index_closed_exception" {
         return Outcome::Retry { status, reason: reason() };
     }

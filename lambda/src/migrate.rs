@@ -4,9 +4,10 @@
 //! Each pending migration runs in its own transaction, split into single statements (the Data
 //! API runs one statement per call), after taking a transaction-scoped advisory lock on the
 //! schema: concurrent runs (two operators, two deploy pipelines, two test harnesses) wait for
-//! each other and then find nothing left to do. Applied versions are recorded in `jobs_schema_history` with a checksum computed as
-//! Flyway computes its own (CRC-32 of the script's lines without line endings), so an edited,
-//! already-applied migration is an error rather than silently skipped.
+//! each other and then find nothing left to do. Applied versions are recorded in
+//! `jobs_schema_history` with a checksum computed as Flyway computes its own (CRC-32 of the
+//! script's lines without line endings), so an edited, already-applied migration is an error
+//! rather than silently skipped.
 
 use crate::db::{Cell, DbError, Executor, Transaction};
 use jobs_core::sql::Param;

@@ -6,9 +6,9 @@
 //! false), `workspaces` (or Cognito's `custom:workspaces`) optional: the workspace ids the caller
 //! belongs to, as a JSON array or as a string. They grant access to those workspaces' jobs, so
 //! the issuer must not let users set them (in Cognito: leave the attribute out of the app
-//! client's write attributes, or add it in a pre-token-generation trigger). API Gateway hands every JWT claim to
-//! the function as a string, arrays flattened to `"[a b]"`, so every string form is read:
-//! `"[a b]"`, `"a,b"`, `"a b"` and `'["a","b"]'`.
+//! client's write attributes, or add it in a pre-token-generation trigger). API Gateway hands
+//! every JWT claim to the function as a string, arrays flattened to `"[a b]"`, so every string
+//! form is read: `"[a b]"`, `"a,b"`, `"a b"` and `'["a","b"]'`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -151,8 +151,11 @@ pub fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, Str
     let user_id = jobs_core::text::parse_uuid(sub).map_err(|_| "the sub claim is not a UUID".to_owned())?;
     // An address the issuer says it has not verified (Cognito lets users change their own
     // `email`, unverified until they confirm it) is not recorded on the jobs they create.
-    let unverified = matches!(claims.get("email_verified"), Some(Value::Bool(false)))
-        || matches!(claims.get("email_verified"), Some(Value::String(v)) if v.trim().eq_ignore_ascii_case("false"));
+    let unverified = match claims.get("email_verified") {
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(v)) => v.trim().eq_ignore_ascii_case("false"),
+        _ => false,
+    };
     let email = match claims.get("email") {
         Some(Value::String(s)) if !s.trim().is_empty() && !unverified => Some(s.trim().to_owned()),
         _ => None,
