@@ -40,6 +40,8 @@ NIGHTLY=nightly-2026-05-20
 NIGHTLY_FLAGS=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
 NIGHTLY_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 
+# shellcheck source=scripts/checkouts.sh
+source "$ROOT/scripts/checkouts.sh"
 log() { printf 'wasm: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -82,23 +84,17 @@ cargo_build() {
 
 build() {
   local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/$NAME.wasm" version
-  local dir="$CARGO_TARGET_DIR/wasm32-unknown-unknown" last="$CARGO_TARGET_DIR/wasm32-unknown-unknown/.jobs-checkout"
-  # Cargo's fingerprints are relative to each crate, so what another checkout sharing
-  # CARGO_TARGET_DIR built can look fresh here (its sources written after ours were) and be
-  # linked in: the other checkout's jobs-core, or its whole module. When the last wasm32 build
-  # came from another checkout, or the module names one, this one's crates are rebuilt (every
-  # wasm32 profile: the tests and clippy build them too). Not `cargo clean -p jobs-core`: with
-  # the nightly's std built here it also removes std's `core` (46 MB, minutes to rebuild).
+  local dir="$CARGO_TARGET_DIR/wasm32-unknown-unknown"
+  # Another checkout's build sharing CARGO_TARGET_DIR can look fresh here and be linked in (see
+  # scripts/checkouts.sh; ./dev does this too, this covers a direct call). Then the module is
+  # checked for this checkout's crate folder, and rebuilt when it names another.
+  forget_other_checkouts
   local path="$ROOT/wasm/package.json" pre=""
   # The module stores the crate's package.json path after its length (one byte below 128):
   # that byte is part of the match, as /x/work/main also ends in /work/main.
   if ((${#path} < 128)); then printf -v pre '\\x%02x' "${#path}"; fi
   ours() { [[ -f $wasm ]] && grep -qaF "$(printf "$pre")$path" "$wasm"; }
   forget() { rm -rf "$dir"/*/.fingerprint/jobs-core-* "$dir"/*/.fingerprint/jobs-wasm-*; }
-  if [[ "$(cat "$last" 2>/dev/null)" != "$ROOT" ]]; then
-    log "the last wasm32 build came from another checkout: rebuilding jobs-core and jobs-wasm"
-    forget
-  fi
   log "cargo build -p jobs-wasm --target wasm32-unknown-unknown --profile wasm ($WASM_RUSTFLAGS; $NIGHTLY if installed)"
   cargo_build
   if ! ours; then
@@ -107,7 +103,6 @@ build() {
     cargo_build
     ours || die "the module still names another checkout: rm -rf $dir and retry"
   fi
-  mkdir -p "$dir" && printf '%s\n' "$ROOT" >"$last"
   out="$(mktemp -d "$ROOT/wasm/.pkg.XXXXXX")"
   trap 'rm -rf "$out"' EXIT
   chmod 755 "$out"
