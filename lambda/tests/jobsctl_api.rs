@@ -171,29 +171,14 @@ fn serve_answers_the_api_and_the_page() {
         assert_eq!(header(&r, "x-content-type-options").as_deref(), Some("nosniff"));
         // A reload asks with the ETag and gets 304, not the module again.
         let etag = header(&r, "etag").expect("an etag");
-        let again = http
-            .get(format!("{base}/pkg/jobs_wasm_bg.wasm"))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .expect("again");
+        let ask = |tag: String| http.get(format!("{base}/pkg/jobs_wasm_bg.wasm")).header("if-none-match", tag).send();
+        let again = ask(etag.clone()).await.expect("again");
         assert_eq!((again.status().as_u16(), header(&again, "etag")), (304, Some(etag.clone())));
         assert!(again.bytes().await.expect("body").is_empty());
         // Weak comparison: the same tag without its W/ matches too.
-        let strong = etag.trim_start_matches("W/").to_owned();
-        let again = http
-            .get(format!("{base}/pkg/jobs_wasm_bg.wasm"))
-            .header("if-none-match", &strong)
-            .send()
-            .await
-            .expect("again");
+        let again = ask(etag.trim_start_matches("W/").to_owned()).await.expect("again");
         assert_eq!(again.status().as_u16(), 304);
-        let other = http
-            .get(format!("{base}/pkg/jobs_wasm_bg.wasm"))
-            .header("if-none-match", "W/\"0-0\"")
-            .send()
-            .await
-            .expect("other");
+        let other = ask("W/\"0-0\"".to_owned()).await.expect("other");
         assert_eq!(other.status().as_u16(), 200, "another version's tag gets the file");
         for missing in ["/nothing.js", "/pkg/nothing.wasm", "/../Cargo.toml", "/v1/nothing"] {
             let r = get(missing).await.expect("missing");

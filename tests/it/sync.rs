@@ -74,6 +74,13 @@ async fn verify_quiet(f: &SearchFixture, repair: bool) -> (VerifyReport, Vec<Dri
     (report, drifts)
 }
 
+/// No queue entry is leased: every claim was recorded or handed back.
+async fn assert_no_lease(f: &SearchFixture) {
+    let leased =
+        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
+    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+}
+
 /// Every document of the alias: id -> (version, project).
 async fn search_side(client: &SearchClient) -> BTreeMap<Uuid, i64> {
     let index = client.alias_target(client.alias()).await.expect("alias").expect("an index");
@@ -533,9 +540,7 @@ async fn deadline_ends_the_run_between_batches(engine: &'static str) {
     assert!(s.claimed > 0 && s.claimed < 2_000, "{s:?}");
     assert_eq!(s.marked, s.claimed, "every batch started is finished: {s:?}");
     assert!(took < budget + Duration::from_secs(1), "{took:?}");
-    let leased =
-        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
-    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    assert_no_lease(&f).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(2_000 - i64::try_from(s.claimed).unwrap_or(0)));
     let rest = run(&f, &SyncConfig::default()).await;
     assert_eq!((rest.stopped, rest.claimed + s.claimed), (Stop::Clean, 2_000));
@@ -569,9 +574,7 @@ async fn an_interrupted_run_leaves_no_lease_behind(engine: &'static str) {
     assert_eq!(s.stopped, Stop::Interrupted, "{s:?}");
     assert!(s.claimed > 0 && s.claimed < 300, "{s:?}");
     assert_eq!(s.marked, s.claimed, "each batch sent is recorded: {s:?}");
-    let leased =
-        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
-    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    assert_no_lease(&f).await;
     // A run whose interrupt came first claims nothing (it claimed a batch per worker only to
     // hand it back).
     let claims_before = batches.load(Ordering::SeqCst);
@@ -1136,9 +1139,7 @@ async fn an_interrupted_reindex_leaves_no_index_behind(engine: &'static str) {
     assert!(claimed.load(Ordering::SeqCst) >= 1, "the catch-up claimed before it was interrupted");
     let lag = f.store().sync_lag().await.expect("lag");
     assert_eq!(lag.dirty, 30, "the catch-up stopped at its first batch and handed it back");
-    let leased =
-        f.pg.db().query("SELECT count(*) FROM job_sync_queue WHERE claimed_until > now()", &[]).await.expect("leases");
-    assert_eq!(leased, vec![vec![jobs_lambda::db::Cell::Int(0)]], "no lease left behind");
+    assert_no_lease(&f).await;
     assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(old));
     assert_eq!(f.client.alias_target(&f.client.reindex_alias()).await.expect("marker"), None);
     // And the next reindex needs no --force.
