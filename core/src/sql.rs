@@ -352,6 +352,14 @@ pub const REQUEUE_RECENT_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_
      attempts = 0, next_attempt_at = now(), claimed_until = NULL \
      WHERE q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond'";
 
+/// The entries dead-lettered within `$1` milliseconds of now whose error contains `$2`, oldest
+/// first, at most `$3`: 0 id, 1 last_error, 2 how many match in all (a reindex's check before
+/// its swap for what the new index refused).
+pub const RECENT_DEAD_LETTERS: &str = "SELECT q.job_id::text, q.last_error, count(*) OVER () AS total \
+     FROM job_sync_queue q WHERE q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond' \
+     AND position($2::text in coalesce(q.last_error, '')) > 0 \
+     ORDER BY q.dead_lettered_at, q.job_id LIMIT $3::bigint";
+
 /// Dead-lettered entries, oldest first (operators: `jobsctl dead-letters`). `$1` limit ->
 /// 0 id, 1 version, 2 deleted, 3 attempts, 4 last_error, 5 dead_lettered_at (UTC text).
 pub const LIST_DEAD_LETTERS: &str = concat!(
@@ -544,6 +552,7 @@ mod tests {
         check(LIST_DEAD_LETTERS, 1);
         check(REQUEUE_DEAD_LETTERS, 1);
         check(REQUEUE_RECENT_DEAD_LETTERS, 1);
+        check(RECENT_DEAD_LETTERS, 3);
         check(SYNC_LAG, 0);
         check(SELECT_QUEUE_ENTRY, 1);
         check(SELECT_JOB_SYNC_STATE, 1);

@@ -789,6 +789,27 @@ impl<E: Executor> Store<E> {
         self.execute(sql::REQUEUE_RECENT_DEAD_LETTERS, &[millis(window)]).await
     }
 
+    /// How many entries were dead-lettered within `window` of the database's now with an error
+    /// that contains `needle`, and the first `examples` of them (at least one; id, error).
+    pub async fn recent_dead_letters(
+        &self,
+        window: Duration,
+        needle: &str,
+        examples: usize,
+    ) -> Result<(u64, Vec<(Uuid, String)>)> {
+        let limit = Param::Int(i64::try_from(examples.max(1)).unwrap_or(i64::MAX));
+        let params = [millis(window), Param::Text(needle.to_owned()), limit];
+        let rows = self.query(sql::RECENT_DEAD_LETTERS, &params).await?;
+        let mut total = 0;
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut c = Cols::new(row);
+            listed.push((c.uuid("job_id")?, c.opt_text("last_error")?.unwrap_or_default()));
+            total = u64::try_from(c.int("total")?).unwrap_or(0);
+        }
+        Ok((total, listed))
+    }
+
     /// Queues again the deletes made within `window` of the database's now (their tombstones'
     /// `deleted_at`), synced or not; returns how many.
     pub async fn resend_recent_deletes(&self, window: Duration) -> Result<u64> {

@@ -40,6 +40,7 @@ jobs_tests::per_engine!(
     a_delete_during_the_backfill_stays_deleted,
     a_reindex_swap_applied_but_unanswered_is_a_swap,
     a_reindex_whose_new_index_refuses_jobs_does_not_swap,
+    a_reindex_tells_the_new_index_s_refusals_from_the_live_one_s,
     an_interrupted_reindex_leaves_no_index_behind,
     a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
@@ -1087,6 +1088,86 @@ async fn a_reindex_whose_new_index_refuses_jobs_does_not_swap(engine: &'static s
     assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()));
     let s = drain(&f, &SyncConfig { policy, ..SyncConfig::default() }, Duration::from_secs(20)).await;
     assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 2)), "{s:?}");
+    f.cleanup().await;
+}
+
+/// Changes made after the backfill reach the new index through the catch-up sync, which
+/// dead-letters what either index refuses. Refused by the new index (its mapping stricter), a
+/// change is a version search would lack after the swap: no swap, as for the backfill's
+/// refusals. Refused by the live index only (the reindex is what fixes its mapping), it is
+/// sent again once the new index is live, and goes through.
+async fn a_reindex_tells_the_new_index_s_refusals_from_the_live_one_s(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_late_refusals").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        let body = json!({"type": "SCAN", "project_name": format!("p{i}"), "hostname": format!("10.0.0.{i}")});
+        jobs.push(f.pg.create(&me, body).await);
+    }
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let policy = Policy { max_rejected_attempts: 1, max_retry_attempts: 10, base_backoff_ms: 10, max_backoff_ms: 40 };
+    let sync = SyncConfig { policy, ..SyncConfig::default() };
+    // At `Created`, the new index made again with hostname an IP address (when `strict`); at
+    // `Backfilled`, a job's hostname changed to a name.
+    let hook = |strict: bool, job: Job, hostname: &'static str| -> reindex::ReindexHook {
+        let (store, client, me) = (f.store().clone(), f.client.clone(), me.clone());
+        Arc::new(move |step| {
+            let (store, client, me, job) = (store.clone(), client.clone(), me.clone(), job.clone());
+            Box::pin(async move {
+                if step == ReindexStep::Created && strict {
+                    let new = client.alias_target(&client.reindex_alias()).await.expect("marker").expect("new index");
+                    client.delete_index(&new).await.expect("delete");
+                    let mut body = client.index_body();
+                    body["mappings"]["properties"]["hostname"] = json!({"type": "ip"});
+                    body["aliases"] = json!({ client.reindex_alias(): {} });
+                    client.create_index(&new, &body).await.expect("the stricter index");
+                }
+                if step == ReindexStep::Backfilled && !hostname.is_empty() {
+                    let current = store.get(&me, job.id).await.expect("the job");
+                    store.update(&me, &patch(&current, json!({"hostname": hostname}))).await.expect("update");
+                }
+            })
+        })
+    };
+
+    // The new index refuses the change: no swap, and the change is back in line.
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias").expect("an index");
+    let opts = ReindexOptions {
+        hook: Some(hook(true, jobs[0].clone(), "build.example.com")),
+        sync: sync.clone(),
+        ..ReindexOptions::default()
+    };
+    let e = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect_err("a late refusal fails the reindex");
+    assert!(matches!(e, reindex::ReindexError::DeadLettered { count: 1, .. }), "{e}");
+    assert!(e.to_string().contains(&jobs[0].id.to_string()) && e.to_string().contains("--allow-rejected"), "{e}");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(old.clone()), "not swapped");
+    let s = drain(&f, &sync, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 0)), "{s:?}");
+    let current = f.store().get(&me, jobs[0].id).await.expect("the job");
+    assert_eq!(current.hostname.as_deref(), Some("build.example.com"));
+    assert_eq!(f.client.get(jobs[0].id, None).await.expect("get").map(|(_, v)| v), Some(current.version));
+    // Back to IP addresses everywhere, then a strict index made live.
+    f.store().update(&me, &patch(&current, json!({"hostname": "10.0.0.9"}))).await.expect("update");
+    drain(&f, &sync, Duration::from_secs(20)).await;
+    let opts =
+        ReindexOptions { hook: Some(hook(true, jobs[0].clone(), "")), sync: sync.clone(), ..ReindexOptions::default() };
+    let strict = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("a strict index made live").new;
+
+    // Reindexing to a lenient mapping: the live (strict) index refuses a change the new one
+    // takes. The swap goes ahead, and the change reaches search once the new index is live.
+    let opts = ReindexOptions {
+        hook: Some(hook(false, jobs[1].clone(), "ci.example.com")),
+        sync: sync.clone(),
+        ..ReindexOptions::default()
+    };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("the lenient index swapped in");
+    assert_ne!(report.new, strict);
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), Some(report.new.clone()));
+    let s = drain(&f, &sync, Duration::from_secs(20)).await;
+    assert_eq!(s.lag.as_ref().map(|l| (l.dirty, l.dead_lettered)), Some((0, 0)), "{s:?}");
+    let current = f.store().get(&me, jobs[1].id).await.expect("the job");
+    assert_eq!(current.hostname.as_deref(), Some("ci.example.com"));
+    assert_eq!(f.client.get(jobs[1].id, None).await.expect("get").map(|(_, v)| v), Some(current.version));
     f.cleanup().await;
 }
 

@@ -810,6 +810,11 @@ pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) 
     let e = f.store.queue_entry(b.id).await.expect("entry").expect("queued");
     assert!(e.dead_lettered_at.is_some());
     assert_eq!(e.last_error.map(|s| s.len()), Some(2000), "errors are truncated");
+    // A reindex's look for what its new index refused: by a piece of the error.
+    let (n, listed) = f.store.recent_dead_letters(Duration::from_secs(60), "xxx", 3).await.expect("recent");
+    assert_eq!((n, listed.iter().map(|(id, e)| (*id, e.len())).collect::<Vec<_>>()), (1, vec![(b.id, 2000)]));
+    let none = f.store.recent_dead_letters(Duration::from_secs(60), "jobs-reindex: ", 3).await.expect("recent");
+    assert_eq!(none, (0, vec![]));
     f.store.release(&[c_entry]).await.expect("release");
 
     // Waiting for a retry and dead-lettered entries are skipped; released ones come back.

@@ -14,14 +14,17 @@
 //! 4. Restore replicas and refresh interval (the old index's), refresh, wait for yellow.
 //! 5. Swap: remove the alias from the old index (which must still hold it), add it to the new
 //!    one as write index, drop the reindex alias; all in one `_aliases` call. The old index is
-//!    kept for rollback.
+//!    kept for rollback. What was dead-lettered since the start is put back in line, for the
+//!    now live index alone to take (the old one may have been refusing it: a reindex is how a
+//!    mapping is fixed).
 //!
 //! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM: seen between pages of the
 //! backfill, by the catch-up sync between its batches, and before the swap is sent, never
 //! after), the new index is deleted and the alias is untouched; the sync's dead letters since
 //! the start (changes the new index refused) are put back in line. A new index
-//! that refused jobs in the backfill (a mapping they do not fit) is a failure: the swap would
-//! make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
+//! that refused jobs in the backfill (a mapping they do not fit), or changes the sync sent it
+//! since the start (their dead letters name the index), is a failure: the swap would make
+//! search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
 
 use super::interrupt;
@@ -153,6 +156,12 @@ pub enum ReindexError {
         examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
     )]
     Rejected { count: u64, examples: Vec<(Uuid, String)> },
+    #[error(
+        "the new index refused {count} changes made during the reindex, e.g. {}; the alias is unchanged and \
+         they are back in line: fix the mapping, or rerun with --allow-rejected to swap and dead-letter them",
+        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+    )]
+    DeadLettered { count: u64, examples: Vec<(Uuid, String)> },
     #[error("interrupted")]
     Interrupted,
 }
@@ -359,6 +368,15 @@ async fn fill_and_swap<E: Executor>(
         return Err(ReindexError::CatchUp(catch_up.error.clone().unwrap_or_else(|| format!("{:?}", catch_up.stopped))));
     }
     step(opts, ReindexStep::CaughtUp).await;
+    // The catch-up and any other sync since the start wrote to both indexes and dead-lettered
+    // what either refused, the error naming the index. A refusal by the new index is a version
+    // it lacks: swapped in, it would serve the older one (or none). So, as for the backfill's
+    // refusals, no swap; the failure path puts them back in line.
+    let window = started.elapsed() + Duration::from_secs(1);
+    let (late, examples) = store.recent_dead_letters(window, &format!("{}: ", client.reindex_alias()), 3).await?;
+    if late > 0 && !opts.allow_rejected {
+        return Err(ReindexError::DeadLettered { count: late, examples });
+    }
 
     let setting = |k: &str| old_settings.get(k).cloned().filter(|v| !v.is_null());
     let restore = json!({"index": {
@@ -389,6 +407,14 @@ async fn fill_and_swap<E: Executor>(
         }
     }
     tracing::info!(alias, old, new, "reindex: alias swapped; the old index is kept");
+    // What was dead-lettered during the reindex (refused by the old index, which a reindex
+    // often replaces for that reason, or by the new one when allowed) goes to the now live index
+    // alone, which takes it or dead-letters it again.
+    match store.requeue_recent_dead_letters(started.elapsed() + Duration::from_secs(1)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "reindex: the dead letters of the reindex are back in line"),
+        Err(r) => tracing::warn!(error = %r, "could not requeue the reindex's dead letters (jobsctl dead-letters)"),
+    }
 
     let search_count = client.count(new).await.unwrap_or(0);
     let postgres_count = store.count_jobs().await.unwrap_or(-1);

@@ -548,11 +548,14 @@ impl SearchClient {
                     for (i, slot) in report.outcomes[chunk.start..chunk.end].iter_mut().enumerate() {
                         let per_index = (0..indices.len()).filter_map(|k| {
                             let o = &items[k * n + i];
-                            match (k < optional_from, is_missing_index(o)) {
-                                (false, true) => None,
-                                (true, true) => Some(Outcome::Retry { status: 404, reason: reason_of(o) }),
-                                _ => Some(o.clone()),
-                            }
+                            let o = match (k < optional_from, is_missing_index(o)) {
+                                (false, true) => return None,
+                                (true, true) => Outcome::Retry { status: 404, reason: reason_of(o) },
+                                _ => o.clone(),
+                            };
+                            // Which index said it, when there are several (a reindex tells the
+                            // new index's refusals from the live one's by this).
+                            Some(if indices.len() > 1 { on_index(&indices[k], o) } else { o })
                         });
                         *slot = Some(combine(per_index));
                     }
@@ -905,6 +908,15 @@ fn combine(per_index: impl Iterator<Item = Outcome>) -> Outcome {
 /// the document.
 fn is_missing_index(o: &Outcome) -> bool {
     matches!(o, Outcome::Rejected { status: 404, reason } if reason.starts_with("index_not_found_exception"))
+}
+
+/// `o` with its reason prefixed by the index that gave it: `{index}: {reason}`.
+fn on_index(index: &str, o: Outcome) -> Outcome {
+    match o {
+        Outcome::Retry { status, reason } => Outcome::Retry { status, reason: format!("{index}: {reason}") },
+        Outcome::Rejected { status, reason } => Outcome::Rejected { status, reason: format!("{index}: {reason}") },
+        done => done,
+    }
 }
 
 fn reason_of(o: &Outcome) -> String {
