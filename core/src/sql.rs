@@ -147,19 +147,32 @@ pub const JOB_COLUMN_COUNT: usize = 15;
 /// most twice that as JSON, beside a cut row's other columns.
 pub const PIECE_CHARS: usize = 4096;
 
-/// `$1` id -> the job as [`JOB_COLUMNS`] reads it (possibly cut), then `field` (1: the error
-/// message, 2: the metadata's text), the piece's start and the piece: every row of one
-/// statement, so the pieces and the job are one state of the row. The error message always has
-/// at least one piece, NULL when it is; the metadata at least one.
+/// The pieces one [`SELECT_JOB_PIECES`] statement may return: 24 of at most 32 KB each, and
+/// their rows' other columns, within the RDS Data API's 1 MiB response. A usual cut row (an
+/// error message of up to 65,536 characters, metadata of 32 KiB) is read in one statement.
+pub const PIECES_PER_STATEMENT: usize = 24;
+
+/// `$1` id, `$2..$3` and `$4..$5` the ranges of characters (1-based, the end excluded) of the
+/// error message and of the metadata's text to read -> the job as [`JOB_COLUMNS`] reads it
+/// (possibly cut), then `field` (1: the error message, 2: the metadata's text), the piece's
+/// start, the piece, and the lengths of the error message (NULL when it is) and of the
+/// metadata's text. Each piece starts at `1 + k * PIECE_CHARS`; the error message always has a
+/// piece at 1, NULL when it is, and the metadata one too. A job read in several statements is
+/// one state of the row when every statement shows the same version (every write bumps it).
+/// PostgreSQL writes a jsonb number's exact decimal: 32 KiB of metadata (`1e308` repeated) can
+/// be 1.4 MB as text, which takes several statements.
 pub const SELECT_JOB_PIECES: &str = concat!(
     "SELECT ",
     sql_job_columns!(),
-    ", p.field, p.at, p.piece FROM job j CROSS JOIN LATERAL (",
-    "SELECT 1 AS field, s.at, substr(j.error_message, s.at, 4096) AS piece ",
-    "FROM generate_series(1, greatest(length(j.error_message), 1), 4096) AS s(at) ",
+    ", p.field, p.at, p.piece, t.le, t.lm FROM job j CROSS JOIN LATERAL (",
+    // OFFSET 0: the metadata's text made once per statement, not once per piece.
+    "SELECT x.e, length(x.e) AS le, x.m, length(x.m) AS lm ",
+    "FROM (SELECT j.error_message AS e, j.metadata::text AS m OFFSET 0) x) t CROSS JOIN LATERAL (",
+    "SELECT 1 AS field, s.at, substr(t.e, s.at, 4096) AS piece ",
+    "FROM generate_series($2::int, least(greatest(t.le, 1), $3::int - 1), 4096) AS s(at) ",
     "UNION ALL ",
-    "SELECT 2, s.at, substr(j.metadata::text, s.at, 4096) ",
-    "FROM generate_series(1, greatest(length(j.metadata::text), 1), 4096) AS s(at)",
+    "SELECT 2, s.at, substr(t.m, s.at, 4096) ",
+    "FROM generate_series($4::int, least(greatest(t.lm, 1), $5::int - 1), 4096) AS s(at)",
     ") p WHERE j.id = $1::uuid ORDER BY p.field, p.at"
 );
 
@@ -539,7 +552,7 @@ mod tests {
         check(INSERT_JOB, 9);
         check(SELECT_JOB_SCOPED, 3);
         check(SELECT_JOB, 1);
-        check(SELECT_JOB_PIECES, 1);
+        check(SELECT_JOB_PIECES, 5);
         check(SELECT_JOBS_BY_IDS, 1);
         check(UPDATE_JOB, 10);
         check(DELETE_JOB, 4);

@@ -454,35 +454,91 @@ impl<E: Executor> Store<E> {
 
     /// The job of a row as read; for a row cut to fit an RDS Data API row (64 KB at most: the
     /// error message may be 65,536 characters, the metadata 32 KiB), the row read again with
-    /// its error message and metadata in pieces ([`sql::SELECT_JOB_PIECES`], one statement, so
-    /// one state of the row: possibly newer than the cut one). `None`: deleted meanwhile.
+    /// its error message and metadata in pieces ([`sql::SELECT_JOB_PIECES`]: one statement
+    /// usually; more, each under the Data API's 1 MiB, for metadata that PostgreSQL writes much
+    /// longer than it came, all of one version). Possibly newer than the cut row. `None`:
+    /// deleted meanwhile.
     async fn complete(&self, head: Head) -> Result<Option<Job>> {
         if !head.cut {
             return Ok(Some(head.job));
         }
-        let rows = self.query(sql::SELECT_JOB_PIECES, &[Param::Uuid(head.job.id)]).await?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let Head { mut job, cut } = read_head(first)?;
-        if !cut {
-            return Ok(Some(job));
-        }
-        let (mut error, mut error_null, mut metadata) = (String::new(), false, String::new());
-        for row in &rows {
-            let mut c = Cols { row, at: sql::JOB_COLUMN_COUNT };
-            let field = c.int("field")?;
-            c.int("at")?;
-            match (field, c.opt_text("piece")?) {
-                (1, None) => error_null = true,
-                (1, Some(piece)) => error.push_str(&piece),
-                (2, Some(piece)) => metadata.push_str(&piece),
-                (field, piece) => {
-                    return Err(DbError::Decode(format!("job {}: piece {field} {piece:?}", job.id)).into());
-                }
+        // A write between two statements makes them disagree on the version: read again.
+        for _ in 0..5 {
+            if let Some(job) = self.read_pieces(head.job.id).await? {
+                return Ok(job);
             }
         }
-        job.error_message = (!error_null).then_some(error);
-        job.metadata = parse_metadata(&metadata)?;
-        Ok(Some(job))
+        Err(DbError::Decode(format!("job {} changed on every read of its pieces", head.job.id)).into())
+    }
+
+    /// A cut row read in pieces: `Some(None)` when it is gone, `None` when it changed between
+    /// two statements.
+    async fn read_pieces(&self, id: Uuid) -> Result<Option<Option<Job>>> {
+        const P: i64 = sql::PIECE_CHARS as i64;
+        const BUDGET: i64 = sql::PIECES_PER_STATEMENT as i64;
+        // The first statement: the whole error message as the API allows it (16 pieces) and the
+        // rest of the budget of metadata; then what is left, a budget at a time, the error
+        // message first.
+        let (mut error_to, mut meta_to) = (1 + 16 * P, 1 + (BUDGET - 16) * P);
+        let (mut error, mut error_null, mut error_chars) = (String::new(), false, 0i64);
+        let (mut metadata, mut meta_chars) = (String::new(), 0i64);
+        let mut first: Option<Job> = None;
+        loop {
+            let (error_from, meta_from) = (1 + error_chars, 1 + meta_chars);
+            let params = [
+                Param::Uuid(id),
+                Param::Int(error_from),
+                Param::Int(error_to),
+                Param::Int(meta_from),
+                Param::Int(meta_to),
+            ];
+            let rows = self.query(sql::SELECT_JOB_PIECES, &params).await?;
+            let Some(row) = rows.first() else { return Ok(Some(None)) };
+            let Head { job, cut } = read_head(row)?;
+            match &first {
+                None if !cut => return Ok(Some(Some(job))),
+                Some(f) if f.version != job.version || !cut => return Ok(None),
+                _ => {}
+            }
+            let (mut error_len, mut meta_len) = (0, 0);
+            let progress = (error_chars, meta_chars, error_null);
+            for row in &rows {
+                let mut c = Cols { row, at: sql::JOB_COLUMN_COUNT };
+                let (field, at, piece) = (c.int("field")?, c.int("at")?, c.opt_text("piece")?);
+                (error_len, meta_len) = (c.opt_int("le")?.unwrap_or(0), c.int("lm")?);
+                // Pieces come in order, each where the last one ended.
+                let (text, chars) = match (field, &piece) {
+                    (1, None) if at == 1 => {
+                        error_null = true;
+                        continue;
+                    }
+                    (1, Some(_)) if at == 1 + error_chars => (&mut error, &mut error_chars),
+                    (2, Some(_)) if at == 1 + meta_chars => (&mut metadata, &mut meta_chars),
+                    _ => {
+                        let piece = piece.map(|p| p.chars().take(40).collect::<String>());
+                        return Err(DbError::Decode(format!("job {id}: piece {field} at {at}: {piece:?}")).into());
+                    }
+                };
+                let piece = piece.unwrap_or_default();
+                *chars += i64::try_from(piece.chars().count()).unwrap_or(i64::MAX);
+                text.push_str(&piece);
+            }
+            let job = first.get_or_insert(job);
+            let error_done = error_null || error_chars >= error_len;
+            if error_done && meta_chars >= meta_len {
+                job.error_message = (!error_null).then_some(error);
+                job.metadata = parse_metadata(&metadata)?;
+                return Ok(Some(first));
+            }
+            if progress == (error_chars, meta_chars, error_null) {
+                return Err(DbError::Decode(format!("job {id}: a statement read no piece")).into());
+            }
+            if error_done {
+                (error_to, meta_to) = (1 + error_chars, 1 + meta_chars + BUDGET * P);
+            } else {
+                (error_to, meta_to) = (1 + error_chars + BUDGET * P, 1 + meta_chars);
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------

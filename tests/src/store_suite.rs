@@ -1005,6 +1005,17 @@ pub async fn wide_rows_read_whole<E: Executor + 'static>(f: &Fixture<E>) {
     assert_eq!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.len(), 3);
     assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&failed));
     assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&trace));
+    // Under the 32 KiB limit as compact JSON (`1e308`), but 1.4 MB as PostgreSQL writes it back
+    // (a jsonb number is a numeric: 309 digits each): more pieces than one response holds.
+    let huge =
+        json!({"type": "BUILD", "project_name": "huge", "metadata": {"x": vec![1e308; 4300], "y": vec![5e-324; 100]}});
+    let huge = f.create(&me, huge).await;
+    let length = "SELECT octet_length(metadata::text) FROM job WHERE id = $1::uuid";
+    let length = f.db().query(length, &[Param::Uuid(huge.id)]).await.expect("length");
+    assert!(matches!(&length[0][0], Cell::Int(n) if *n > 1_300_000), "{length:?}");
+    assert_eq!(f.store.get(&me, huge.id).await.expect("get"), huge);
+    assert_eq!(f.store.get_unscoped(huge.id).await.expect("get"), Some(huge.clone()));
+    assert!(f.store.scan_jobs(None, 10).await.expect("scan").jobs.contains(&huge));
 }
 
 /// A claim of a thousand jobs of 1.5 KB each is more than one RDS Data API response may hold
