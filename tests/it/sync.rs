@@ -45,6 +45,8 @@ jobs_tests::per_engine!(
     a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
     verify_ignores_a_job_deleted_during_its_scan,
+    verify_takes_a_change_during_its_second_look_for_one_in_flight,
+    verify_rides_out_an_outage_and_stops_when_the_alias_moves,
 );
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -68,10 +70,14 @@ async fn drain(f: &SearchFixture, cfg: &SyncConfig, budget: Duration) -> SyncSum
 
 async fn verify_quiet(f: &SearchFixture, repair: bool) -> (VerifyReport, Vec<Drift>) {
     let mut drifts = Vec::new();
-    let report =
-        verify::verify(f.store(), &f.client, &VerifyOptions { repair, page_size: 97 }, |d| drifts.push(d.clone()))
-            .await
-            .expect("verify");
+    let report = verify::verify(
+        f.store(),
+        &f.client,
+        &VerifyOptions { repair, page_size: 97, ..VerifyOptions::default() },
+        |d| drifts.push(d.clone()),
+    )
+    .await
+    .expect("verify");
     (report, drifts)
 }
 
@@ -963,7 +969,7 @@ async fn verify_ignores_a_job_deleted_during_its_scan(engine: &'static str) {
         store.delete(&me, last.id, None).await.expect("delete");
         sync_run::push_one(store, &f.client, last.id, Duration::from_secs(5)).await
     };
-    let opts = VerifyOptions { repair: false, page_size: 12 };
+    let opts = VerifyOptions { repair: false, page_size: 12, ..VerifyOptions::default() };
     let mut drifts = Vec::new();
     let (report, pushed) = tokio::join!(verify::verify(store, &slow, &opts, |d| drifts.push(d.clone())), deleter);
     let report = report.expect("verify");
@@ -971,6 +977,124 @@ async fn verify_ignores_a_job_deleted_during_its_scan(engine: &'static str) {
     assert_eq!(report.search, 300, "the snapshot held the job: {report:?}");
     assert_eq!(report.postgres, 299, "the scan did not: {report:?}");
     assert_eq!((report.extra, report.drift()), (0, 0), "{drifts:?}");
+    f.cleanup().await;
+}
+
+/// Verify's second look at a difference reads Postgres, then the engine. A job changed and
+/// pushed by the API between the two reads was reported as drift: `ahead` (Postgres read at
+/// the old version, the engine at the new one), or `missing` for a job deleted meanwhile.
+/// Postgres is read again after the engine: a row that moved is a change in flight.
+async fn verify_takes_a_change_during_its_second_look_for_one_in_flight(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "verify_second_look").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    let jobs = create_many(&f, &me, 5, "look").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let db = f.pg.db();
+    // Two differences: a version marked synced that never reached search, and a row search
+    // never got.
+    let stale = jobs[0].id;
+    db.execute("UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid", &[Param::Uuid(stale)])
+        .await
+        .expect("update");
+    db.execute(
+        "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
+        &[Param::Uuid(stale)],
+    )
+    .await
+    .expect("mark");
+    let lost = new_id();
+    db.execute(
+        "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', 'lost', now())",
+        &[Param::Uuid(lost), Param::Uuid(me.user_id)],
+    )
+    .await
+    .expect("insert");
+    f.refresh().await;
+    let (report, _) = verify_quiet(&f, false).await;
+    assert_eq!((report.stale, report.missing), (1, 1), "{report:?}");
+    // Between the two reads, the API changes the one and deletes the other, each pushed at once.
+    let hook: verify::VerifyHook = {
+        let (store, client, me) = (f.store().clone(), f.client.clone(), me.clone());
+        Arc::new(move || {
+            let (store, client, me) = (store.clone(), client.clone(), me.clone());
+            Box::pin(async move {
+                let current = store.get(&me, stale).await.expect("the job");
+                store.update(&me, &patch(&current, json!({"status": "SUCCEEDED"}))).await.expect("update");
+                store.delete(&me, lost, None).await.expect("delete");
+                for id in [stale, lost] {
+                    let pushed = sync_run::push_one(&store, &client, id, Duration::from_secs(5)).await;
+                    assert!(matches!(pushed, PushOutcome::Synced { .. }), "{pushed:?}");
+                }
+            })
+        })
+    };
+    let mut drifts = Vec::new();
+    let opts = VerifyOptions { hook: Some(hook), ..VerifyOptions::default() };
+    let report = verify::verify(f.store(), &f.client, &opts, |d| drifts.push(d.clone())).await.expect("verify");
+    assert_eq!(report.drift(), 0, "{drifts:?}");
+    assert_eq!(report.matched, 5, "{report:?}");
+    f.cleanup().await;
+}
+
+/// An engine that stops answering for a moment hours into a verify no longer throws the run
+/// away (its reads are tried again); an alias that moves to another index during the run (a
+/// reindex's swap) ends it with an error rather than reporting every later change as drift.
+async fn verify_rides_out_an_outage_and_stops_when_the_alias_moves(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "verify_outage").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 5, "outage").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    // A difference, so that the second look (and its hook) happens.
+    let lost = new_id();
+    f.pg.db()
+        .execute(
+            "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', 'lost', now())",
+            &[Param::Uuid(lost), Param::Uuid(me.user_id)],
+        )
+        .await
+        .expect("insert");
+    f.refresh().await;
+    let gate = Arc::new(Gate::start(&f.url).await);
+    let through_gate = f.client_via(&gate.url()).await;
+    // The engine gone for 1.2 s as the second look begins.
+    let outage: verify::VerifyHook = {
+        let gate = gate.clone();
+        Arc::new(move || {
+            let gate = gate.clone();
+            Box::pin(async move {
+                gate.set_open(false);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    gate.set_open(true);
+                });
+            })
+        })
+    };
+    let mut drifts = Vec::new();
+    let opts = VerifyOptions { hook: Some(outage), ..VerifyOptions::default() };
+    let report = verify::verify(f.store(), &through_gate, &opts, |d| drifts.push(d.clone())).await.expect("verify");
+    assert_eq!((report.missing, report.matched), (1, 5), "{drifts:?}");
+
+    // A swap during the run.
+    let swap: verify::VerifyHook = {
+        let client = f.client.clone();
+        Arc::new(move || {
+            let client = client.clone();
+            Box::pin(async move {
+                let old = client.alias_target(client.alias()).await.expect("alias").expect("an index");
+                let new = client.index_name(9);
+                client.create_index(&new, &client.index_body()).await.expect("create");
+                let swap = json!({"actions": [
+                    {"remove": {"index": old, "alias": client.alias()}},
+                    {"add": {"index": new, "alias": client.alias(), "is_write_index": true}}
+                ]});
+                client.update_aliases(&swap).await.expect("swap");
+            })
+        })
+    };
+    let opts = VerifyOptions { hook: Some(swap), ..VerifyOptions::default() };
+    let e = verify::verify(f.store(), &f.client, &opts, |_| {}).await.expect_err("the alias moved");
+    assert!(matches!(e, verify::VerifyError::AliasMoved { .. }), "{e}");
     f.cleanup().await;
 }
 

@@ -34,7 +34,14 @@ pub mod interrupt {
                     INTERRUPTED.store(true, Ordering::SeqCst);
                     eprintln!("jobsctl {what}: stopping after the work in flight (interrupt again to stop at once)");
                 } else {
-                    eprintln!("jobsctl {what}: stopped at once");
+                    // Stopped at once, a reindex leaves its unfinished index, which every write
+                    // still reaches through the reindex alias until someone takes over.
+                    let left = if what == "reindex" {
+                        "; the unfinished index keeps the reindex alias: run jobsctl reindex --force to take over"
+                    } else {
+                        ""
+                    };
+                    eprintln!("jobsctl {what}: stopped at once{left}");
                     std::process::exit(130);
                 }
             }

@@ -1,8 +1,11 @@
 //! `jobsctl verify [--repair]`: checks that search holds exactly what Postgres holds. Streams
 //! both sides in id order (search under a point in time with `search_after` on `id`, Postgres
 //! by keyset on the primary key), compares (id, version), takes a second, real-time look at
-//! every difference (a change in flight is not drift), and prints one JSON line per difference
-//! and a summary line. Exit 1 on drift.
+//! every difference (a change in flight is not drift: Postgres is read before and after the
+//! engine, and a row that moved in between is pending), and prints one JSON line per
+//! difference and a summary line. Exit 1 on drift, 2 on an error (transient engine and
+//! database errors are tried again a few times first; the alias moving to another index during
+//! the run, a reindex's swap, is an error: run it again).
 //!
 //! Kinds: `missing` (a job search lacks), `stale` (search holds an older version), `extra` (a
 //! document for a job Postgres does not have), `ahead` (search holds a *newer* version than
@@ -14,12 +17,15 @@ use super::sync::{block_on, connect, init_tracing};
 use crate::db::Executor;
 use crate::search::{DocRef, SearchClient, SearchError};
 use crate::store::{ExtraDoc, Store, StoreError};
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 #[derive(Debug, clap::Args)]
@@ -79,15 +85,20 @@ impl VerifyReport {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Called between the two looks at Postgres around the engine's, in the second look at a batch
+/// of differences (tests make a change in flight there).
+pub type VerifyHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct VerifyOptions {
     pub repair: bool,
     pub page_size: usize,
+    pub hook: Option<VerifyHook>,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { repair: false, page_size: 5_000 }
+        VerifyOptions { repair: false, page_size: 5_000, hook: None }
     }
 }
 
@@ -97,6 +108,51 @@ pub enum VerifyError {
     Search(#[from] SearchError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the alias moved from {from} to {to} during the run (a reindex swapped it): run verify again")]
+    AliasMoved { from: String, to: String },
+}
+
+impl VerifyError {
+    fn is_transient(&self) -> bool {
+        match self {
+            VerifyError::Search(e) => e.is_transient(),
+            VerifyError::Store(e) => e.is_transient(),
+            VerifyError::AliasMoved { .. } => false,
+        }
+    }
+}
+
+/// Attempts of a read on transient errors, 0.5 s apart and doubling (the scan's pages retry
+/// on their own).
+const ATTEMPTS: u32 = 5;
+
+/// `read`, tried again on transient errors: an engine's 429 or a database failover hours into
+/// a run should not throw the run away.
+async fn again<T, E, Fut>(what: &str, mut read: impl FnMut() -> Fut) -> Result<T, VerifyError>
+where
+    Fut: Future<Output = Result<T, E>>,
+    VerifyError: From<E>,
+{
+    let (mut attempt, mut delay) = (1, Duration::from_millis(500));
+    loop {
+        match read().await.map_err(VerifyError::from) {
+            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, what, "verify: a read failed; trying again");
+                tokio::time::sleep(delay).await;
+                (attempt, delay) = (attempt + 1, delay * 2);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// `Err(AliasMoved)` once the alias no longer points at `index`: a swap makes every later
+/// change miss the index being compared, which would read as drift.
+async fn check_alias(client: &SearchClient, index: &str) -> Result<(), VerifyError> {
+    match again("alias", || client.alias_target(client.alias())).await? {
+        Some(now) if now == index => Ok(()),
+        now => Err(VerifyError::AliasMoved { from: index.to_owned(), to: now.unwrap_or_else(|| "nothing".into()) }),
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -106,7 +162,7 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
-        let opts = VerifyOptions { repair: args.repair, page_size: args.page_size.max(1) };
+        let opts = VerifyOptions { repair: args.repair, page_size: args.page_size.max(1), hook: None };
         let mut out = std::io::stdout().lock();
         let result = verify(&store, &client, &opts, |d| {
             if let Ok(line) = serde_json::to_string(d) {
@@ -151,7 +207,7 @@ pub async fn verify<E: Executor>(
         let mut suspects: Vec<Suspect> = Vec::new();
         loop {
             if pg.is_empty() && !pg_done {
-                let rows = store.scan_versions(pg_after, page).await?;
+                let rows = again("scan", || store.scan_versions(pg_after, page)).await?;
                 pg_done = rows.len() < page;
                 pg_after = rows.last().map(|(id, _)| *id).or(pg_after);
                 report.postgres += rows.len() as u64;
@@ -197,10 +253,14 @@ pub async fn verify<E: Executor>(
                 }
             }
             if suspects.len() >= 500 {
+                // Long runs of differences keep the scan from its next page: its snapshot is
+                // renewed as they are looked at.
+                scanner.keep_alive().await;
                 recheck(store, client, &index, opts, std::mem::take(&mut suspects), &mut report, &mut emit).await?;
             }
         }
-        recheck(store, client, &index, opts, suspects, &mut report, &mut emit).await
+        recheck(store, client, &index, opts, suspects, &mut report, &mut emit).await?;
+        check_alias(client, &index).await
     }
     .await;
     scanner.close().await;
@@ -233,15 +293,24 @@ async fn recheck<E: Executor>(
     if suspects.is_empty() {
         return Ok(());
     }
+    check_alias(client, index).await?;
     let ids: Vec<String> = suspects.iter().map(|s| s.id.clone()).collect();
     let uuids: Vec<Uuid> = ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect();
-    let states = store.sync_state_of(&uuids).await?;
-    let docs = client.versions_of(index, &ids).await?;
+    // Postgres before and after the engine: a row that moved in between is a change in flight
+    // (the API's write-through may have pushed it already), whatever the engine said.
+    let before = again("sync state", || store.sync_state_of(&uuids)).await?;
+    if let Some(h) = &opts.hook {
+        h().await;
+    }
+    let docs = again("versions", || client.versions_of(index, &ids)).await?;
+    let states = again("sync state", || store.sync_state_of(&uuids)).await?;
     let mut drifts = Vec::new();
     let mut resync = Vec::new();
     let mut deletes = Vec::new();
     for s in &suspects {
-        let state = Uuid::parse_str(&s.id).ok().and_then(|u| states.iter().find(|st| st.id == u));
+        let uuid = Uuid::parse_str(&s.id).ok();
+        let state = uuid.and_then(|u| states.iter().find(|st| st.id == u));
+        let moved = state != uuid.and_then(|u| before.iter().find(|st| st.id == u));
         // The engine's real-time answer, found or not, is final; the snapshot's copy stands in
         // only when the engine said nothing of the id. (A job deleted, delete pushed, after the
         // snapshot opened is in neither store now: not an extra document.)
@@ -258,7 +327,7 @@ async fn recheck<E: Executor>(
         let queued = state.is_some_and(|st| st.queued);
         let dead = state.is_some_and(|st| st.dead_lettered);
         let kind = match (pg, es) {
-            _ if queued && !dead => DriftKind::Pending,
+            _ if (queued && !dead) || moved => DriftKind::Pending,
             (Some(_), None) => DriftKind::Missing,
             (Some(p), Some(e)) if e < p => DriftKind::Stale,
             (Some(_), Some(_)) => DriftKind::Ahead,

@@ -694,11 +694,19 @@ impl SearchClient {
             after: None,
             size: page_size.clamp(1, 10_000),
             done: false,
+            used: std::time::Instant::now(),
         })
     }
 }
 
 const PIT_KEEP_ALIVE: &str = "2m";
+
+/// How long a scan waits between uses of its point in time before renewing it
+/// ([`Scanner::keep_alive`]): well within [`PIT_KEEP_ALIVE`].
+const PIT_RENEW_AFTER: Duration = Duration::from_secs(30);
+
+/// Attempts of a scan's page on transient errors (a 429, a timeout), 0.5 s apart and doubling.
+const SCAN_ATTEMPTS: u32 = 5;
 
 /// Pages through an index in `id` order (see [`SearchClient::scanner`]). Call
 /// [`Scanner::close`] when done to free the point in time early.
@@ -710,11 +718,48 @@ pub struct Scanner {
     after: Option<Vec<Value>>,
     size: usize,
     done: bool,
+    /// The point in time's last use, which renewed it.
+    used: std::time::Instant,
 }
 
 impl Scanner {
-    /// The next page, or `None` at the end.
+    /// Renews the point in time if it was last used [`PIT_RENEW_AFTER`] ago: a caller that
+    /// spends long between pages (verify's second looks at a long run of differences) calls it
+    /// as it goes, or the next page finds the snapshot gone. A failure is left for the next
+    /// page to report.
+    pub async fn keep_alive(&mut self) {
+        let Some(pit) = &self.pit else { return };
+        if self.used.elapsed() < PIT_RENEW_AFTER {
+            return;
+        }
+        let body = json!({"size": 0, "track_total_hits": false, "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}});
+        match self.client.call(Method::POST, "/_search", Some(&body), None).await {
+            Ok(v) => {
+                if let Some(pit) = v["pit_id"].as_str() {
+                    self.pit = Some(pit.to_owned());
+                }
+                self.used = std::time::Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew the scan's point in time"),
+        }
+    }
+
+    /// The next page, or `None` at the end. Transient errors are tried again, a few times.
     pub async fn next_page(&mut self) -> Result<Option<ScanPage>, SearchError> {
+        let (mut attempt, mut delay) = (1, Duration::from_millis(500));
+        loop {
+            match self.try_next_page().await {
+                Err(e) if e.is_transient() && attempt < SCAN_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "scan: page failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    (attempt, delay) = (attempt + 1, delay * 2);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn try_next_page(&mut self) -> Result<Option<ScanPage>, SearchError> {
         if self.done {
             return Ok(None);
         }
@@ -737,6 +782,7 @@ impl Scanner {
             None => format!("/{}/_search?allow_partial_search_results=false", self.index),
         };
         let v = self.client.call(Method::POST, &path, Some(&body), None).await?;
+        self.used = std::time::Instant::now();
         let resp: SearchResponse = serde_json::from_value(v).map_err(|e| SearchError::Decode(format!("scan: {e}")))?;
         resp.check_complete()?;
         if let Some(pit) = resp.pit_id {
