@@ -163,6 +163,13 @@ fn serve_answers_the_api_and_the_page() {
         assert_eq!(r.status(), 200);
         let r = get("/").await.expect("page");
         assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/html; charset=utf-8"));
+        // The page holds a token: its own scripts only, no referrer.
+        let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(r.headers().get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
         assert!(r.text().await.expect("text").contains("<title>jobs</title>"));
         let r = get("/pkg/jobs_wasm_bg.wasm").await.expect("wasm");
         let header =

@@ -194,6 +194,62 @@ test("invalid hostname -> error beside the field; fixed -> created -> listed", {
   await created.getByText(/Not created: no answer from the server/).waitFor({ timeout: 5000 });
   await page.unroute("**/v1/jobs");
   assert.equal(await page.getByRole("button", { name: "Create job" }).isDisabled(), false);
+
+  // The server made the job but its answer was lost: sent again as it was, the same id makes
+  // no second job (409), and the page says it was created.
+  let lost = null;
+  await page.route("**/v1/jobs", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    lost = JSON.parse(route.request().postData()).id;
+    await route.fetch();
+    await route.abort();
+  });
+  await form.getByLabel("Architecture").press("Enter");
+  await created.getByText(/Not created: no answer from the server/).waitFor({ timeout: 5000 });
+  await page.unroute("**/v1/jobs");
+  assert.match(lost ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-7/, "the page names the job (a UUIDv7)");
+  await form.getByLabel("Architecture").press("Enter");
+  await created.getByText(/the earlier attempt had reached the server/).waitFor({ timeout: 5000 });
+  assert.equal(await created.getAttribute("data-job-id"), lost);
+  const made = await fetch(`${base}/v1/jobs/${lost}`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(made.status, 200);
+  assert.equal((await made.json()).project_name, project);
+
+  // Created from the keyboard on the button itself, the focus stays there.
+  await page.getByRole("button", { name: "Create job" }).focus();
+  await page.keyboard.press("Enter");
+  await created.getByText(/^Created job/).waitFor({ timeout: 5000 });
+  await page.waitForFunction((id) => document.querySelector("#submit-status").dataset.jobId !== id, lost);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "submit");
+
+  // JSON that JavaScript reads but the server's reader refuses is the metadata's problem.
+  const metadata = form.getByLabel("Metadata (JSON)");
+  await metadata.fill('{"x": 1e400}');
+  await page.locator("#metadata-error[data-codes=invalid_json]").waitFor({ timeout: 5000 });
+  assert.equal(await metadata.getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#form-error").textContent(), "");
+  await page.getByRole("button", { name: "Create job" }).click();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "metadata");
+  await metadata.fill("{}");
+
+  // Pages: one job a page, then the next through the cursor.
+  await page.locator("#f-project").fill("");
+  await page.locator("#f-q").fill(project);
+  await page.locator("#f-limit").fill("1");
+  // (Until search has them all: the newest are a refresh away.)
+  const until = Date.now() + 15_000;
+  for (;;) {
+    await page.getByRole("button", { name: "Search" }).click();
+    await status.getByText(/job\(s\) from|failed/).waitFor({ timeout: 10_000 });
+    if (/^1 job\(s\) from .*\(more available\)/.test(await status.textContent())) break;
+    assert.ok(Date.now() < until, `no second page within 15 s: ${await status.textContent()}`);
+    await page.waitForTimeout(500);
+  }
+  const first = await page.locator("#results tr").getAttribute("data-job-id");
+  await page.getByRole("button", { name: "Next page" }).click();
+  await status.getByText(/page 2/).waitFor({ timeout: 10_000 });
+  const second = await page.locator("#results tr").getAttribute("data-job-id");
+  assert.ok(first && second && first !== second, `${first} then ${second}`);
   assert.deepEqual(errors, []);
   await page.close();
 });

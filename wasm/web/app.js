@@ -11,9 +11,9 @@ const token = $("token");
 let ready = false;
 for (const f of [form, $("search-form")]) f.addEventListener("submit", (ev) => ev.preventDefault());
 
-let validateJob, jobTypes, jobStatuses, canonicalArches;
+let validateJob, jobTypes, jobStatuses, canonicalArches, newJobId;
 try {
-  ({ validateJob, jobTypes, jobStatuses, canonicalArches } = await import("/pkg/index.js"));
+  ({ validateJob, jobTypes, jobStatuses, canonicalArches, newJobId } = await import("/pkg/index.js"));
   ready = true;
 } catch (e) {
   $("load-error").textContent = `The rules package (/pkg/index.js) did not load, so nothing can be checked or sent: ${e.message}`;
@@ -73,6 +73,15 @@ function request() {
     } catch (e) {
       problems.push({ path: "metadata", code: "invalid_json", message: `not valid JSON: ${e.message}` });
     }
+    // JSON that JavaScript reads but the server's reader refuses (1e400, an escaped lone
+    // surrogate, nesting past its depth) is the metadata's problem, placed beside it, with
+    // positions in the text as typed: the text is read alone, as a whole document.
+    const alone = metadata === undefined ? null : validateJob(raw, "create");
+    const bad = alone && !alone.ok && alone.errors.find((e) => e.path === "" && e.code === "invalid_json");
+    if (bad) {
+      problems.push({ ...bad, path: "metadata" });
+      metadata = parsed = undefined;
+    }
   }
   const email = $("email").value.trim();
   if (email !== "") {
@@ -105,21 +114,35 @@ function show(problems) {
     const text = p.path.includes(".") ? `${p.path}: ${p.message}` : p.message;
     (f ? byField.get(f) : general).push(`${text} (${p.code})`);
   }
+  // Written only when changed: each message is a live region, and rewriting the same text
+  // would have a screen reader say every field's problem again at each keystroke.
+  const put = (el, text) => {
+    if (el.textContent !== text) el.textContent = text;
+  };
   for (const [f, msgs] of byField) {
     const input = $(f);
     const out = $(`${f}-error`);
     input.setAttribute("aria-invalid", msgs.length ? "true" : "false");
-    out.textContent = msgs.join("; ");
+    put(out, msgs.join("; "));
     out.dataset.codes = problems.filter((p) => fieldOf(p.path) === f).map((p) => p.code).join(" ");
   }
-  $("form-error").textContent = general.join("; ");
+  put($("form-error"), general.join("; "));
 }
 
-/** Checks the whole form with the core's create rules; returns the body's text when it passes. */
+/**
+ * Checks the whole form with the core's create rules; returns the body's text when it passes.
+ * A text field holding a lone surrogate (pasted from a broken source) makes the request text
+ * unreadable to the rules (`invalid_json` for the whole): the field is named instead.
+ */
 function check() {
   const { text, problems } = request();
   const r = validateJob(text, "create");
-  const all = r.ok ? problems : [...problems, ...r.errors];
+  const found = r.ok ? [] : r.errors.map((e) => {
+    if (e.path !== "" || e.code !== "invalid_json") return e;
+    const f = ["project_name", "hostname", "arch", "email"].find((f) => !$(f).value.isWellFormed());
+    return f ? { ...e, path: f, message: "holds a lone surrogate (not valid Unicode text)" } : e;
+  });
+  const all = [...problems, ...found];
   show(all);
   return all.length === 0 ? text : null;
 }
@@ -151,6 +174,17 @@ function failure(resp, body) {
 }
 
 let creating = false;
+// One id per form content, made here (`newJobId`): sent again as it was after an answer that
+// never came, the create cannot make a second job (the server has the id: 409).
+let attempt = null; // { text, id, sends }
+
+function created(status, id, note = "") {
+  attempt = null;
+  status.textContent = `Created job ${id}${note}.`;
+  status.dataset.jobId = id;
+  search();
+}
+
 form.addEventListener("submit", async () => {
   if (!ready || creating) return; // one create at a time: a double click makes one job
   const text = check();
@@ -160,29 +194,34 @@ form.addEventListener("submit", async () => {
     form.querySelector('[aria-invalid="true"]')?.focus();
     return;
   }
+  if (attempt?.text !== text) attempt = { text, id: newJobId(), sends: 0 };
+  const mine = attempt;
+  mine.sends++;
   creating = true;
-  $("submit").disabled = true;
+  // aria-disabled, not disabled: a disabled button loses the keyboard's focus for good.
+  $("submit").setAttribute("aria-disabled", "true");
   status.textContent = "Creating…";
   try {
     const { resp, body: out, error } = await api("/v1/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: text,
+      body: `{"id":${JSON.stringify(mine.id)},${text.slice(1)}`,
     });
     if (error) {
-      status.textContent = `Not created: no answer from the server (${error}).`;
+      status.textContent = `Not created: no answer from the server (${error}); sending it again cannot make it twice.`;
     } else if (resp.status === 201 && out?.id) {
-      status.textContent = `Created job ${out.id}.`;
-      status.dataset.jobId = out.id;
-      search();
+      created(status, out.id);
+    } else if (resp.status === 409 && out?.code === "already_exists" && mine.sends > 1) {
+      created(status, mine.id, " (the earlier attempt had reached the server)");
     } else {
-      // The server's problems use the same paths and codes as the page's.
-      if (Array.isArray(out?.errors)) show(out.errors);
+      // The server's problems use the same paths and codes as the page's; shown only if the
+      // form still says what was sent (typing goes on while the request is out).
+      if (Array.isArray(out?.errors) && request().text === text) show(out.errors);
       status.textContent = `Not created ${failure(resp, out)}`;
     }
   } finally {
     creating = false;
-    $("submit").disabled = false;
+    $("submit").removeAttribute("aria-disabled");
   }
 });
 
@@ -210,13 +249,23 @@ function syncState(sync) {
 // Searches answer in any order (the engine can be slow, then the database answers): only the
 // latest one's answer is shown.
 let searches = 0;
+// The last search's filters and its next page's cursor, for "Next page".
+let shown = { params: null, cursor: null, page: 0 };
 
-async function search() {
-  const params = new URLSearchParams({ include: "sync" });
+/** Searches with the filters as they are, or (`next`) the next page of the last search. */
+async function search(next = false) {
   const filters = [...$("search-form").elements].filter((el) => el.name);
-  for (const el of filters) {
-    el.setAttribute("aria-invalid", "false");
-    if (el.value.trim() !== "") params.set(el.name, el.value.trim());
+  let params;
+  if (next && shown.cursor) {
+    params = new URLSearchParams(shown.params);
+    params.set("cursor", shown.cursor);
+  } else {
+    next = false;
+    params = new URLSearchParams({ include: "sync" });
+    for (const el of filters) {
+      el.setAttribute("aria-invalid", "false");
+      if (el.value.trim() !== "") params.set(el.name, el.value.trim());
+    }
   }
   const status = $("search-status");
   const mine = ++searches;
@@ -226,6 +275,7 @@ async function search() {
   const rows = $("results");
   rows.replaceChildren();
   status.dataset.source = "";
+  $("next-page").hidden = true;
   if (error) {
     status.textContent = `Search failed: no answer from the server (${error}).`;
     return;
@@ -248,13 +298,20 @@ async function search() {
     rows.append(tr);
   }
   status.dataset.source = body.source ?? "";
+  params.delete("cursor");
+  shown = { params: params.toString(), cursor: body.next_cursor ?? null, page: next ? shown.page + 1 : 1 };
+  $("next-page").hidden = !shown.cursor;
+  const page = shown.page > 1 ? `, page ${shown.page}` : "";
   const more = body.next_cursor ? " (more available)" : "";
   const why = body.fallback_reason ? ` (${body.fallback_reason})` : "";
-  status.textContent = `${body.items.length} job(s) from ${body.source ?? "?"}${why}${more}.`;
+  status.textContent = `${body.items.length} job(s) from ${body.source ?? "?"}${why}${page}${more}.`;
 }
 
 $("search-form").addEventListener("submit", () => {
   if (ready) search();
+});
+$("next-page").addEventListener("click", () => {
+  if (ready) search(true);
 });
 
 if (ready && token.value) search();

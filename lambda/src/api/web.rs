@@ -43,7 +43,9 @@ impl Site {
 
     /// The file's response (or 404). `no-cache` with an ETag (size and modification time): a
     /// reload asks again and gets 304 for what did not change, not the whole module again.
-    /// `nosniff`: the browser takes the content type as given.
+    /// `nosniff`: the browser takes the content type as given. [`CSP`]: the page holds a
+    /// bearer token, so nothing but its own files may run, connect or frame it; no referrer
+    /// (the first load may carry `?token=`).
     pub async fn serve(&self, path: &str, head: bool, if_none_match: Option<&str>) -> Response {
         let Some(mut file) = self.resolve(path) else { return ApiError::NoRoute.into_response() };
         let Ok(mut meta) = tokio::fs::metadata(&file).await else { return ApiError::NoRoute.into_response() };
@@ -65,6 +67,8 @@ impl Site {
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
             (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         ];
         if fresh {
             return (StatusCode::NOT_MODIFIED, headers).into_response();
@@ -83,6 +87,12 @@ impl Site {
         }
     }
 }
+
+/// The page's scripts and the package from this origin only (`wasm-unsafe-eval`: compiling the
+/// module), its inline `<style>`, requests to this origin (the API, the `.wasm`); no plugins,
+/// no `<base>`, no form submission, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn content_type(file: &Path) -> &'static str {
     match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
