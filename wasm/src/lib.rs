@@ -203,7 +203,9 @@ pub fn to_search_document(#[wasm_bindgen(unchecked_param_type = "Job")] job: &Js
     }
 }
 
-/// A new time-ordered job id (UUIDv7) from `crypto.getRandomValues` and `Date.now()`.
+/// A new job id (UUIDv7) from `crypto.getRandomValues` and `Date.now()`: ordered by the
+/// millisecond it was made in; ids of the same millisecond (74 random bits each) are in no
+/// order, as the server's are.
 #[wasm_bindgen(js_name = newJobId, unchecked_return_type = "string")]
 pub fn new_job_id() -> Result<JsValue, JsValue> {
     let mut random = [0u8; 10];

@@ -60,11 +60,11 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 export interface Metadata {
   /** `sha256:` + 64 lowercase hex digits. */
   dockerImageId?: string;
-  /** An integer > 0. */
+  /** An integer from 1 to 1024 (given as `4.0` or `"4"`, stored as `4`). */
   cpuCores?: number;
-  /** A number > 0. */
+  /** A number > 0 and at most 65536 (given as `"4.5"`, stored as `4.5`). */
   memoryGb?: number;
-  /** An integer >= 0. */
+  /** An integer from 0 to 2^53 = 9007199254740992 (given as a string too). */
   buildDurationMs?: number;
   [key: string]: JsonValue | undefined;
 }
