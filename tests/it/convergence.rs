@@ -426,7 +426,9 @@ async fn fault_proxy_injects_what_it_is_told(engine: &'static str) {
     let proxy = FaultProxy::start(&f.url, 42).await.expect("fault proxy");
     let ctl = proxy.control();
     let client = SearchClient::new(
-        SearchFixture::config(&proxy.url(), f.client.alias()).request_timeout(Duration::from_millis(800)),
+        // Two seconds: room for a loaded machine's first bulk into a fresh index; the slow
+        // fault below holds answers 3-6 s.
+        SearchFixture::config(&proxy.url(), f.client.alias()).request_timeout(Duration::from_secs(2)),
     )
     .await
     .expect("client");
@@ -495,7 +497,7 @@ async fn fault_proxy_injects_what_it_is_told(engine: &'static str) {
     assert!(matches!(r.error, Some(SearchError::Transport(_))), "{r:?}");
     assert_eq!(direct.versions(&alias, &ids(&all[32..34])).await.expect("mget").len(), 2, "the engine did it");
     // Slow: longer than the client waits.
-    ctl.set_faults(Faults { slow: 1.0, slow_max: Duration::from_millis(2_000), ..Faults::none() });
+    ctl.set_faults(Faults { slow: 1.0, slow_max: Duration::from_millis(6_000), ..Faults::none() });
     let r = client.write(&targets, &changes(&all[34..36]), None).await;
     assert!(matches!(r.error, Some(SearchError::Timeout(_))), "{r:?}");
     // Faults only on bulk: other requests pass.

@@ -221,16 +221,14 @@ async fn concurrent_sync_runs_and_writers_converge(engine: &'static str) {
         tokio::spawn(async move {
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) && i < 300 {
+                // Each job once (7 and 400 are coprime): every write must succeed.
                 let j = &jobs[(i * 7) % jobs.len()];
                 if i % 10 == 9 {
-                    let _ = store.delete(&me, j.id, None).await;
-                } else if let Ok(cur) = store.get(&me, j.id).await {
+                    store.delete(&me, j.id, None).await.expect("delete");
+                } else {
+                    let cur = store.get(&me, j.id).await.expect("get");
                     let status = if cur.status == JobStatus::Queued { "RUNNING" } else { "SUCCEEDED" };
-                    if cur.status.is_terminal() {
-                        i += 1;
-                        continue;
-                    }
-                    let _ = store.update(&me, &patch(&cur, json!({"status": status}))).await;
+                    store.update(&me, &patch(&cur, json!({"status": status}))).await.expect("update");
                 }
                 writes.fetch_add(1, Ordering::SeqCst);
                 i += 1;
@@ -253,8 +251,11 @@ async fn concurrent_sync_runs_and_writers_converge(engine: &'static str) {
     }
     stop.store(true, Ordering::SeqCst);
     writer.await.expect("writer");
-    // Leases keep runs off each other's rows: at least every job once, and little redone.
-    assert!(claimed >= 400, "{claimed}");
+    // Leases keep runs off each other's rows: every job at least once, and at most once per
+    // version (a write makes one more: an update's version, a delete's tombstone).
+    let written = writes.load(Ordering::SeqCst);
+    assert!(written > 0, "the writer wrote");
+    assert!((400..=400 + written).contains(&claimed), "{claimed} claims for 400 jobs and {written} writes");
     let s = drain(&f, &cfg, MINUTE).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0));
     f.refresh().await;
@@ -435,7 +436,8 @@ async fn engine_down_releases_the_batch(engine: &'static str) {
     assert_eq!(s.bulk_requests, 1, "the bulk was sent: {s:?}");
     // A request timing out is the same: nothing marked, batch released.
     let slow = SearchClient::new(
-        SearchFixture::config(&gate.url(), f.client.alias()).request_timeout(Duration::from_millis(300)),
+        // (The timeout covers the run's requests before its claim too: room for a loaded box.)
+        SearchFixture::config(&gate.url(), f.client.alias()).request_timeout(Duration::from_millis(1_500)),
     )
     .await
     .expect("client");
@@ -443,7 +445,7 @@ async fn engine_down_releases_the_batch(engine: &'static str) {
     let cfg = SyncConfig {
         hook: Some(Arc::new(move |step, _| {
             if step == Step::Claimed {
-                g.set_delay(Duration::from_millis(1_000));
+                g.set_delay(Duration::from_millis(4_000));
             }
             Control::Continue
         })),
@@ -546,7 +548,9 @@ async fn deadline_ends_the_run_between_batches(engine: &'static str) {
     assert_eq!(s.stopped, Stop::Deadline, "{s:?}");
     assert!(s.claimed > 0 && s.claimed < 2_000, "{s:?}");
     assert_eq!(s.marked, s.claimed, "every batch started is finished: {s:?}");
-    assert!(took < budget + Duration::from_secs(1), "{took:?}");
+    // Without the deadline the 100 batches take 8 s and more (80 ms each at the gate): a wide
+    // margin still tells, and a loaded machine's pause does not fail it.
+    assert!(took < budget + Duration::from_secs(3), "{took:?}");
     assert_no_lease(&f).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(2_000 - i64::try_from(s.claimed).unwrap_or(0)));
     let rest = run(&f, &SyncConfig::default()).await;
@@ -619,7 +623,8 @@ async fn write_through_pushes_one_job(engine: &'static str) {
     let started = Instant::now();
     let out = sync_run::push_one(f.store(), &dead, other.id, Duration::from_millis(300)).await;
     assert!(matches!(out, PushOutcome::Failed { .. }), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // No retrying for long (the sync delivers it later); a margin for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(f.store().queue_entry(other.id).await.expect("queue").is_some());
     let s = run(&f, &SyncConfig::default()).await;
     assert_eq!(s.counts.indexed, 1);
@@ -743,7 +748,7 @@ async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
     let reader = {
         let (client, stop, deleted) = (f.client.clone(), stop.clone(), deleted.clone());
         tokio::spawn(async move {
-            let mut min_seen = u64::MAX;
+            let (mut min_seen, mut seen) = (u64::MAX, 0u64);
             while !stop.load(Ordering::SeqCst) {
                 let _ = client.refresh(client.alias()).await;
                 // An alias missing for a moment (a swap that removed then added it) answers
@@ -754,12 +759,13 @@ async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
                         // Creates only add; deletes are counted before they are made.
                         assert!(n + deleted.load(Ordering::SeqCst) >= before, "readers saw {n} documents");
                         min_seen = min_seen.min(n);
+                        seen += 1;
                     }
                     Err(e) => assert!(e.status() != 404, "readers found no alias: {e}"),
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            min_seen
+            (min_seen, seen)
         })
     };
     let pages = Arc::new(AtomicU64::new(0));
@@ -779,14 +785,18 @@ async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
                         && !cur.status.is_terminal()
                     {
                         let next = if cur.status == JobStatus::Queued { "RUNNING" } else { "FAILED" };
-                        let _ = store.update(&me, &patch(&cur, json!({"status": next, "error_message": if next == "FAILED" { Some("boom") } else { None }}))).await;
+                        let error = if next == "FAILED" { Some("boom") } else { None };
+                        store
+                            .update(&me, &patch(&cur, json!({"status": next, "error_message": error})))
+                            .await
+                            .expect("update");
                     }
                 }
                 deleted.fetch_add(1, Ordering::SeqCst);
-                let _ = store.delete(&me, jobs[(p * 11 + 5) % 1_500].id, None).await;
+                store.delete(&me, jobs[(p * 11 + 5) % 1_500].id, None).await.expect("delete");
                 let new =
                     jobs_tests::store_suite::new_job(json!({"type": "TEST", "project_name": format!("during-{p}")}));
-                let _ = store.create(&me, &new, new_id()).await;
+                store.create(&me, &new, new_id()).await.expect("create");
             })
         })
     };
@@ -821,7 +831,8 @@ async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     sync_loop.await.expect("sync loop");
-    let min_seen = reader.await.expect("reader");
+    let (min_seen, seen) = reader.await.expect("reader");
+    assert!(seen > 0, "the reader counted the alias's documents at least once");
     assert!(min_seen >= before - deleted.load(Ordering::SeqCst), "{min_seen}");
     let s = drain(&f, &SyncConfig::default(), MINUTE).await;
     assert_eq!(s.lag.as_ref().map(|l| l.dirty), Some(0));

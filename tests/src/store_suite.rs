@@ -1074,13 +1074,24 @@ pub async fn recreate_racing_a_delete_continues_the_version<E: Executor + 'stati
     let job = f.store.update(&me, &patch(&job, json!({"status": "RUNNING"}))).await.expect("update");
     let mut tx = f.db().begin().await.expect("begin");
     tx.execute("DELETE FROM job WHERE id = $1::uuid", &[Param::Uuid(id)]).await.expect("delete");
+    let pid = tx.query("SELECT pg_backend_pid()::bigint", &[]).await.expect("pid");
+    let pid = match pid.first().and_then(|r| r.first()) {
+        Some(Cell::Int(pid)) => *pid,
+        other => panic!("pid: {other:?}"),
+    };
     let (store, scope) = (f.store.clone(), me.clone());
     let again = tokio::spawn(async move {
         let new = new_job(json!({"id": id, "type": "TEST", "project_name": "b"}));
         store.create(&scope, &new, id).await
     });
-    // The insert is waiting for the deleted row's key by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The race itself: the insert waits on the deleting transaction before it commits (else
+    // the create would just follow the delete, and the test pass without the race).
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY (pg_blocking_pids(pid))";
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while f.db().query(waiting, &[Param::Int(pid)]).await.expect("waiting") != vec![vec![Cell::Int(1)]] {
+        assert!(std::time::Instant::now() < until, "the create never waited for the delete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tx.commit().await.expect("commit the delete");
     let created = match again.await.expect("task") {
         Ok(created) => created,
