@@ -9,7 +9,11 @@
 //! - `q` matches jobs whose project_name, or error_message of at most 2,048 UTF-16 code units
 //!   (the unit the engines' `ignore_above` counts: an emoji is two), contains the text,
 //!   ignoring ASCII case (engine: case-insensitive wildcard on the keyword sub-fields; SQL:
-//!   ILIKE). Case folding beyond ASCII may differ between the two;
+//!   ILIKE). Case folding beyond ASCII may differ between the two: the engines fold ASCII
+//!   only, PostgreSQL's ILIKE by the database's locale (`q=k` finds a Kelvin sign there);
+//! - metadata numbers compare as doubles (the engines index them as `double`); SQL compares
+//!   jsonb's exact decimals, which agree for every number our writers store (shortest
+//!   round-trip doubles, integers within 2^53), not for longer decimals another writer stores;
 //! - ordering is by the sort field, then id, in the same direction; pages are keyset cursors.
 
 use crate::issue::{Code, Issue, Issues};

@@ -3,7 +3,9 @@
 //! The core defines the format itself rather than borrowing a library's leniency, so the
 //! browser, the API and the database agree. Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`
 //! with `T`/`Z` in either case (RFC 3339 §5.6 allows it), years 0001-9999, real calendar days,
-//! 1-9 fraction digits (rounded half-up to microseconds, as Postgres does). Rejected: a missing
+//! 1-9 fraction digits (rounded to microseconds, a half up: Postgres rounds a half to even, so
+//! text with a 7th digit of exactly 5 given to Postgres by another writer may differ by 1 µs;
+//! our writers send microseconds, never text). Rejected: a missing
 //! offset, `+0200`, a space instead of `T`, leap second `:60` (JavaScript's `Date` rejects it
 //! and Postgres would silently roll it over), offsets beyond ±23:59.
 
