@@ -365,13 +365,16 @@ pub const REQUEUE_RECENT_DEAD_LETTERS: &str = "UPDATE job_sync_queue q SET dead_
      attempts = 0, next_attempt_at = now(), claimed_until = NULL \
      WHERE q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond'";
 
-/// The entries dead-lettered within `$1` milliseconds of now whose error contains `$2`, oldest
+/// The entries whose error contains `$2` and that were dead-lettered within `$1` milliseconds
+/// of now, or wait for a retry scheduled within them (refused, not yet dead-lettered), oldest
 /// first, at most `$3`: 0 id, 1 last_error, 2 how many match in all (a reindex's check before
 /// its swap for what the new index refused).
 pub const RECENT_DEAD_LETTERS: &str = "SELECT q.job_id::text, q.last_error, count(*) OVER () AS total \
-     FROM job_sync_queue q WHERE q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond' \
-     AND position($2::text in coalesce(q.last_error, '')) > 0 \
-     ORDER BY q.dead_lettered_at, q.job_id LIMIT $3::bigint";
+     FROM job_sync_queue q WHERE position($2::text in coalesce(q.last_error, '')) > 0 \
+     AND (q.dead_lettered_at >= now() - $1::bigint * interval '1 millisecond' \
+     OR (q.dead_lettered_at IS NULL AND q.attempts > 0 \
+     AND q.next_attempt_at >= now() - $1::bigint * interval '1 millisecond')) \
+     ORDER BY coalesce(q.dead_lettered_at, q.next_attempt_at), q.job_id LIMIT $3::bigint";
 
 /// Dead-lettered entries, oldest first (operators: `jobsctl dead-letters`). `$1` limit ->
 /// 0 id, 1 version, 2 deleted, 3 attempts, 4 last_error, 5 dead_lettered_at (UTC text).

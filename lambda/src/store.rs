@@ -493,7 +493,9 @@ impl<E: Executor> Store<E> {
                 Param::Int(meta_to),
             ];
             let rows = self.query(sql::SELECT_JOB_PIECES, &params).await?;
-            let Some(row) = rows.first() else { return Ok(Some(None)) };
+            // No row: gone, or (after the first statement) a field now shorter than what was
+            // read, so that the ranges asked for hold no piece: changed, read again.
+            let Some(row) = rows.first() else { return Ok(first.is_none().then_some(None)) };
             let Head { job, cut } = read_head(row)?;
             match &first {
                 None if !cut => return Ok(Some(Some(job))),
@@ -845,8 +847,9 @@ impl<E: Executor> Store<E> {
         self.execute(sql::REQUEUE_RECENT_DEAD_LETTERS, &[millis(window)]).await
     }
 
-    /// How many entries were dead-lettered within `window` of the database's now with an error
-    /// that contains `needle`, and the first `examples` of them (at least one; id, error).
+    /// How many entries with an error that contains `needle` were dead-lettered within `window`
+    /// of the database's now, or wait for a retry scheduled within it, and the first `examples`
+    /// of them (at least one; id, error).
     pub async fn recent_dead_letters(
         &self,
         window: Duration,

@@ -23,8 +23,8 @@
 //! after), the new index is deleted and the alias is untouched; the sync's dead letters since
 //! the start (changes the new index refused) are put back in line. A new index
 //! that refused jobs in the backfill (a mapping they do not fit), or changes the sync sent it
-//! since the start (their dead letters name the index), is a failure: the swap would make
-//! search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
+//! since the start (dead-lettered or waiting for a retry, their errors name the index), is a
+//! failure: the swap would make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
 
 use super::interrupt;
@@ -368,15 +368,6 @@ async fn fill_and_swap<E: Executor>(
         return Err(ReindexError::CatchUp(catch_up.error.clone().unwrap_or_else(|| format!("{:?}", catch_up.stopped))));
     }
     step(opts, ReindexStep::CaughtUp).await;
-    // The catch-up and any other sync since the start wrote to both indexes and dead-lettered
-    // what either refused, the error naming the index. A refusal by the new index is a version
-    // it lacks: swapped in, it would serve the older one (or none). So, as for the backfill's
-    // refusals, no swap; the failure path puts them back in line.
-    let window = started.elapsed() + Duration::from_secs(1);
-    let (late, examples) = store.recent_dead_letters(window, &format!("{}: ", client.reindex_alias()), 3).await?;
-    if late > 0 && !opts.allow_rejected {
-        return Err(ReindexError::DeadLettered { count: late, examples });
-    }
 
     let setting = |k: &str| old_settings.get(k).cloned().filter(|v| !v.is_null());
     let restore = json!({"index": {
@@ -390,6 +381,16 @@ async fn fill_and_swap<E: Executor>(
     client.wait_for_yellow(new, Duration::from_secs(60)).await?;
 
     check(opts)?;
+    // The catch-up and any other sync since the start wrote to both indexes, and retried or
+    // dead-lettered what either refused, the error naming the index (the live one when both
+    // refused: the swap loses nothing then). A refusal by the new index is a version it lacks:
+    // swapped in, it would serve the older one (or none). So, as for the backfill's refusals,
+    // no swap; the failure path puts them back in line. Looked at last, just before the swap.
+    let window = started.elapsed() + Duration::from_secs(1);
+    let (late, examples) = store.recent_dead_letters(window, &format!("{}: ", client.reindex_alias()), 3).await?;
+    if late > 0 && !opts.allow_rejected {
+        return Err(ReindexError::DeadLettered { count: late, examples });
+    }
     let alias = client.alias();
     let swap = json!({"actions": [
         {"remove": {"index": old, "alias": alias, "must_exist": true}},

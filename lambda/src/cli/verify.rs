@@ -85,9 +85,16 @@ impl VerifyReport {
     }
 }
 
-/// Called between the two looks at Postgres around the engine's, in the second look at a batch
-/// of differences (tests make a change in flight there).
-pub type VerifyHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+/// Where a second look at a batch of differences is (tests make a change in flight there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyStep {
+    /// Postgres was read; the engine is next.
+    ReadPostgres,
+    /// The engine was read; Postgres again is next.
+    ReadEngine,
+}
+
+pub type VerifyHook = Arc<dyn Fn(VerifyStep) -> BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct VerifyOptions {
@@ -300,9 +307,12 @@ async fn recheck<E: Executor>(
     // (the API's write-through may have pushed it already), whatever the engine said.
     let before = again("sync state", || store.sync_state_of(&uuids)).await?;
     if let Some(h) = &opts.hook {
-        h().await;
+        h(VerifyStep::ReadPostgres).await;
     }
     let docs = again("versions", || client.versions_of(index, &ids)).await?;
+    if let Some(h) = &opts.hook {
+        h(VerifyStep::ReadEngine).await;
+    }
     let states = again("sync state", || store.sync_state_of(&uuids)).await?;
     let mut drifts = Vec::new();
     let mut resync = Vec::new();
