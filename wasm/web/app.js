@@ -76,8 +76,16 @@ function request() {
     // JSON that JavaScript reads but the server's reader refuses (1e400, an escaped lone
     // surrogate, nesting past its depth) is the metadata's problem, placed beside it, with
     // positions in the text as typed: the text is read alone, as a whole document.
-    const alone = metadata === undefined ? null : validateJob(raw, "create");
-    const bad = alone && !alone.ok && alone.errors.find((e) => e.path === "" && e.code === "invalid_json");
+    const unreadable = (text) => {
+      const r = validateJob(text, "create");
+      return r.ok ? undefined : r.errors.find((e) => e.path === "" && e.code === "invalid_json");
+    };
+    let bad = metadata === undefined ? undefined : unreadable(raw);
+    // In the request the metadata is one level down: as deep as the reader allows alone is
+    // one too deep there.
+    if (metadata !== undefined && !bad && unreadable(`[${raw}]`)) {
+      bad = { code: "invalid_json", message: "nested too deeply: at most 127 levels inside a job" };
+    }
     if (bad) {
       problems.push({ ...bad, path: "metadata" });
       metadata = parsed = undefined;
@@ -129,6 +137,9 @@ function show(problems) {
   put($("form-error"), general.join("; "));
 }
 
+/** No lone surrogate (`isWellFormed` where the browser has it: Chromium 111, Firefox 119). */
+const wellFormed = (s) => (s.isWellFormed ? s.isWellFormed() : !/\p{Cs}/u.test(s));
+
 /**
  * Checks the whole form with the core's create rules; returns the body's text when it passes.
  * A text field holding a lone surrogate (pasted from a broken source) makes the request text
@@ -139,7 +150,7 @@ function check() {
   const r = validateJob(text, "create");
   const found = r.ok ? [] : r.errors.map((e) => {
     if (e.path !== "" || e.code !== "invalid_json") return e;
-    const f = ["project_name", "hostname", "arch", "email"].find((f) => !$(f).value.isWellFormed());
+    const f = ["project_name", "hostname", "arch", "email"].find((f) => !wellFormed($(f).value));
     return f ? { ...e, path: f, message: "holds a lone surrogate (not valid Unicode text)" } : e;
   });
   const all = [...problems, ...found];
@@ -174,12 +185,13 @@ function failure(resp, body) {
 }
 
 let creating = false;
-// One id per form content, made here (`newJobId`): sent again as it was after an answer that
-// never came, the create cannot make a second job (the server has the id: 409).
-let attempt = null; // { text, id, sends }
+// Each create is named here (`newJobId`). A send whose outcome is unknown (no answer, or a 5xx
+// after which the job may exist) keeps its id for that form content and token: sent again as
+// it was, it cannot make a second job, and the server's 409 for the id says it was made.
+const uncertain = new Map(); // token + form text -> id
 
-function created(status, id, note = "") {
-  attempt = null;
+function created(status, key, id, note = "") {
+  uncertain.delete(key);
   status.textContent = `Created job ${id}${note}.`;
   status.dataset.jobId = id;
   search();
@@ -194,9 +206,9 @@ form.addEventListener("submit", async () => {
     form.querySelector('[aria-invalid="true"]')?.focus();
     return;
   }
-  if (attempt?.text !== text) attempt = { text, id: newJobId(), sends: 0 };
-  const mine = attempt;
-  mine.sends++;
+  const key = `${token.value.trim()}\n${text}`;
+  const resent = uncertain.has(key);
+  const id = uncertain.get(key) ?? newJobId();
   creating = true;
   // aria-disabled, not disabled: a disabled button loses the keyboard's focus for good.
   $("submit").setAttribute("aria-disabled", "true");
@@ -205,14 +217,21 @@ form.addEventListener("submit", async () => {
     const { resp, body: out, error } = await api("/v1/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: `{"id":${JSON.stringify(mine.id)},${text.slice(1)}`,
+      body: `{"id":${JSON.stringify(id)},${text.slice(1)}`,
     });
+    if (error || resp.status >= 500) {
+      uncertain.delete(key); // (re-inserted last: the map keeps the 20 latest)
+      uncertain.set(key, id);
+      if (uncertain.size > 20) uncertain.delete(uncertain.keys().next().value);
+    } else {
+      uncertain.delete(key);
+    }
     if (error) {
-      status.textContent = `Not created: no answer from the server (${error}); sending it again cannot make it twice.`;
+      status.textContent = `Not created: no answer from the server (${error}); the same form sent again cannot make it twice.`;
     } else if (resp.status === 201 && out?.id) {
-      created(status, out.id);
-    } else if (resp.status === 409 && out?.code === "already_exists" && mine.sends > 1) {
-      created(status, mine.id, " (the earlier attempt had reached the server)");
+      created(status, key, out.id);
+    } else if (resp.status === 409 && out?.code === "already_exists" && resent) {
+      created(status, key, id, " (the earlier attempt had reached the server)");
     } else {
       // The server's problems use the same paths and codes as the page's; shown only if the
       // form still says what was sent (typing goes on while the request is out).
@@ -260,7 +279,10 @@ async function search(next = false) {
     params = new URLSearchParams(shown.params);
     params.set("cursor", shown.cursor);
   } else {
+    // A new search: the last one's next page is gone at once (not when this answer comes).
     next = false;
+    shown = { params: null, cursor: null, page: 0 };
+    $("next-page").hidden = true;
     params = new URLSearchParams({ include: "sync" });
     for (const el of filters) {
       el.setAttribute("aria-invalid", "false");
