@@ -7,5 +7,5 @@ if [ -z "${DATABASE_URL:-}" ]; then
   "$ROOT/scripts/services.sh" start --engine none >/dev/null
   eval "$("$ROOT/scripts/services.sh" env --engine none)"
 fi
-echo "== store: create-job throughput vs pgbench (BENCH_SECONDS=${BENCH_SECONDS:-15} each)"
+echo "== store: create-job throughput vs pgbench (BENCH_SECONDS=${BENCH_SECONDS:-15} each, in BENCH_ROUNDS=${BENCH_ROUNDS:-3} rounds, order rotated)"
 cd "$ROOT" && cargo bench -p jobs-tests --bench store_insert 2>/dev/null | grep '^|'

@@ -13,8 +13,10 @@ for s in $SECTIONS; do
   case "$s" in
     core)
       echo "== core: criterion, ours beside bare serde_json on the same bytes"
+      marker="$(mktemp)"
       cargo bench -p jobs-core --bench core -- --warm-up-time 2 --measurement-time 5 >/dev/null
-      python3 "$ROOT/scripts/criterion-summary.py"
+      python3 "$ROOT/scripts/criterion-summary.py" --newer "$marker"
+      rm -f "$marker"
       ;;
     *)
       if [ -x "$ROOT/scripts/bench-$s.sh" ]; then "$ROOT/scripts/bench-$s.sh"; else echo "unknown section $s" >&2; exit 2; fi

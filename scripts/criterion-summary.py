@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Prints criterion's mean estimates as a Markdown table, with each `jobs_core_*` benchmark's
-ratio to the bare `serde_json_*` benchmark of the same group (the reference)."""
+ratio to the bare `serde_json_*` benchmark of the same group (the reference).
+`--newer FILE`: only estimates written after FILE was (the target directory keeps every
+benchmark ever run: a filtered run would otherwise print old rows beside its new ones)."""
 import json, os, sys, glob
 
 root = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "criterion")
+since = os.path.getmtime(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[1] == "--newer" else 0
 groups = {}
 for est in sorted(glob.glob(os.path.join(root, "*", "**", "new", "estimates.json"), recursive=True)):
+    if os.path.getmtime(est) < since:
+        continue
     rel = os.path.relpath(os.path.dirname(os.path.dirname(est)), root).split(os.sep)
     group, name = rel[0], "/".join(rel[1:])
     with open(est) as f:

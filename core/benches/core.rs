@@ -10,7 +10,7 @@ use jobs_core::{Job, Timestamp};
 use serde_json::Value;
 use std::hint::black_box;
 
-/// A realistic stored job, ~600 bytes as JSON.
+/// A realistic stored job, 699 bytes as JSON.
 const JOB: &str = r#"{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","workspace_id":"0190a1b2-0000-7000-8000-0000000000aa","user_id":"0190a1b2-0000-7000-8000-000000000001","status":"FAILED","type":"BUILD","project_name":"payments-api","hostname":"build-07.ci.example.com","arch":"x86_64","user_email":"dev.ops@example.com","error_message":"step 4/9 failed: exit code 137 (out of memory)","metadata":{"cpuCores":8,"memoryGb":15.5,"buildDurationMs":412345,"dockerImageId":"sha256:9b2a4f0d7c1e5b8a3f6d2c9e0b4a7f1d8c5e2b9a6f3d0c7e4b1a8f5d2c9e6b3a","branch":"main","commit":"4f2a9c1"},"created_at":"2024-05-01T12:00:00.123456Z","updated_at":"2024-05-01T12:07:41.654321Z","completed_at":"2024-05-01T12:07:41.654321Z","version":4}"#;
 
 fn job() -> Job {

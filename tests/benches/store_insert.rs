@@ -4,7 +4,10 @@
 //! (8 clients). Each gets a fresh schema. `DATABASE_URL` must point at a server this machine
 //! runs (`./dev services start --engine none`); `./dev bench store` runs it.
 //!
-//! Prints a Markdown table: tps, p50 and p99 latency, and the ratio to pgbench.
+//! The three run in rounds (`BENCH_ROUNDS`, 3), `BENCH_SECONDS` (15) split between them, the
+//! order rotated each round: the load of a shared machine moves, and a fixed order would give
+//! one contender the quiet minute. Prints a Markdown table: the median round's tps, p50 and p99
+//! latency, and the median of the rounds' ratios to pgbench.
 
 use aws_credential_types::Credentials;
 use aws_sdk_rdsdata::config::{BehaviorVersion, Region};
@@ -27,6 +30,10 @@ fn seconds() -> u64 {
     std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15)
 }
 
+fn rounds() -> u64 {
+    std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1)
+}
+
 struct Result {
     name: &'static str,
     tps: f64,
@@ -34,10 +41,10 @@ struct Result {
     p99_ms: f64,
 }
 
-async fn run_store<E: Executor + 'static>(name: &'static str, store: Arc<Store<E>>, scope: Scope) -> Result {
+async fn run_store<E: Executor + 'static>(name: &'static str, store: Arc<Store<E>>, scope: Scope, secs: u64) -> Result {
     let new = validate::create_from_json(br#"{"type":"BUILD","project_name":"bench","hostname":"ci-1.example.com","arch":"x86_64","metadata":{"cpuCores":4}}"#)
         .expect("valid create");
-    let until = Instant::now() + Duration::from_secs(seconds());
+    let until = Instant::now() + Duration::from_secs(secs);
     let mut handles = Vec::new();
     for _ in 0..TASKS {
         let (store, scope, new) = (store.clone(), scope.clone(), new.clone());
@@ -62,7 +69,7 @@ async fn run_store<E: Executor + 'static>(name: &'static str, store: Arc<Store<E
     Result { name, tps: all.len() as f64 / elapsed, p50_ms: pct(0.5), p99_ms: pct(0.99) }
 }
 
-fn pgbench(url: &str, schema: &str, user: Uuid) -> Result {
+fn pgbench(url: &str, schema: &str, user: Uuid, secs: u64) -> Result {
     let script = std::env::temp_dir().join(format!("jobs-bench-{}.sql", std::process::id()));
     std::fs::write(
         &script,
@@ -79,7 +86,7 @@ fn pgbench(url: &str, schema: &str, user: Uuid) -> Result {
     // The triggers name their tables unqualified, as the app's sessions (search_path) expect.
     let out = Command::new(bin)
         .env("PGOPTIONS", format!("-c search_path={schema}"))
-        .args(["-n", "-c", &TASKS.to_string(), "-j", "2", "-T", &seconds().to_string(), "-f"])
+        .args(["-n", "-c", &TASKS.to_string(), "-j", "2", "-T", &secs.to_string(), "-f"])
         .arg(&script)
         .arg(url)
         .output()
@@ -119,25 +126,19 @@ async fn main() {
     };
     let user = Uuid::new_v4();
     let scope = Scope { user_id: user, workspace_ids: vec![] };
-    let mut results = Vec::new();
 
-    // pgbench first: the ceiling.
-    let (db, schema) = fixture_schema(&url, "pgbench").await;
-    Store::new(db.clone()).ensure_user(user, Some("bench@example.com")).await.expect("user");
-    results.push(pgbench(&url, &schema, user));
-    db.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.expect("drop");
-
-    let (db, schema) = fixture_schema(&url, "direct").await;
-    let store = Arc::new(Store::new(db.clone()));
-    store.ensure_user(user, Some("bench@example.com")).await.expect("user");
-    results.push(run_store("store, direct driver (tokio-postgres, 8 tasks)", store, scope.clone()).await);
-    db.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.expect("drop");
-
-    let (db, schema) = fixture_schema(&url, "dataapi").await;
+    // pgbench, the ceiling, and the store through either driver, each in a schema of its own.
+    let (pg_db, pg_schema) = fixture_schema(&url, "pgbench").await;
+    Store::new(pg_db.clone()).ensure_user(user, Some("bench@example.com")).await.expect("user");
+    let (direct_db, direct_schema) = fixture_schema(&url, "direct").await;
+    let direct = Arc::new(Store::new(direct_db.clone()));
+    direct.ensure_user(user, Some("bench@example.com")).await.expect("user");
+    let (api_db, api_schema) = fixture_schema(&url, "dataapi").await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = AppState::new(Config::new(format!("{url}{sep}options=-c%20search_path%3D{schema}"))).expect("server");
+    let state =
+        AppState::new(Config::new(format!("{url}{sep}options=-c%20search_path%3D{api_schema}"))).expect("server");
     tokio::spawn(async move { axum::serve(listener, router(state)).await.ok() });
     let sdk = aws_sdk_rdsdata::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -155,18 +156,51 @@ async fn main() {
             endpoint_url: None,
         },
     );
-    let store = Arc::new(Store::new(exec));
-    store.ensure_user(user, Some("bench@example.com")).await.expect("user");
-    results.push(run_store("store, RDS Data API driver + local Data API server (8 tasks)", store, scope).await);
-    db.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.expect("drop");
+    let data_api = Arc::new(Store::new(exec));
+    data_api.ensure_user(user, Some("bench@example.com")).await.expect("user");
 
-    let ceiling = results[0].tps;
-    println!("| {} s each, same server | tps | p50 ms | p99 ms | ratio to pgbench |", seconds());
+    let secs = (seconds() / rounds()).max(2);
+    let mut by: [Vec<Result>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..rounds() {
+        for k in 0..3 {
+            let which = (k + round as usize) % 3;
+            let r = match which {
+                0 => pgbench(&url, &pg_schema, user, secs),
+                1 => {
+                    run_store("store, direct driver (tokio-postgres, 8 tasks)", direct.clone(), scope.clone(), secs)
+                        .await
+                }
+                _ => {
+                    let name = "store, RDS Data API driver + local Data API server (8 tasks)";
+                    run_store(name, data_api.clone(), scope.clone(), secs).await
+                }
+            };
+            by[which].push(r);
+        }
+    }
+    for (db, schema) in [(&pg_db, &pg_schema), (&direct_db, &direct_schema), (&api_db, &api_schema)] {
+        db.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.expect("drop");
+    }
+
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "| {} rounds of {secs} s each, order rotated, same server | tps (median round) | p50 ms | p99 ms | ratio to pgbench (median of the rounds') |",
+        rounds()
+    );
     println!("|---|---|---|---|---|");
-    for r in &results {
-        let p50 =
-            if r.name.starts_with("pgbench") { format!("{:.2} (avg)", r.p50_ms) } else { format!("{:.2}", r.p50_ms) };
-        let p99 = if r.p99_ms.is_nan() { "-".to_owned() } else { format!("{:.2}", r.p99_ms) };
-        println!("| {} | {:.0} | {p50} | {p99} | {:.2} |", r.name, r.tps, r.tps / ceiling);
+    for runs in &by {
+        let name = runs.first().map_or("", |r| r.name);
+        let ratios = runs.iter().zip(&by[0]).map(|(r, c)| r.tps / c.tps).collect();
+        let (tps, p50, p99) = (
+            median(runs.iter().map(|r| r.tps).collect()),
+            median(runs.iter().map(|r| r.p50_ms).collect()),
+            median(runs.iter().map(|r| r.p99_ms).collect()),
+        );
+        let p50 = if name.starts_with("pgbench") { format!("{p50:.2} (avg)") } else { format!("{p50:.2}") };
+        let p99 = if p99.is_nan() { "-".to_owned() } else { format!("{p99:.2}") };
+        println!("| {name} | {tps:.0} | {p50} | {p99} | {:.2} |", median(ratios));
     }
 }

@@ -1,7 +1,10 @@
 // Where ajv, valibot and zod (bench/schemas.js) disagree with the core on the corpus's record
 // cases and on the format cases the corpus pins (urn:uuid, 2024-02-30, 23:59:60, lowercase t/z,
 // +0200). Prints a Markdown table of the disagreements; the core's verdict is the corpus's.
+// Then the same on the race's generated corpus (bench/jobs.js), with the built package
+// (wasm/pkg) as the core: how far the contenders' verdicts are from ours where they are timed.
 import { readFileSync } from "node:fs";
+import { generate } from "./jobs.js";
 import { ajvValidator, valibotValidator, zodValidator } from "./schemas.js";
 
 const libs = { ajv: ajvValidator(), valibot: valibotValidator(), zod: zodValidator() };
@@ -54,3 +57,16 @@ for (const [name, text, ok] of cases) {
 console.log(`${cases.length} record cases (corpus + formats); disagreements with the core: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(", ")}`);
 console.log("\n| case | core | ajv | valibot | zod |\n| --- | --- | --- | --- | --- |");
 console.log(rows.join("\n"));
+
+const { validateJob } = await import(new URL("../pkg/node.js", import.meta.url).href);
+const race = generate();
+const ours = race.map((t) => validateJob(t, "record").ok);
+console.log(`\nThe race corpus (${race.length} jobs): the core accepts ${ours.filter(Boolean).length}.`);
+console.log("\n| | accepts | agrees with the core | accepts what the core rejects | rejects what the core accepts |\n| --- | ---: | ---: | ---: | ---: |");
+for (const [k, f] of Object.entries(libs)) {
+  const got = race.map((t) => f(t).ok);
+  const more = got.filter((v, i) => v && !ours[i]).length;
+  const fewer = got.filter((v, i) => !v && ours[i]).length;
+  const agree = (100 * (race.length - more - fewer)) / race.length;
+  console.log(`| ${k} | ${got.filter(Boolean).length} | ${agree.toFixed(2)}% | ${more} | ${fewer} |`);
+}
