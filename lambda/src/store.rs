@@ -351,38 +351,48 @@ impl<E: Executor> Store<E> {
     /// statement (those two steps, or a row completed in pieces) can meet a concurrent write in
     /// between: a page that did is read again (three times at most), so it is one state of the
     /// rows in their order.
+    ///
+    /// A row this code cannot read (another writer stored a status it does not know, a number
+    /// past a double in the metadata) is left out and named in [`Listed::unreadable`], as the
+    /// sync leaves it out of search (it dead-letters it): one such row no longer fails every
+    /// page of the fallback and every backfill that meets it.
     pub async fn list_counted(&self, sql: &str, params: &[Param]) -> Result<Listed> {
         let mut listed = Listed::default();
         for _ in 0..3 {
-            let (keys, jobs) = match self.db.query(sql, params).await {
+            let (keys, read) = match self.db.query(sql, params).await {
                 Ok(rows) => {
                     let mut keys = Vec::with_capacity(rows.len());
-                    let mut jobs = Vec::with_capacity(rows.len());
+                    let mut read = Read::default();
                     for row in &rows {
-                        let head = read_head(row)?;
-                        keys.push((head.job.id, head.job.version));
-                        if let Some(job) = self.complete(head).await? {
-                            jobs.push(job);
-                        }
+                        let Some(key) = key_of(row) else {
+                            return Err(read_head(row).err().unwrap_or_else(short_row).into());
+                        };
+                        keys.push(key);
+                        read.push(key, self.whole(row).await)?;
                     }
-                    (keys, jobs)
+                    (keys, read)
                 }
                 Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) => self.list_paged(sql, params).await?,
                 Err(e) => return Err(StoreError::from_db(e)),
             };
-            let same =
-                keys.len() == jobs.len() && keys.iter().zip(&jobs).all(|((id, v), j)| *id == j.id && *v == j.version);
-            listed = Listed { matched: keys.len(), last_id: keys.last().map(|(id, _)| *id), jobs };
+            let Read { jobs, unreadable } = read;
+            let mut readable = keys.iter().filter(|(id, _)| !unreadable.iter().any(|u| u.id == *id));
+            let same = jobs.len() + unreadable.len() == keys.len()
+                && jobs.iter().all(|j| readable.next().is_some_and(|(id, v)| *id == j.id && *v == j.version));
+            listed = Listed { matched: keys.len(), last_id: keys.last().map(|(id, _)| *id), jobs, unreadable };
             if same {
                 break;
             }
+        }
+        for u in &listed.unreadable {
+            tracing::warn!(id = %u.id, reason = %u.reason, "a job row cannot be read: left out of the listing");
         }
         Ok(listed)
     }
 
     /// The two steps of [`Store::list_counted`]: the keys the statement matched, in order, and
     /// the jobs of those still there.
-    async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<(Vec<(Uuid, i64)>, Vec<Job>)> {
+    async fn list_paged(&self, sql: &str, params: &[Param]) -> Result<(Vec<(Uuid, i64)>, Read)> {
         // A plain projection over the subquery keeps its order.
         let keys_sql = format!("SELECT q.id, q.version FROM ({sql}) q");
         let keys: Vec<(Uuid, i64)> = self
@@ -398,11 +408,18 @@ impl<E: Executor> Store<E> {
             .collect::<std::result::Result<_, DbError>>()?;
         let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
         let mut by_id = std::collections::HashMap::with_capacity(ids.len());
-        for job in self.jobs(&self.rows_by_ids(&ids).await?).await? {
-            by_id.insert(job.id, job);
+        let mut unreadable = Vec::new();
+        for row in self.rows_by_ids(&ids).await? {
+            let Some(key) = key_of(&row) else { return Err(read_head(&row).err().unwrap_or_else(short_row).into()) };
+            let mut one = Read::default();
+            one.push(key, self.whole(&row).await)?;
+            unreadable.extend(one.unreadable);
+            if let Some(job) = one.jobs.pop() {
+                by_id.insert(job.id, job);
+            }
         }
         let jobs = ids.iter().filter_map(|id| by_id.remove(id)).collect();
-        Ok((keys, jobs))
+        Ok((keys, Read { jobs, unreadable }))
     }
 
     /// Rows of [`sql::JOB_COLUMNS`] by id (in no particular order; ids without a row are left
@@ -422,18 +439,6 @@ impl<E: Executor> Store<E> {
                 }
                 Err(e) if e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) && chunk > 1 => chunk /= 2,
                 Err(e) => return Err(StoreError::from_db(e)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The jobs of rows of [`sql::JOB_COLUMNS`], cut rows completed (those deleted meanwhile
-    /// left out).
-    async fn jobs(&self, rows: &[Row]) -> Result<Vec<Job>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(job) = self.whole(row).await? {
-                out.push(job);
             }
         }
         Ok(out)
@@ -1048,12 +1053,58 @@ fn ids(rows: &[Row]) -> Result<Vec<Uuid>> {
 /// Jobs as a listing statement read them ([`Store::list_counted`]).
 #[derive(Debug, Default)]
 pub struct Listed {
-    /// The jobs, in the statement's order (those deleted while being read left out).
+    /// The jobs, in the statement's order (those deleted while being read, and those that
+    /// cannot be read, left out).
     pub jobs: Vec<Job>,
     /// How many rows the statement matched.
     pub matched: usize,
     /// The id of the last of them.
     pub last_id: Option<Uuid>,
+    /// The rows left out because this code cannot read them.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A job row this code cannot read, and why.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub id: Uuid,
+    pub reason: String,
+}
+
+/// Rows being read for a listing.
+#[derive(Default)]
+struct Read {
+    jobs: Vec<Job>,
+    unreadable: Vec<Unreadable>,
+}
+
+impl Read {
+    /// The outcome of reading the row of `key`: a job, gone (deleted while read in parts), or
+    /// unreadable (kept aside); other errors end the listing.
+    fn push(&mut self, key: (Uuid, i64), read: Result<Option<Job>>) -> Result<()> {
+        match read {
+            Ok(Some(job)) => self.jobs.push(job),
+            Ok(None) => {}
+            Err(StoreError::Db(DbError::Decode(reason))) => self.unreadable.push(Unreadable { id: key.0, reason }),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// The (id, version) of a row of [`sql::JOB_COLUMNS`], read apart from the rest (which may be
+/// what cannot be read).
+fn key_of(row: &[Cell]) -> Option<(Uuid, i64)> {
+    if row.len() < sql::JOB_COLUMN_COUNT {
+        return None;
+    }
+    let id = Cols::new(row).uuid("id").ok()?;
+    let version = Cols { row, at: sql::JOB_COLUMN_COUNT - 1 }.int("version").ok()?;
+    Some((id, version))
+}
+
+fn short_row() -> DbError {
+    DbError::Decode("a job row without its id and version".into())
 }
 
 /// A job as one row of [`sql::JOB_COLUMNS`] holds it: whole, or cut to fit an RDS Data API row

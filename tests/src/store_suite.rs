@@ -763,6 +763,16 @@ pub async fn unreadable_rows_are_dead_lettered<E: Executor + 'static>(f: &Fixtur
     assert!(f.store.claim_dirty(10, LEASE).await.expect("claim").is_empty());
     let lag = f.store.sync_lag().await.expect("lag");
     assert_eq!((lag.dirty, lag.dead_lettered), (1, 1));
+    // Listings (the search fallback, the backfill's scan) leave it out, as search does, and
+    // name it; they used to fail as a whole.
+    let req = SearchRequest::from_params([("sort", "created_at")]).expect("valid search");
+    let (sql, binds) = req.to_sql(&me, sql::JOB_SELECT);
+    let listed = f.store.list_counted(&sql, &binds).await.expect("the listing does not fail");
+    assert_eq!((listed.matched, listed.jobs.iter().map(|j| j.id).collect::<Vec<_>>()), (2, vec![good.id]));
+    assert_eq!(listed.unreadable.iter().map(|u| u.id).collect::<Vec<_>>(), vec![odd.id]);
+    assert!(listed.unreadable[0].reason.contains("unknown status"), "{:?}", listed.unreadable);
+    let scanned = f.store.scan_jobs(None, 10).await.expect("the scan does not fail");
+    assert_eq!((scanned.matched, scanned.jobs.len(), scanned.unreadable.len()), (2, 1, 1));
 
     // Repaired by a writer, the row is due again.
     f.exec("UPDATE job SET status = 'QUEUED' WHERE id = $1::uuid", &[Param::Uuid(odd.id)]).await;

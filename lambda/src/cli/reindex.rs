@@ -127,6 +127,11 @@ pub struct ReindexReport {
     /// Jobs the new index refused (their ids and errors, the first 100).
     pub rejected: u64,
     pub rejected_examples: Vec<(Uuid, String)>,
+    /// Rows this code cannot read (another writer stored a status it does not know, a number
+    /// past a double), left out as the sync leaves them out (their ids and reasons, the first
+    /// 100).
+    pub unreadable: u64,
+    pub unreadable_examples: Vec<(Uuid, String)>,
     pub bulk_requests: u64,
     pub backfill_ms: u64,
     pub docs_per_sec: f64,
@@ -203,6 +208,20 @@ pub fn run(args: &Args) -> ExitCode {
                     report.old,
                     client.alias()
                 );
+                if report.unreadable > 0 {
+                    eprintln!(
+                        "jobsctl reindex: {} job rows cannot be read and are not in the new index (as the sync leaves \
+                         them out of search), e.g. {}",
+                        report.unreadable,
+                        report
+                            .unreadable_examples
+                            .iter()
+                            .take(3)
+                            .map(|(id, e)| format!("{id}: {e}"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
                 if report.rejected > 0 {
                     eprintln!(
                         "jobsctl reindex: the new index refused {} jobs; queued for the sync, which dead-letters \
@@ -425,6 +444,8 @@ async fn fill_and_swap<E: Executor>(
         backfilled: backfill.sent,
         rejected: backfill.rejected,
         rejected_examples: backfill.examples,
+        unreadable: backfill.unreadable,
+        unreadable_examples: backfill.unreadable_examples,
         bulk_requests: backfill.requests,
         backfill_ms,
         docs_per_sec,
@@ -442,6 +463,8 @@ struct Filled {
     rejected_ids: Vec<Uuid>,
     examples: Vec<(Uuid, String)>,
     requests: u64,
+    unreadable: u64,
+    unreadable_examples: Vec<(Uuid, String)>,
 }
 
 /// Reads every job by keyset and sends it to `index`, `opts.parallel` bulks in flight.
@@ -470,6 +493,12 @@ async fn backfill<E: Executor>(
         // in parts makes a page short without it being the last.
         let last_page = page.matched < batch;
         after = page.last_id.or(after);
+        filled.unreadable += page.unreadable.len() as u64;
+        for u in page.unreadable {
+            if filled.unreadable_examples.len() < 100 {
+                filled.unreadable_examples.push((u.id, u.reason));
+            }
+        }
         let jobs = page.jobs;
         read += jobs.len() as u64;
         if !jobs.is_empty() {
