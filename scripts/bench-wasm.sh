@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export JOBS_CACHE="${JOBS_CACHE:-$HOME/.cache/jobs}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$JOBS_CACHE/target}"
 export npm_config_cache="${npm_config_cache:-$JOBS_CACHE/npm}"
-ROUNDS="${BENCH_ROUNDS:-7}"
+ROUNDS="${BENCH_ROUNDS:-8}"
 
 "$ROOT/scripts/wasm.sh" >&2
 cd "$ROOT/wasm"

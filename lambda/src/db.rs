@@ -45,6 +45,11 @@ pub enum DbError {
     /// A result could not be read into the expected shape.
     #[error("unexpected result: {0}")]
     Decode(String),
+    /// A row holds what this code cannot represent: another writer stored a status or a type
+    /// it does not know, or metadata it cannot read (not an object, a number past a double).
+    /// Retrying cannot help; listings leave such a row out, the sync dead-letters it.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 impl DbError {

@@ -632,7 +632,8 @@ impl<E: Executor> Store<E> {
                     // would stop every run on this row. Dead-letter it with the reason; a later
                     // write requeues it.
                     Err(StoreError::Db(e))
-                        if matches!(e, DbError::Decode(_)) || e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) =>
+                        if matches!(e, DbError::Decode(_) | DbError::Unreadable(_))
+                            || e.sqlstate() == Some(crate::db::RESPONSE_TOO_LARGE) =>
                     {
                         unreadable.push(DeadLetter {
                             id,
@@ -1080,12 +1081,13 @@ struct Read {
 
 impl Read {
     /// The outcome of reading the row of `key`: a job, gone (deleted while read in parts), or
-    /// unreadable (kept aside); other errors end the listing.
+    /// unreadable (another writer's data, kept aside); other errors (ours, the driver's) end the
+    /// listing.
     fn push(&mut self, key: (Uuid, i64), read: Result<Option<Job>>) -> Result<()> {
         match read {
             Ok(Some(job)) => self.jobs.push(job),
             Ok(None) => {}
-            Err(StoreError::Db(DbError::Decode(reason))) => self.unreadable.push(Unreadable { id: key.0, reason }),
+            Err(StoreError::Db(DbError::Unreadable(reason))) => self.unreadable.push(Unreadable { id: key.0, reason }),
             Err(e) => return Err(e),
         }
         Ok(())
@@ -1133,9 +1135,10 @@ fn read_head(row: &[Cell]) -> Result<Head, DbError> {
     let workspace_id = c.opt_uuid("workspace_id")?;
     let user_id = c.uuid("user_id")?;
     let status = c.text("status")?;
-    let status = JobStatus::parse(&status).ok_or_else(|| DbError::Decode(format!("unknown status {status:?}")))?;
+    let status = JobStatus::parse(&status).ok_or_else(|| DbError::Unreadable(format!("unknown status {status:?}")))?;
     let job_type = c.text("type")?;
-    let job_type = JobType::parse(&job_type).ok_or_else(|| DbError::Decode(format!("unknown type {job_type:?}")))?;
+    let job_type =
+        JobType::parse(&job_type).ok_or_else(|| DbError::Unreadable(format!("unknown type {job_type:?}")))?;
     let (project_name, hostname, arch, user_email) =
         (c.text("project_name")?, c.opt_text("hostname")?, c.opt_text("arch")?, c.opt_text("user_email")?);
     let error_message = c.opt_text("error_message")?;
@@ -1167,7 +1170,7 @@ fn read_head(row: &[Cell]) -> Result<Head, DbError> {
 }
 
 fn parse_metadata(text: &str) -> Result<Object, DbError> {
-    serde_json::from_str(text).map_err(|e| DbError::Decode(format!("column metadata: {e}")))
+    serde_json::from_str(text).map_err(|e| DbError::Unreadable(format!("column metadata: {e}")))
 }
 
 /// Reads cells left to right, naming the column in errors.

@@ -82,6 +82,33 @@ async fn verify_quiet(f: &SearchFixture, repair: bool) -> (VerifyReport, Vec<Dri
     (report, drifts)
 }
 
+/// A job whose row says "synced" though search never got it (a lost write): its id.
+async fn lost_write(f: &SearchFixture, me: &Scope, project: &str) -> Uuid {
+    let id = new_id();
+    f.pg.db()
+        .execute(
+            "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', $3::text, now())",
+            &[Param::Uuid(id), Param::Uuid(me.user_id), Param::Text(project.to_owned())],
+        )
+        .await
+        .expect("insert");
+    id
+}
+
+/// A newer version of a job marked synced without reaching search (a buggy marker).
+async fn stale_mark(f: &SearchFixture, id: Uuid) {
+    let db = f.pg.db();
+    db.execute("UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid", &[Param::Uuid(id)])
+        .await
+        .expect("update");
+    db.execute(
+        "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
+        &[Param::Uuid(id)],
+    )
+    .await
+    .expect("mark");
+}
+
 /// No queue entry is leased: every claim was recorded or handed back.
 async fn assert_no_lease(f: &SearchFixture) {
     let leased =
@@ -867,34 +894,15 @@ async fn verify_detects_and_repair_fixes_drift(engine: &'static str) {
     f.refresh().await;
     assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
     let index = f.client.alias_target(f.client.alias()).await.expect("alias").expect("index");
-    let db = f.pg.db();
 
     // missing: rows that say "synced" but search never got (a lost write).
     let mut lost = Vec::new();
     for i in 0..3 {
-        let id = new_id();
-        db.execute(
-            "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', $3::text, now())",
-            &[Param::Uuid(id), Param::Uuid(me.user_id), Param::Text(format!("lost-{i}"))],
-        )
-        .await
-        .expect("insert");
-        lost.push(id);
+        lost.push(lost_write(&f, &me, &format!("lost-{i}")).await);
     }
     // stale: a newer version marked synced without reaching search (a buggy marker).
     for j in &jobs[10..12] {
-        db.execute(
-            "UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid",
-            &[Param::Uuid(j.id)],
-        )
-        .await
-        .expect("update");
-        db.execute(
-            "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
-            &[Param::Uuid(j.id)],
-        )
-        .await
-        .expect("mark");
+        stale_mark(&f, j.id).await;
     }
     // extra: documents for jobs Postgres does not have.
     let ghosts: Vec<Job> = (0..2)
@@ -1002,26 +1010,11 @@ async fn verify_takes_a_change_during_its_second_look_for_one_in_flight(engine: 
     let me = f.pg.user("me@example.com").await;
     let jobs = create_many(&f, &me, 5, "look").await;
     drain(&f, &SyncConfig::default(), MINUTE).await;
-    let db = f.pg.db();
     // Two differences: a version marked synced that never reached search, and a row search
     // never got.
     let stale = jobs[0].id;
-    db.execute("UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid", &[Param::Uuid(stale)])
-        .await
-        .expect("update");
-    db.execute(
-        "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
-        &[Param::Uuid(stale)],
-    )
-    .await
-    .expect("mark");
-    let lost = new_id();
-    db.execute(
-        "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', 'lost', now())",
-        &[Param::Uuid(lost), Param::Uuid(me.user_id)],
-    )
-    .await
-    .expect("insert");
+    stale_mark(&f, stale).await;
+    let lost = lost_write(&f, &me, "lost").await;
     f.refresh().await;
     let (report, _) = verify_quiet(&f, false).await;
     assert_eq!((report.stale, report.missing), (1, 1), "{report:?}");
@@ -1052,18 +1045,7 @@ async fn verify_takes_a_change_during_its_second_look_for_one_in_flight(engine: 
 
     // The same after the engine's answer: a version marked synced without reaching search, then
     // changed and pushed once the engine has answered with the old one.
-    db.execute(
-        "UPDATE job SET status = 'RUNNING', version = version + 1 WHERE id = $1::uuid",
-        &[Param::Uuid(jobs[1].id)],
-    )
-    .await
-    .expect("update");
-    db.execute(
-        "UPDATE job SET es_sync_version = version, es_synced_at = now() WHERE id = $1::uuid",
-        &[Param::Uuid(jobs[1].id)],
-    )
-    .await
-    .expect("mark");
+    stale_mark(&f, jobs[1].id).await;
     f.refresh().await;
     let hook: verify::VerifyHook = {
         let (store, client, me, id) = (f.store().clone(), f.client.clone(), me.clone(), jobs[1].id);
@@ -1096,14 +1078,7 @@ async fn verify_rides_out_an_outage_and_stops_when_the_alias_moves(engine: &'sta
     create_many(&f, &me, 5, "outage").await;
     drain(&f, &SyncConfig::default(), MINUTE).await;
     // A difference, so that the second look (and its hook) happens.
-    let lost = new_id();
-    f.pg.db()
-        .execute(
-            "INSERT INTO job (id, user_id, status, type, project_name, es_synced_at) VALUES ($1::uuid, $2::uuid, 'QUEUED', 'BUILD', 'lost', now())",
-            &[Param::Uuid(lost), Param::Uuid(me.user_id)],
-        )
-        .await
-        .expect("insert");
+    lost_write(&f, &me, "lost").await;
     f.refresh().await;
     let gate = Arc::new(Gate::start(&f.url).await);
     let through_gate = f.client_via(&gate.url()).await;
@@ -1352,8 +1327,9 @@ async fn a_reindex_tells_the_new_index_s_refusals_from_the_live_one_s(engine: &'
 }
 
 /// A row another writer left unreadable to this code (a status it does not know) made the
-/// backfill's scan fail, and with it every reindex. It is left out, as the sync leaves it out of
-/// search (dead-lettered), and the report names it.
+/// backfill's scan fail with a decoding error, and with it every reindex. The scan now leaves it
+/// out; the reindex stops before the swap naming it, and `--allow-rejected` swaps without it (as
+/// the sync leaves it out of search: dead-lettered), the report naming it.
 async fn a_reindex_leaves_out_a_row_it_cannot_read(engine: &'static str) {
     let Some(f) = SearchFixture::new(engine, "reindex_unreadable").await else { return };
     let me = f.pg.user("me@example.com").await;
@@ -1363,7 +1339,15 @@ async fn a_reindex_leaves_out_a_row_it_cannot_read(engine: &'static str) {
         .execute("UPDATE job SET status = 'PENDING' WHERE id = $1::uuid", &[Param::Uuid(jobs[2].id)])
         .await
         .expect("another writer");
-    let report = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect("reindex");
+    // As for refusals: no swap (the live index may hold an older version of the row) unless
+    // allowed, and the error names the row.
+    let old = f.client.alias_target(f.client.alias()).await.expect("alias");
+    let e = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect_err("no swap");
+    assert!(matches!(e, reindex::ReindexError::Unreadable { count: 1, .. }), "{e}");
+    assert!(e.to_string().contains(&jobs[2].id.to_string()) && e.to_string().contains("unknown status"), "{e}");
+    assert_eq!(f.client.alias_target(f.client.alias()).await.expect("alias"), old, "not swapped");
+    let opts = ReindexOptions { allow_rejected: true, ..ReindexOptions::default() };
+    let report = reindex::reindex(f.store().as_ref(), &f.client, &opts).await.expect("reindex");
     assert_eq!((report.backfilled, report.unreadable), (4, 1), "{report:?}");
     assert_eq!(report.unreadable_examples[0].0, jobs[2].id);
     assert!(report.unreadable_examples[0].1.contains("unknown status"), "{report:?}");

@@ -16,7 +16,7 @@ import { report } from "./run.js";
 const { values: args } = parseArgs({
   options: {
     n: { type: "string", default: "10000" },
-    rounds: { type: "string", default: "7" },
+    rounds: { type: "string", default: "8" },
     json: { type: "boolean", default: false },
     base: { type: "string" },
     numbers: { type: "string", default: "0" },

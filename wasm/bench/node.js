@@ -1,6 +1,6 @@
 // Benchmark in one Node process on one corpus: validateJob(string) from the built package vs
 // ajv (allErrors, JSON.parse + validate), valibot and zod on the same strings, and JSON.parse
-// alone as the floor. `node bench/node.js [--pkg DIR] [--n 10000] [--rounds 7] [--json]`;
+// alone as the floor. `node bench/node.js [--pkg DIR] [--n 10000] [--rounds 8] [--json]`;
 // `--prims`: the engine's boundary primitives alone (bench/prims.js).
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
@@ -14,7 +14,7 @@ const { values: args } = parseArgs({
   options: {
     pkg: { type: "string", default: new URL("../pkg/", import.meta.url).pathname },
     n: { type: "string", default: "10000" },
-    rounds: { type: "string", default: "7" },
+    rounds: { type: "string", default: "8" },
     json: { type: "boolean", default: false },
     prims: { type: "boolean", default: false },
   },

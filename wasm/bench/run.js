@@ -1,10 +1,14 @@
 // The measuring loop shared by the Node and the Chromium benchmark: every contender runs over the
 // same corpus of strings, rounds interleaved (a noisy machine hurts all alike) with the order
-// reversed every other round (a fixed order favoured one slot by up to 1.5x under load), median
-// reported; the ratio to ajv is the median of each round's own ratio (both ran in that round).
+// reversed every other round (a fixed order favoured one slot by up to 1.5x under load; rounds
+// made even, as many in each order), median reported; the ratio to ajv is the median of each
+// round's own ratio (both ran in that round).
 
 /** Runs `contenders` ({name: (text) => result}) over `corpus`; returns ops/s and acceptance. */
-export function measure(contenders, corpus, rounds = 7, warmup = 3) {
+export function measure(contenders, corpus, rounds = 8, warmup = 4) {
+  // As many rounds in each order, or the median leans to the order that has one more.
+  rounds += rounds % 2;
+  warmup += warmup % 2;
   const valid = {};
   for (const [name, f] of Object.entries(contenders)) {
     if (!name.startsWith("JSON")) valid[name] = corpus.filter((s) => f(s).ok).length;
@@ -24,7 +28,11 @@ export function measure(contenders, corpus, rounds = 7, warmup = 3) {
   for (let r = 0; r < rounds; r++) {
     for (const [name, f] of inOrder(r)) samples[name].push(pass(f));
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  };
   const ops = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.round(median(xs))]));
   const [ours, ajv] = [samples["jobs-wasm validateJob"], samples["ajv (allErrors)"]];
   return {

@@ -24,7 +24,8 @@
 //! the start (changes the new index refused) are put back in line. A new index
 //! that refused jobs in the backfill (a mapping they do not fit), or changes the sync sent it
 //! since the start (dead-lettered or waiting for a retry, their errors name the index), is a
-//! failure: the swap would make search lose them. `--allow-rejected` swaps anyway and queues them for the sync, which
+//! failure: the swap would make search lose them. So are rows the backfill cannot read
+//! (another writer's data; the old index may hold an older version of them). `--allow-rejected` swaps anyway and queues them for the sync, which
 //! dead-letters what is refused again (`jobsctl dead-letters`).
 
 use super::interrupt;
@@ -167,6 +168,12 @@ pub enum ReindexError {
         examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
     )]
     DeadLettered { count: u64, examples: Vec<(Uuid, String)> },
+    #[error(
+        "{count} job rows cannot be read (another writer stored what this code does not know), e.g. {}; the alias \
+         is unchanged: fix the rows, or rerun with --allow-rejected to swap without them (the sync dead-letters them)",
+        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+    )]
+    Unreadable { count: u64, examples: Vec<(Uuid, String)> },
     #[error("interrupted")]
     Interrupted,
 }
@@ -362,6 +369,9 @@ async fn fill_and_swap<E: Executor>(
     let resent = store.resend_recent_deletes(fill_started.elapsed() + Duration::from_secs(60)).await?;
     if resent > 0 {
         tracing::info!(deletes = resent, "reindex: deletes made during the backfill sent again");
+    }
+    if backfill.unreadable > 0 && !opts.allow_rejected {
+        return Err(ReindexError::Unreadable { count: backfill.unreadable, examples: backfill.unreadable_examples });
     }
     if backfill.rejected > 0 {
         if !opts.allow_rejected {

@@ -199,7 +199,16 @@ pub(crate) async fn database_page<E: Executor>(
     // Another page follows when the statement matched more than a page, whatever came back.
     let next = if listed.matched > limit {
         items.truncate(limit);
-        items.last().map(|last| req.cursor_after(last))
+        match items.last() {
+            Some(last) => Some(req.cursor_after(last)),
+            // A page of nothing but rows another writer left unreadable: no cursor can follow
+            // them, and a page without one would end the listing early.
+            None if !listed.unreadable.is_empty() => {
+                let why = format!("all {} rows of the page cannot be read", listed.unreadable.len());
+                return Err(crate::db::DbError::Unreadable(why).into());
+            }
+            None => None,
+        }
     } else {
         None
     };
