@@ -221,11 +221,34 @@ test("invalid hostname -> error beside the field; fixed -> created -> listed", {
   assert.equal(made.status, 200);
   assert.equal((await made.json()).project_name, project);
 
-  // Created from the keyboard on the button itself, the focus stays there.
+  // Under another token the same form is another create: not the earlier id, whose 409 would
+  // be another user's job, not a success.
+  await page.route("**/v1/jobs", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    await route.fetch();
+    await route.abort();
+  });
+  await form.getByLabel("Architecture").press("Enter");
+  await page.waitForFunction(() => /no answer/.test(document.querySelector("#submit-status").textContent));
+  await page.unroute("**/v1/jobs");
+  const otherUser = randomUUID();
+  await page.locator("#token").fill(mint(otherUser));
+  await form.getByLabel("Architecture").press("Enter");
+  await page.waitForFunction((id) => document.querySelector("#submit-status").dataset.jobId !== id, lost);
+  const theirs = await created.getAttribute("data-job-id");
+  assert.match(await created.textContent(), /^Created job [0-9a-f-]{36}\.$/, "a new job, not the earlier attempt");
+  assert.notEqual(theirs, lost);
+  const owner = await fetch(`${base}/v1/jobs/${theirs}`, { headers: { Authorization: `Bearer ${mint(otherUser)}` } });
+  assert.equal(owner.status, 200, "the job is the second user's");
+  await page.locator("#token").fill(token);
+  lost = theirs;
+
+  // Created from the keyboard on the button itself, the focus stays there. (Back under the
+  // first token, this is the resend of its unanswered create: the earlier attempt's job.)
   await page.getByRole("button", { name: "Create job" }).focus();
   await page.keyboard.press("Enter");
   await page.waitForFunction((id) => document.querySelector("#submit-status").dataset.jobId !== id, lost);
-  assert.match(await created.textContent(), /^Created job [0-9a-f-]{36}\.$/);
+  assert.match(await created.textContent(), /^Created job [0-9a-f-]{36} \(the earlier attempt had reached the server\)\.$/);
   assert.equal(await page.evaluate(() => document.activeElement?.id), "submit");
 
   // JSON that JavaScript reads but the server's reader refuses is the metadata's problem.
