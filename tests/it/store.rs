@@ -178,3 +178,58 @@ async fn pg_cancels_what_a_dropped_caller_left_running() {
     assert_eq!(f.db().query("SELECT 2::bigint", &[]).await.expect("after"), vec![vec![Cell::Int(2)]]);
     f.cleanup().await;
 }
+
+/// An executor that runs `write` once, just before the second statement reading a cut row's
+/// pieces: a write landing between two statements of one read.
+struct WriteBetweenPieces {
+    inner: PgExecutor,
+    write: String,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Executor for WriteBetweenPieces {
+    type Tx<'a> = <PgExecutor as Executor>::Tx<'a>;
+
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, DbError> {
+        if sql == jobs_core::sql::SELECT_JOB_PIECES && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+        {
+            self.inner.execute(&self.write, &[]).await?;
+        }
+        self.inner.query(sql, params).await
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        self.inner.execute(sql, params).await
+    }
+
+    async fn begin(&self) -> Result<Self::Tx<'_>, DbError> {
+        self.inner.begin().await
+    }
+}
+
+/// A cut row read in several statements (an error message past what the first reads) whose
+/// field got shorter in between: the later statement holds no piece, which read as "deleted"
+/// (a 404 for a job that exists). It is a change: read again.
+#[tokio::test]
+async fn a_row_that_shrinks_between_its_piece_statements_is_read_again() {
+    let Some(f) = pg("a_row_that_shrinks_between_its_piece_statements").await else { return };
+    let me = f.user("shrink@example.com").await;
+    let job = f.create(&me, serde_json::json!({"type": "BUILD", "project_name": "shrink", "status": "RUNNING"})).await;
+    // Another writer's message, longer than the first statement reads (16 pieces of 4,096).
+    let long = "x".repeat(70_000);
+    f.db()
+        .execute(
+            "UPDATE job SET status = 'FAILED', error_message = $1::text WHERE id = $2::uuid",
+            &[Param::Text(long), Param::Uuid(job.id)],
+        )
+        .await
+        .expect("a long message");
+    let shrink = format!("UPDATE job SET error_message = 'short' WHERE id = '{}'", job.id);
+    let wrapped = WriteBetweenPieces { inner: f.db().clone(), write: shrink, seen: Default::default() };
+    let store = jobs_lambda::store::Store::new(wrapped);
+    let read = store.get(&me, job.id).await.expect("found, not deleted");
+    assert_eq!(read.error_message.as_deref(), Some("short"));
+    assert!(store.executor().seen.load(std::sync::atomic::Ordering::SeqCst) >= 2, "the second statement ran");
+    f.cleanup().await;
+}
