@@ -150,7 +150,9 @@ pub enum ReindexError {
     Search(#[from] SearchError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a reindex into {0} is in progress (or died): run with --force to take over")]
+    #[error(
+        "a reindex into {0} is in progress, or died: if none is running, run with --force to take over (it deletes {0})"
+    )]
     InProgress(String),
     #[error("backfill: {0}")]
     Backfill(String),
