@@ -161,23 +161,28 @@ pub enum ReindexError {
     #[error(
         "the new index refused {count} jobs, e.g. {}; the alias is unchanged: fix the mapping, or rerun with \
          --allow-rejected to swap and dead-letter them",
-        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+        first_three(examples)
     )]
     Rejected { count: u64, examples: Vec<(Uuid, String)> },
     #[error(
         "the new index refused {count} changes made during the reindex, e.g. {}; the alias is unchanged and \
          they are back in line: fix the mapping, or rerun with --allow-rejected to swap and dead-letter them",
-        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+        first_three(examples)
     )]
     DeadLettered { count: u64, examples: Vec<(Uuid, String)> },
     #[error(
         "{count} job rows cannot be read (another writer stored what this code does not know), e.g. {}; the alias \
          is unchanged: fix the rows, or rerun with --allow-rejected to swap without them (the sync dead-letters them)",
-        examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+        first_three(examples)
     )]
     Unreadable { count: u64, examples: Vec<(Uuid, String)> },
     #[error("interrupted")]
     Interrupted,
+}
+
+/// The first three of a list of (id, error), as a message names them.
+fn first_three(examples: &[(Uuid, String)]) -> String {
+    examples.iter().take(3).map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -222,13 +227,7 @@ pub fn run(args: &Args) -> ExitCode {
                         "jobsctl reindex: {} job rows cannot be read and are not in the new index (as the sync leaves \
                          them out of search), e.g. {}",
                         report.unreadable,
-                        report
-                            .unreadable_examples
-                            .iter()
-                            .take(3)
-                            .map(|(id, e)| format!("{id}: {e}"))
-                            .collect::<Vec<_>>()
-                            .join("; ")
+                        first_three(&report.unreadable_examples)
                     );
                 }
                 if report.rejected > 0 {
