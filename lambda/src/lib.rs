@@ -8,6 +8,7 @@ pub mod db;
 pub mod migrate;
 pub mod pg;
 pub mod pg_tls;
+pub mod retry;
 pub mod search;
 pub mod store;
 pub mod sync_run;

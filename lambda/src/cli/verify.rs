@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uuid::Uuid;
 
 #[derive(Debug, clap::Args)]
@@ -129,8 +129,8 @@ impl VerifyError {
     }
 }
 
-/// Attempts of a read on transient errors, 0.5 s apart and doubling (the scan's pages retry
-/// on their own).
+/// Attempts of a read on transient errors ([`crate::retry::reads`]; the scan's pages retry on
+/// their own, by the same policy).
 const ATTEMPTS: u32 = 5;
 
 /// `read`, tried again on transient errors: an engine's 429 or a database failover hours into
@@ -140,17 +140,8 @@ where
     Fut: Future<Output = Result<T, E>>,
     VerifyError: From<E>,
 {
-    let (mut attempt, mut delay) = (1, Duration::from_millis(500));
-    loop {
-        match read().await.map_err(VerifyError::from) {
-            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, what, "verify: a read failed; trying again");
-                tokio::time::sleep(delay).await;
-                (attempt, delay) = (attempt + 1, delay * 2);
-            }
-            r => return r,
-        }
-    }
+    crate::retry::reads(what, ATTEMPTS, VerifyError::is_transient, async || read().await.map_err(VerifyError::from))
+        .await
 }
 
 /// `Err(AliasMoved)` once the alias no longer points at `index`: a swap makes every later

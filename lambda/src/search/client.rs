@@ -746,17 +746,8 @@ impl Scanner {
 
     /// The next page, or `None` at the end. Transient errors are tried again, a few times.
     pub async fn next_page(&mut self) -> Result<Option<ScanPage>, SearchError> {
-        let (mut attempt, mut delay) = (1, Duration::from_millis(500));
-        loop {
-            match self.try_next_page().await {
-                Err(e) if e.is_transient() && attempt < SCAN_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "scan: page failed; trying again");
-                    tokio::time::sleep(delay).await;
-                    (attempt, delay) = (attempt + 1, delay * 2);
-                }
-                r => return r,
-            }
-        }
+        crate::retry::reads("scan page", SCAN_ATTEMPTS, SearchError::is_transient, async || self.try_next_page().await)
+            .await
     }
 
     async fn try_next_page(&mut self) -> Result<Option<ScanPage>, SearchError> {
