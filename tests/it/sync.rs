@@ -43,6 +43,7 @@ jobs_tests::per_engine!(
     a_reindex_tells_the_new_index_s_refusals_from_the_live_one_s,
     a_reindex_leaves_out_a_row_it_cannot_read,
     an_interrupted_reindex_leaves_no_index_behind,
+    force_takes_over_only_a_reindex_whose_heartbeat_stopped,
     a_late_delete_leaves_no_index_in_a_reindex_s_way,
     verify_detects_and_repair_fixes_drift,
     verify_ignores_a_job_deleted_during_its_scan,
@@ -872,14 +873,19 @@ async fn reindex_with_concurrent_writes_then_swap(engine: &'static str) {
     let (report, drifts) = verify_quiet(&f, false).await;
     assert_eq!(report.drift(), 0, "{drifts:?}");
     // A reindex that died leaves its marker: the next one refuses, unless told to take over.
+    // This one's index has no heartbeat (an older jobsctl's): --force takes over at once.
     let mut body = f.client.index_body();
     body["aliases"] = json!({ f.client.reindex_alias(): {} });
     f.client.create_index(&f.client.index_name(7), &body).await.expect("a dead reindex's index");
     let err = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.map(|r| r.new);
-    assert!(matches!(err, Err(reindex::ReindexError::InProgress(ref i)) if i == &f.client.index_name(7)), "{err:?}");
+    assert!(
+        matches!(err, Err(reindex::ReindexError::InProgress { ref index, last: None }) if index == &f.client.index_name(7)),
+        "{err:?}"
+    );
     let forced = ReindexOptions { force: true, ..ReindexOptions::default() };
     let r = reindex::reindex(f.store().as_ref(), &f.client, &forced).await.expect("forced reindex");
-    assert_eq!(r.new, f.client.index_name(3), "the dead one's index is gone");
+    assert_eq!(r.new, f.client.index_name(8), "numbered past the dead one's");
+    assert!(!f.client.is_index(&f.client.index_name(7)).await.expect("is_index"), "the dead one's index is gone");
     assert_eq!(f.client.versions().await.expect("versions").len(), 3);
     assert_eq!(verify_quiet(&f, false).await.0.drift(), 0);
     f.cleanup().await;
@@ -1410,6 +1416,71 @@ async fn an_interrupted_reindex_leaves_no_index_behind(engine: &'static str) {
     // And the next reindex needs no --force.
     let report = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.expect("reindex");
     assert_eq!(report.backfilled, 80);
+    f.cleanup().await;
+}
+
+/// `reindex --force` used to delete whatever the marker pointed at, a running reindex's index
+/// too (which then failed, or worse). The running one beats in its index's `_meta`; a forced
+/// reindex watches the beat and takes over only when it stands still.
+async fn force_takes_over_only_a_reindex_whose_heartbeat_stopped(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "reindex_heartbeat").await else { return };
+    let me = f.pg.user("me@example.com").await;
+    create_many(&f, &me, 20, "x").await;
+    drain(&f, &SyncConfig::default(), MINUTE).await;
+    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let (e, r) = (entered.clone(), release.clone());
+    let hook: reindex::ReindexHook = Arc::new(move |step| {
+        let (e, r) = (e.clone(), r.clone());
+        Box::pin(async move {
+            if step == ReindexStep::Created {
+                e.notify_one();
+                r.notified().await;
+            }
+        })
+    });
+    let beat = Duration::from_millis(100);
+    let running = ReindexOptions { hook: Some(hook), heartbeat: beat, ..ReindexOptions::default() };
+    let forced = ReindexOptions { force: true, heartbeat: beat, ..ReindexOptions::default() };
+    let (first, taken) = tokio::join!(reindex::reindex(f.store().as_ref(), &f.client, &running), async {
+        entered.notified().await;
+        // Held at `Created` for longer than three beats: the work stands still, the beat not.
+        let started = Instant::now();
+        let taken = reindex::reindex(f.store().as_ref(), &f.client, &forced).await.map(|r| r.new);
+        let alive = f.client.is_index(&f.client.index_name(2)).await.expect("is_index");
+        release.notify_one();
+        (taken, alive, started.elapsed())
+    });
+    let (taken, alive, watched) = taken;
+    let index = f.client.index_name(2);
+    match &taken {
+        Err(reindex::ReindexError::Running { index: i, beat }) => {
+            assert_eq!(i, &index);
+            assert_eq!(beat.pid, std::process::id());
+            assert!(beat.beat >= 1, "{beat:?}");
+        }
+        other => panic!("a running reindex was taken over: {other:?}"),
+    }
+    assert!(watched < Duration::from_secs(10), "it answers once the beat moves: {watched:?}");
+    assert!(alive, "the running reindex's index is still there");
+    let first = first.expect("the running reindex finishes");
+    assert_eq!(first.new, index);
+    assert_eq!(first.backfilled, 20);
+
+    // A dead one's beat stands still: it is named, then taken over after three beats' watch.
+    let mut body = f.client.index_body();
+    body["aliases"] = json!({ f.client.reindex_alias(): {} });
+    let dead = json!({"beat": 41, "every_ms": 100, "pid": 1, "host": "gone.example", "at": "2026-11-28T00:00:00Z"});
+    body["mappings"]["_meta"] = json!({ "jobs_reindex": dead });
+    f.client.create_index(&f.client.index_name(5), &body).await.expect("a dead reindex's index");
+    let err = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.map(|r| r.new);
+    let msg = err.as_ref().map_err(ToString::to_string).expect_err("in progress");
+    assert!(msg.contains("pid 1 on gone.example, last heartbeat at 2026-11-28T00:00:00Z"), "{msg}");
+    let started = Instant::now();
+    let r = reindex::reindex(f.store().as_ref(), &f.client, &forced).await.expect("the dead one is taken over");
+    assert!(started.elapsed() >= Duration::from_millis(300), "it watched: {:?}", started.elapsed());
+    assert_eq!(r.new, f.client.index_name(6));
+    assert!(!f.client.is_index(&f.client.index_name(5)).await.expect("is_index"));
+    assert_eq!(r.backfilled, 20);
     f.cleanup().await;
 }
 

@@ -18,6 +18,10 @@
 //!    now live index alone to take (the old one may have been refusing it: a reindex is how a
 //!    mapping is fixed).
 //!
+//! A running reindex beats: a counter in its index's mapping (`_meta.jobs_reindex`) goes up
+//! every 10 s. One told to `--force` watches that counter for three beats and takes over only if
+//! it stood still; a live one is named (pid, host) and left alone.
+//!
 //! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM: seen between pages of the
 //! backfill, by the catch-up sync between its batches, and before the swap is sent, never
 //! after), the new index is deleted and the alias is untouched; the sync's dead letters since
@@ -40,7 +44,7 @@ use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use jobs_core::model::Job;
 use jobs_core::search::{Change, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -59,7 +63,8 @@ pub struct Args {
     /// Seconds the catch-up sync may take before the swap
     #[arg(long, default_value_t = 120.0)]
     pub catch_up: f64,
-    /// Take over from a reindex that died (deletes its unfinished index)
+    /// Take over from a reindex that died (deletes its unfinished index): refused while that
+    /// reindex's heartbeat still moves (watched for three beats, 30 s by default)
     #[arg(long)]
     pub force: bool,
     /// Swap even if the new index refused jobs (they are queued for the sync, which
@@ -98,6 +103,8 @@ pub struct ReindexOptions {
     /// The catch-up sync's configuration.
     pub sync: SyncConfig,
     pub hook: Option<ReindexHook>,
+    /// How often the running reindex beats (see [`Beat`]).
+    pub heartbeat: Duration,
 }
 
 impl Default for ReindexOptions {
@@ -112,6 +119,7 @@ impl Default for ReindexOptions {
             progress: false,
             sync: SyncConfig::default(),
             hook: None,
+            heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -151,9 +159,16 @@ pub enum ReindexError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "a reindex into {0} is in progress, or died: if none is running, run with --force to take over (it deletes {0})"
+        "a reindex into {index} is in progress{}, or died: if none is running, run with --force to take over \
+         (it checks that the heartbeat has stopped, then deletes {index})",
+        last.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()
     )]
-    InProgress(String),
+    InProgress { index: String, last: Option<Beat> },
+    #[error(
+        "a reindex into {index} is running ({beat}; its heartbeat moved while this one watched): --force takes over \
+         only a dead one; stop it (Ctrl-C) or let it finish"
+    )]
+    Running { index: String, beat: Beat },
     #[error("backfill: {0}")]
     Backfill(String),
     #[error("catch-up sync failed: {0}")]
@@ -178,6 +193,102 @@ pub enum ReindexError {
     Unreadable { count: u64, examples: Vec<(Uuid, String)> },
     #[error("interrupted")]
     Interrupted,
+}
+
+/// The heartbeat of a running reindex, kept in its index's mapping (`_meta.jobs_reindex`) and
+/// written again every [`ReindexOptions::heartbeat`] with `beat` one higher. Another reindex told
+/// to `--force` takes over only when `beat` stands still for three beats while it watches: the
+/// counter, not the time, is compared, so no two clocks need to agree. `at` (the writer's clock),
+/// `host` and `pid` are for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub beat: u64,
+    pub every_ms: u64,
+    pub pid: u32,
+    pub host: String,
+    pub at: String,
+}
+
+impl std::fmt::Display for Beat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} on {}, last heartbeat at {} by its clock", self.pid, self.host, self.at)
+    }
+}
+
+impl Beat {
+    const KEY: &'static str = "jobs_reindex";
+
+    fn first(every: Duration) -> Beat {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "an unknown host".to_owned());
+        Beat {
+            beat: 0,
+            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+            pid: std::process::id(),
+            host,
+            at: crate::clock::now().to_string(),
+        }
+    }
+
+    fn meta(&self) -> Value {
+        json!({ Beat::KEY: self })
+    }
+
+    /// The beat in an index's `_meta`; `None` for an index an older `jobsctl` made, or anything
+    /// else there.
+    async fn read(client: &SearchClient, index: &str) -> Result<Option<Beat>, SearchError> {
+        let meta = client.index_meta(index).await?;
+        Ok(serde_json::from_value(meta[Beat::KEY].clone()).ok())
+    }
+
+    /// Whether the reindex that wrote `last` still beats: `last` is read again every beat, for
+    /// three beats and a second more (a beat may be late by a request's time), and a change is
+    /// life. The writer's interval is bounded (50 ms to 30 s): it is another process's data.
+    async fn moves(client: &SearchClient, index: &str, last: &Beat) -> Result<Option<Beat>, SearchError> {
+        let every = Duration::from_millis(last.every_ms.clamp(50, 30_000));
+        let deadline = Instant::now() + every * 3 + Duration::from_secs(1);
+        tracing::info!(index, secs = (every * 3).as_secs_f64() + 1.0, "watching the unfinished reindex's heartbeat");
+        while Instant::now() < deadline {
+            tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
+            match Beat::read(client, index).await? {
+                Some(now) if now.beat != last.beat || now.pid != last.pid || now.host != last.host => {
+                    return Ok(Some(now));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Writes the heartbeat until dropped (with the reindex, however it ends).
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(client: &SearchClient, index: &str, mut beat: Beat) -> Heartbeat {
+        let (client, index) = (client.clone(), index.to_owned());
+        let every = Duration::from_millis(beat.every_ms.max(1));
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                beat.beat += 1;
+                beat.at = crate::clock::now().to_string();
+                if let Err(e) = client.put_index_meta(&index, &beat.meta()).await {
+                    tracing::warn!(error = %e, index, "reindex: could not write the heartbeat");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The first three of a list of (id, error), as a message names them.
@@ -262,11 +373,21 @@ pub async fn reindex<E: Executor>(
     let started = Instant::now();
     let old = client.ensure_index().await?;
     let marker = client.reindex_alias();
+    // The next index is numbered past a dead reindex's too: if it was only stopped (a suspended
+    // process) and wakes, its failure path deletes its own index, never ours.
+    let mut past = 0;
     if let Some(stale) = client.alias_target(&marker).await? {
+        let last = Beat::read(client, &stale).await?;
         if !opts.force {
-            return Err(ReindexError::InProgress(stale));
+            return Err(ReindexError::InProgress { index: stale, last });
+        }
+        if let Some(last) = &last
+            && let Some(beat) = Beat::moves(client, &stale, last).await?
+        {
+            return Err(ReindexError::Running { index: stale, beat });
         }
         tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
+        past = client.index_version(&stale).unwrap_or(0);
         client.delete_index(&stale).await?;
     }
     // An index (not an alias) by the marker's name is what a delete makes when it reaches the
@@ -278,14 +399,17 @@ pub async fn reindex<E: Executor>(
         client.delete_index(&marker).await?;
     }
     client.put_template().await?;
-    let next = client.versions().await?.last().map_or(1, |(n, _)| n + 1);
+    let next = client.versions().await?.last().map_or(0, |(n, _)| *n).max(past).saturating_add(1);
     let new = client.index_name(next);
     let old_settings = client.index_settings(&old).await?;
     let mut body = client.index_body();
     body["settings"]["index"]["number_of_replicas"] = json!(0);
     body["settings"]["index"]["refresh_interval"] = json!("-1");
     body["aliases"] = json!({ marker.clone(): {} });
+    let beat = Beat::first(opts.heartbeat);
+    body["mappings"]["_meta"] = beat.meta();
     client.create_index(&new, &body).await?;
+    let _heartbeat = Heartbeat::start(client, &new, beat);
     tracing::info!(old = %old, new = %new, "reindex: created the new index; writes now go to both");
 
     match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {

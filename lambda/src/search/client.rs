@@ -444,6 +444,18 @@ impl SearchClient {
         Ok(v[name]["settings"].clone())
     }
 
+    /// The `_meta` of an index's mapping (`Null` when it has none).
+    pub async fn index_meta(&self, name: &str) -> Result<Value, SearchError> {
+        let v = self.call(Method::GET, &format!("/{name}/_mapping"), None, None).await?;
+        Ok(v[name]["mappings"]["_meta"].clone())
+    }
+
+    /// Replaces the `_meta` of an index's mapping (a missing index stays missing: 404).
+    pub async fn put_index_meta(&self, name: &str, meta: &Value) -> Result<(), SearchError> {
+        let body = json!({ "_meta": meta });
+        self.call(Method::PUT, &format!("/{name}/_mapping"), Some(&body), None).await.map(drop)
+    }
+
     pub async fn put_settings(&self, name: &str, settings: &Value) -> Result<(), SearchError> {
         self.call(Method::PUT, &format!("/{name}/_settings"), Some(settings), None).await.map(drop)
     }
