@@ -1161,12 +1161,27 @@ fn read_head(row: &[Cell]) -> Result<Head, DbError> {
         user_email,
         error_message,
         metadata,
-        created_at: c.ts("created_at")?,
-        updated_at: c.ts("updated_at")?,
-        completed_at: c.opt_ts("completed_at")?,
+        created_at: job_ts(&mut c, "created_at")?.ok_or_else(|| infinite("created_at"))?,
+        updated_at: job_ts(&mut c, "updated_at")?.ok_or_else(|| infinite("updated_at"))?,
+        completed_at: job_ts(&mut c, "completed_at")?,
         version: c.int("version")?,
     };
     Ok(Head { job, cut })
+}
+
+/// A job's timestamp as [`sql::JOB_COLUMNS`] writes it. One that is not a time this code holds
+/// is another writer's (a year past 9999): the row is unreadable, not the listing.
+fn job_ts(c: &mut Cols<'_>, name: &str) -> Result<Option<Timestamp>, DbError> {
+    c.opt_text(name)?
+        .map(|s| {
+            Timestamp::parse(&s).ok_or_else(|| DbError::Unreadable(format!("column {name}: {s:?} is out of range")))
+        })
+        .transpose()
+}
+
+/// A NULL in a NOT NULL timestamp column: `to_char` writes `infinity` so.
+fn infinite(name: &str) -> DbError {
+    DbError::Unreadable(format!("column {name}: infinite"))
 }
 
 fn parse_metadata(text: &str) -> Result<Object, DbError> {

@@ -789,6 +789,20 @@ pub async fn unreadable_rows_are_dead_lettered<E: Executor + 'static>(f: &Fixtur
     assert!(f.store.claim_dirty(10, LEASE).await.expect("the claim does not fail").is_empty());
     let e = f.store.queue_entry(wide.id).await.expect("entry").expect("still queued");
     assert!(e.dead_lettered_at.is_some() && e.last_error.is_some_and(|m| m.contains("metadata")), "dead-lettered");
+
+    // Timestamps this code cannot hold (`infinity`, which `to_char` writes as NULL; a year past
+    // 9999) make the row unreadable, not the listing: it used to fail as a whole.
+    let inf = f.create(&me, json!({"type": "BUILD", "project_name": "inf"})).await;
+    let far = f.create(&me, json!({"type": "BUILD", "project_name": "far"})).await;
+    f.exec("UPDATE job SET created_at = 'infinity' WHERE id = $1::uuid", &[Param::Uuid(inf.id)]).await;
+    f.exec("UPDATE job SET completed_at = '10000-01-01T00:00:00Z' WHERE id = $1::uuid", &[Param::Uuid(far.id)]).await;
+    let listed = f.store.list_counted(&sql, &binds).await.expect("the listing does not fail");
+    let unreadable: Vec<Uuid> = listed.unreadable.iter().map(|u| u.id).collect();
+    assert!(unreadable.contains(&inf.id) && unreadable.contains(&far.id), "{:?}", listed.unreadable);
+    assert!(listed.jobs.iter().all(|j| j.id != inf.id && j.id != far.id));
+    assert!(listed.jobs.iter().any(|j| j.id == good.id));
+    let scanned = f.store.scan_jobs(None, 10).await.expect("the scan does not fail");
+    assert!(scanned.unreadable.iter().any(|u| u.id == inf.id), "{:?}", scanned.unreadable);
 }
 
 pub async fn retry_dead_letter_and_lease<E: Executor + 'static>(f: &Fixture<E>) {
