@@ -327,11 +327,19 @@ impl SearchRequest {
                         ),
                     }
                 }
-                "limit" => match value.parse::<i64>() {
-                    Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => r.limit = n as u32,
-                    Ok(_) => issues.push(name, Code::OutOfRange, format!("limit is 1 to {MAX_LIMIT}")),
-                    Err(_) => issues.push(name, Code::NotInteger, "limit is a whole number"),
-                },
+                "limit" => {
+                    // Digits alone, as the OpenAPI integer is written: `+5` is not one. Past
+                    // i64 is still a whole number, out of range.
+                    let digits = value.strip_prefix('-').unwrap_or(value);
+                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        issues.push(name, Code::NotInteger, "limit is a whole number");
+                    } else {
+                        match value.parse::<i64>() {
+                            Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => r.limit = n as u32,
+                            _ => issues.push(name, Code::OutOfRange, format!("limit is 1 to {MAX_LIMIT}")),
+                        }
+                    }
+                }
                 "cursor" => cursor = Some(value),
                 _ => {
                     if let Some((field, bound)) = time_param(name) {
@@ -842,6 +850,12 @@ mod tests {
         bad("limit=0", "limit", Code::OutOfRange);
         bad("limit=501", "limit", Code::OutOfRange);
         bad("limit=ten", "limit", Code::NotInteger);
+        bad("limit=+5", "limit", Code::NotInteger);
+        bad("limit=-", "limit", Code::NotInteger);
+        bad("limit=", "limit", Code::NotInteger);
+        bad("limit=5.0", "limit", Code::NotInteger);
+        bad("limit=99999999999999999999", "limit", Code::OutOfRange);
+        bad("limit=-99999999999999999999", "limit", Code::OutOfRange);
         bad("sort=name", "sort", Code::InvalidQuery);
         bad("metadata.team=core", "metadata.team", Code::InvalidQuery);
         bad("metadata.cpuCores.like=4", "metadata.cpuCores.like", Code::InvalidQuery);

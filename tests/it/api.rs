@@ -733,7 +733,8 @@ async fn api_write_through_keeps_search_current(engine: &'static str) {
     );
     let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
     assert!(r.body.get("sync").is_none(), "only when asked for: {}", r.body);
-    for bad in ["include=", "include=sync,sync", "include=Sync"] {
+    let many = vec!["include=x"; 500].join("&");
+    for bad in ["include=", "include=sync,sync", "include=Sync", "include=x&include=sync&include=y", &many] {
         let r = s.send(Method::GET, &format!("/v1/jobs?{bad}"), Some(&alice), &[], None).await;
         assert_eq!((r.status, r.issue_codes()), (StatusCode::BAD_REQUEST, vec!["invalid_query"]), "{bad}");
     }
