@@ -793,6 +793,10 @@ impl Scanner {
         }
         if resp.hits.hits.len() < self.size {
             self.done = true;
+        } else if resp.hits.hits.last().is_none_or(|h| h.sort.as_ref().is_none_or(Vec::is_empty)) {
+            // Without the last hit's sort key the next page would start over from the first:
+            // a scan that never ends (an engine always sends it; a broken proxy may not).
+            return Err(SearchError::Decode("scan: a full page whose last hit has no sort key".into()));
         }
         let mut page = Vec::with_capacity(resp.hits.hits.len());
         for hit in resp.hits.hits {
@@ -1164,6 +1168,48 @@ mod flavor_tests {
         let client = SearchClient::new(cfg).await.expect("client");
         assert!(client.count("jobs").await.is_err(), "the proxy's 502");
         assert_eq!(client.flavor().await.expect("flavor"), Flavor::Elasticsearch);
+    }
+
+    /// A full page whose last hit has no sort key is an error: the next page, asked without
+    /// `search_after`, started over, and the scan never ended.
+    #[tokio::test]
+    async fn a_scan_without_sort_keys_ends() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let seen = seen.clone();
+            async move {
+                let body = if uri.path().ends_with("point_in_time") {
+                    json!({"pit_id": "p"})
+                } else if !uri.path().ends_with("_search") {
+                    json!({"cluster_name": "c", "status": "green"})
+                } else {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let hit = |id: &str| json!({"_id": id, "_version": 1, "_source": {"id": id}});
+                    json!({"timed_out": false, "hits": {"hits": [hit("a"), hit("b")]}})
+                };
+                ([("content-type", "application/json")], body.to_string()).into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        let cfg = SearchConfig::new(&format!("http://{addr}")).expect("url").request_timeout(Duration::from_secs(5));
+        let client = SearchClient::new(cfg).await.expect("client");
+        let mut scan = client.scanner("jobs", 2).await.expect("scanner");
+        let mut pages = 0;
+        let end = loop {
+            match scan.next_page().await {
+                Ok(Some(_)) if pages < 10 => pages += 1,
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(end, Err(SearchError::Decode(_))),
+            "{pages} pages, then {:?}",
+            end.map(|p| p.map(|p| p.len()))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried: the same answer would come again");
     }
 
     /// A batch split into several requests: each has its own timeout, and all of them end by
