@@ -153,10 +153,21 @@ pg_pid() { # pid of our running postmaster, or nothing
   local pid
   [[ -f $PG_DATA/postmaster.pid ]] || return 1
   pid="$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null)" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # A postmaster.pid left by a killed server names a pid the system may have given to another
+  # process since (kill -0 succeeds for root on any): ours runs on this data directory.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-D $PG_DATA " || return 1
+  echo "$pid"
 }
 
-pg_port() { [[ -s $PG_DIR/port ]] && cat "$PG_DIR/port"; }
+# The port the running server listens on (line 4 of postmaster.pid), else the one remembered
+# for the next start: the remembered one is written before a start that may then fail.
+pg_port() {
+  local p=""
+  if pg_pid >/dev/null; then p="$(sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null)"; fi
+  if [[ $p =~ ^[0-9]+$ ]]; then echo "$p"; return 0; fi
+  [[ -s $PG_DIR/port ]] && cat "$PG_DIR/port"
+}
 
 pg_wait_ready() {
   local port="$1" deadline=$((SECONDS + PG_TIMEOUT))
@@ -218,13 +229,17 @@ EOF
   fi
 
   pg_tls_files
-  if pid="$(pg_pid)" && port="$(pg_port)" && pg_isready -q -h 127.0.0.1 -p "$port" -t 2; then
-    if [[ $(psql -X -At -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres -c 'SHOW ssl' 2>/dev/null) == on ]]; then
+  if pid="$(pg_pid)" && port="$(pg_port)" && pg_wait_ready "$port"; then
+    # Restarted only when it answers that TLS is off (an older script started it): a psql that
+    # fails (every connection in use, a slow checkpoint) must not stop a server others use.
+    if [[ $(psql -X -At -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres -c 'SHOW ssl' 2>/dev/null) != off ]]; then
       log "postgres already running (pid $pid, port $port)"
       return 0
     fi
     log "postgres is running without TLS (started by an older script): restarting it"
     stop_postgres
+  elif pid="$(pg_pid)"; then
+    die "postgres (pid $pid) runs on $PG_DATA but does not answer on port ${port:-?}: see $PG_DIR/postgres.log"
   fi
 
   port="$(pick_port "$PG_DIR/port")"
@@ -254,6 +269,7 @@ stop_postgres() {
   if ! as_svc "$bin/pg_ctl" -D "$PG_DATA" -m fast -w -t "$PG_TIMEOUT" stop >/dev/null; then
     log "pg_ctl stop failed; sending SIGQUIT to $pid"
     kill -QUIT "$pid" 2>/dev/null || true
+    wait_gone 10 "$pid" || die "postgres (pid $pid) did not stop"
   fi
 }
 
@@ -484,8 +500,10 @@ stop_engine() { # stop_engine ENGINE [quiet]
   lpid="$(engine_launcher_pid "$name")" && [[ $lpid != "$pid" ]] && pids+=("$lpid")
   if ((${#pids[@]})); then
     [[ -n $quiet ]] || log "stopping $name (pid ${pids[*]})"
-    # The JVM first (graceful), then whatever launched it.
-    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+    # The JVM first (graceful), then whatever launched it; only the launcher when the JVM has
+    # not written its pid yet. (`[[ ]] && kill` ended the script under set -e when the JVM
+    # exited in between.)
+    if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; else kill -TERM "${pids[@]}" 2>/dev/null || true; fi
     wait_gone 60 "${pids[@]}" || {
       kill -TERM "${pids[@]}" 2>/dev/null || true
       wait_gone 10 "${pids[@]}" || {
