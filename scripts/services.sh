@@ -428,6 +428,9 @@ launch_engine() { # start the JVM in the background; engine_wait waits for it
     -Enetwork.host=127.0.0.1 -Ehttp.port="$http" -Etransport.port="$tport"
     -Epath.data="$dir/data" -Epath.logs="$dir/logs"
     -Ecluster.routing.allocation.disk.threshold_enabled=false
+    # Expired scroll and point-in-time contexts reaped every second, not every minute: a test
+    # sees a point in time lapse in seconds (tests/it/search.rs, the scan kept alive).
+    -Esearch.keep_alive_interval=1s
   )
   # Only settings whose module is in this distribution (unknown settings are fatal).
   [[ -d $home/modules/x-pack-security ]] && settings+=(-Expack.security.enabled=false)

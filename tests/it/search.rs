@@ -22,6 +22,7 @@ jobs_tests::per_engine!(
     mapping_is_accepted_and_ensure_is_race_safe,
     bulk_external_versioning,
     bulk_splits_large_batches,
+    a_scan_kept_alive_outlives_its_point_in_time,
     search_get_and_cursors,
     fallback_when_the_engine_is_down_and_the_breaker,
     differential_engine_vs_postgres_vs_reference,
@@ -186,6 +187,45 @@ async fn bulk_external_versioning(engine: &'static str) {
 async fn send_one(f: &SearchFixture, targets: &Targets, c: Change<'_>) -> Outcome {
     let r = f.client.write(targets, &[c], None).await;
     r.outcomes.into_iter().next().flatten().expect("an outcome")
+}
+
+/// A scan's point in time outlives long gaps between its pages while `keep_alive` is called
+/// (verify's second looks at a long run of differences); left alone, the engine drops it. The
+/// engines here reap expired contexts every second (`search.keep_alive_interval` in
+/// services.sh), so a 2 s keep-alive lapses within seconds (on Elasticsearch: see below).
+async fn a_scan_kept_alive_outlives_its_point_in_time(engine: &'static str) {
+    let Some(f) = SearchFixture::new(engine, "pit").await else { return };
+    let index = f.client.ensure_index().await.expect("index");
+    let targets = f.client.targets().await.expect("targets");
+    let user = new_id();
+    let jobs: Vec<Job> = (0..6).map(|n| job(user, n)).collect();
+    let report = f.client.write(&targets, &jobs.iter().map(Change::Upsert).collect::<Vec<_>>(), None).await;
+    assert!(report.outcomes.iter().all(|o| o == &Some(Outcome::Indexed)), "{:?}", report.outcomes);
+    f.refresh().await;
+    let keep = Duration::from_secs(2);
+    let mut kept = f.client.scanner_kept(&index, 2, keep).await.expect("scanner");
+    let mut left = f.client.scanner_kept(&index, 2, keep).await.expect("scanner");
+    assert_eq!(kept.next_page().await.expect("page").map(|p| p.len()), Some(2));
+    assert_eq!(left.next_page().await.expect("page").map(|p| p.len()), Some(2));
+    // 4.2 s without a page, twice the keep-alive; `kept` renews its point in time as it goes.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        kept.keep_alive().await;
+    }
+    let mut seen = 2;
+    while let Some(page) = kept.next_page().await.expect("the renewed point in time is still there") {
+        seen += page.len();
+    }
+    assert_eq!(seen, 6);
+    // OpenSearch keeps a new point in time 30 s whatever it is asked (its creation's own
+    // keep-alive, as `GET _search/point_in_time/_all` shows): only Elasticsearch lets one lapse
+    // this soon, which shows this test can tell.
+    if engine == "elasticsearch" {
+        assert!(left.next_page().await.is_err(), "the point in time left alone lapsed (reaped every second)");
+    }
+    kept.close().await;
+    left.close().await;
+    f.cleanup().await;
 }
 
 async fn bulk_splits_large_batches(engine: &'static str) {

@@ -686,10 +686,22 @@ impl SearchClient {
     /// Starts a scan of every document of `index` in `id` order, under a point in time when the
     /// engine grants one (a consistent view), else with plain `search_after`.
     pub async fn scanner(&self, index: &str, page_size: usize) -> Result<Scanner, SearchError> {
+        self.scanner_kept(index, page_size, PIT_KEEP_ALIVE).await
+    }
+
+    /// [`SearchClient::scanner`] with a point in time kept `keep_alive` after each use, and
+    /// renewed by [`Scanner::keep_alive`] once a quarter of it has passed (tests shorten it).
+    pub async fn scanner_kept(
+        &self,
+        index: &str,
+        page_size: usize,
+        keep_alive: Duration,
+    ) -> Result<Scanner, SearchError> {
         let flavor = self.flavor().await?;
+        let kept = format!("{}ms", keep_alive.as_millis().max(1));
         let path = match flavor {
-            Flavor::Elasticsearch => format!("/{index}/_pit?keep_alive={PIT_KEEP_ALIVE}"),
-            Flavor::OpenSearch => format!("/{index}/_search/point_in_time?keep_alive={PIT_KEEP_ALIVE}"),
+            Flavor::Elasticsearch => format!("/{index}/_pit?keep_alive={kept}"),
+            Flavor::OpenSearch => format!("/{index}/_search/point_in_time?keep_alive={kept}"),
         };
         let pit = match self.call(Method::POST, &path, None, None).await {
             Ok(v) => v["id"].as_str().or_else(|| v["pit_id"].as_str()).map(str::to_owned),
@@ -703,6 +715,8 @@ impl SearchClient {
             index: index.to_owned(),
             flavor,
             pit,
+            kept,
+            renew_after: keep_alive / 4,
             after: None,
             size: page_size.clamp(1, 10_000),
             done: false,
@@ -711,11 +725,9 @@ impl SearchClient {
     }
 }
 
-const PIT_KEEP_ALIVE: &str = "2m";
-
-/// How long a scan waits between uses of its point in time before renewing it
-/// ([`Scanner::keep_alive`]): well within [`PIT_KEEP_ALIVE`].
-const PIT_RENEW_AFTER: Duration = Duration::from_secs(30);
+/// How long a scan's point in time lives after each use; [`Scanner::keep_alive`] renews it
+/// once a quarter of that has passed.
+const PIT_KEEP_ALIVE: Duration = Duration::from_secs(120);
 
 /// Attempts of a scan's page on transient errors (a 429, a timeout), 0.5 s apart and doubling.
 const SCAN_ATTEMPTS: u32 = 5;
@@ -727,6 +739,9 @@ pub struct Scanner {
     index: String,
     flavor: Flavor,
     pit: Option<String>,
+    /// The point in time's keep-alive, as the engine reads it (`120000ms`).
+    kept: String,
+    renew_after: Duration,
     after: Option<Vec<Value>>,
     size: usize,
     done: bool,
@@ -735,16 +750,17 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Renews the point in time if it was last used [`PIT_RENEW_AFTER`] ago: a caller that
+    /// Renews the point in time if a quarter of its keep-alive has passed since its last use
+    /// (30 s of [`PIT_KEEP_ALIVE`]): a caller that
     /// spends long between pages (verify's second looks at a long run of differences) calls it
     /// as it goes, or the next page finds the snapshot gone. A failure is left for the next
     /// page to report.
     pub async fn keep_alive(&mut self) {
         let Some(pit) = &self.pit else { return };
-        if self.used.elapsed() < PIT_RENEW_AFTER {
+        if self.used.elapsed() < self.renew_after {
             return;
         }
-        let body = json!({"size": 0, "track_total_hits": false, "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE}});
+        let body = json!({"size": 0, "track_total_hits": false, "pit": {"id": pit, "keep_alive": self.kept}});
         match self.client.call(Method::POST, "/_search", Some(&body), None).await {
             Ok(v) => {
                 if let Some(pit) = v["pit_id"].as_str() {
@@ -779,7 +795,7 @@ impl Scanner {
         }
         let path = match &self.pit {
             Some(pit) => {
-                body["pit"] = json!({"id": pit, "keep_alive": PIT_KEEP_ALIVE});
+                body["pit"] = json!({"id": pit, "keep_alive": self.kept});
                 "/_search?allow_partial_search_results=false".to_owned()
             }
             None => format!("/{}/_search?allow_partial_search_results=false", self.index),
