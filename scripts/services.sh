@@ -530,10 +530,15 @@ engines_for() {
   esac
 }
 
+# The lock is beside the state folder, not in it: `reset` deletes the folder while holding the
+# lock, and a waiter on the deleted file then ran beside a newcomer locking a new one.
 lock_state() {
   mkdir -p "$JOBS_STATE"
-  exec 9>"$JOBS_STATE/.lock"
-  flock -w 1200 9 || die "another services start/stop holds $JOBS_STATE/.lock"
+  exec 9>"$JOBS_STATE.lock"
+  if ! flock -n 9; then
+    log "waiting for another services start/stop ($JOBS_STATE.lock)"
+    flock -w 1200 9 || die "another services start/stop holds $JOBS_STATE.lock"
+  fi
 }
 
 cmd_start() {
