@@ -105,7 +105,8 @@ async fn serve(args: &Args) -> Result<(), String> {
         _ => None,
     };
     // The address line is what scripts wait for; a closed stdout must not stop the server.
-    let search = match (&sync, std::env::var("SEARCH_URL")) {
+    // Without its credentials (`SEARCH_URL=https://user:password@host` is basic auth).
+    let search = match (&sync, std::env::var("SEARCH_URL").map(|u| crate::search::redact(&u))) {
         (Some(_), Ok(url)) => format!("{url} (write-through, and the sync every {} ms)", args.sync_interval_ms),
         (None, Ok(url)) if !url.trim().is_empty() => format!("{url} (write-through only: --no-sync)"),
         _ => "none: PostgreSQL answers searches (set SEARCH_URL for an engine)".to_owned(),

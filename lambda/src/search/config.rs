@@ -62,7 +62,8 @@ pub const DEFAULT_BULK_MAX_DOCS: usize = 1_000;
 
 impl SearchConfig {
     pub fn new(url: &str) -> Result<SearchConfig, SearchError> {
-        let url = Url::parse(url.trim()).map_err(|e| SearchError::Config(format!("SEARCH_URL {url:?}: {e}")))?;
+        let url =
+            Url::parse(url.trim()).map_err(|e| SearchError::Config(format!("SEARCH_URL {:?}: {e}", redact(url))))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SearchError::Config(format!("SEARCH_URL must be http(s), not {}", url.scheme())));
         }
@@ -147,7 +148,13 @@ impl SearchConfig {
                 )));
             }
         };
-        // Credentials in the URL (`http://user:pass@host`) mean basic auth.
+        // Credentials in the URL (`http://user:pass@host`) mean basic auth, and only then: kept
+        // beside another SEARCH_AUTH, they reached every error that names the URL.
+        if cfg.auth != Auth::None && (!cfg.url.username().is_empty() || cfg.url.password().is_some()) {
+            return Err(SearchError::Config(
+                "SEARCH_URL carries credentials and SEARCH_AUTH is set: give them one way".into(),
+            ));
+        }
         if cfg.auth == Auth::None && !cfg.url.username().is_empty() {
             let username = cfg.url.username().to_owned();
             let password = cfg.url.password().unwrap_or_default().to_owned();
@@ -181,6 +188,17 @@ impl SearchConfig {
         } else {
             Err(SearchError::Config(format!("alias {:?}: use lowercase letters, digits, _ and -", self.alias)))
         }
+    }
+}
+
+/// A URL as it may be shown: any `user:password@` before the host replaced by `***@` (also in
+/// text that does not parse as a URL).
+pub fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -218,10 +236,21 @@ mod tests {
             (vec![("SEARCH_URL", "http://x"), ("SEARCH_AUTH", "kerberos")], "expected none"),
             (vec![("SEARCH_URL", "http://x"), ("SEARCH_ALIAS", "Jobs")], "alias"),
             (vec![("SEARCH_URL", "http://x"), ("SEARCH_TIMEOUT_MS", "soon")], "SEARCH_TIMEOUT_MS"),
+            (vec![("SEARCH_URL", "https://u:p@x"), ("SEARCH_AUTH", "apikey"), ("SEARCH_API_KEY", "k")], "one way"),
         ] {
             let got = cfg(&vars);
             assert!(got.as_ref().is_err_and(|e| e.contains(needle)), "{vars:?}: {got:?}");
         }
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(redact("https://u:hunter2@es.example.com:9200/p?q=a@b"), "https://***@es.example.com:9200/p?q=a@b");
+        assert_eq!(redact("http://es:9200"), "http://es:9200");
+        assert_eq!(redact("http://a@b@c d"), "http://***@c d");
+        assert_eq!(redact("no scheme u:p@x"), "no scheme u:p@x");
+        let bad = cfg(&[("SEARCH_URL", "http://u:hunter2@exa mple")]);
+        assert!(bad.is_err_and(|e| !e.contains("hunter2")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod config;
 mod searcher;
 
 pub use client::{BulkReport, DocRef, Flavor, Health, ScanPage, Scanner, SearchClient, SearchPage, Targets};
-pub use config::{Auth, SearchConfig};
+pub use config::{Auth, SearchConfig, redact};
 pub use searcher::{BreakerState, Page, Searcher, SearcherOptions, Source};
 
 use std::time::Duration;
