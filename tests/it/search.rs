@@ -364,6 +364,21 @@ async fn fallback_when_the_engine_is_down_and_the_breaker(engine: &'static str) 
     assert_eq!(page.source, Source::Search);
     assert_eq!(searcher.breaker_state(), BreakerState::Closed);
 
+    // A request the engine refuses (400: here a page past the index's result window) is the
+    // caller's, not the engine's failing: answered from the database, the breaker left closed.
+    // Counted, a few such requests from one caller sent every caller's searches to Postgres.
+    let index = f.client.alias_target(f.client.alias()).await.expect("alias").expect("index");
+    f.client.put_settings(&index, &json!({"index": {"max_result_window": 3}})).await.expect("settings");
+    for _ in 0..3 {
+        let page = searcher.search(store, &me, &req).await.expect("fallback");
+        assert_eq!(page.source, Source::Database);
+        assert!(page.fallback_reason.as_deref().is_some_and(|r| r.contains("400")), "{page:?}");
+    }
+    assert_eq!(searcher.breaker_state(), BreakerState::Closed, "refusals do not open the breaker");
+    let small = SearchRequest::from_params([("limit", "2")]).expect("valid");
+    assert_eq!(searcher.search(store, &me, &small).await.expect("search").source, Source::Search);
+    f.client.put_settings(&index, &json!({"index": {"max_result_window": 10_000}})).await.expect("settings");
+
     // A dead URL (nothing listening) falls back too.
     let dead = Searcher::new(Some(f.client_via(&dead_url().await).await), SearcherOptions::default());
     let page = dead.search(store, &me, &req).await.expect("fallback");

@@ -170,6 +170,14 @@ impl Searcher {
                             );
                             Some(format!("engine slower than {} ms", self.opts.deadline.as_millis()))
                         }
+                        // A request the engine refuses (400: too complex, past a limit) says
+                        // the engine is up: it neither counts toward opening the breaker nor
+                        // keeps it open, or one caller's odd queries sent everyone's to Postgres.
+                        Ok(Err(e @ SearchError::Status { status: 400, .. })) => {
+                            self.breaker.record(true);
+                            tracing::info!(error = %e, "the engine refused the search: answering from the database");
+                            Some(e.summary())
+                        }
                         Ok(Err(e)) => {
                             self.breaker.record(false);
                             tracing::warn!(error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "search engine failed: answering from the database");
