@@ -47,7 +47,12 @@ pub struct Scope {
 
 impl Scope {
     pub fn allows(&self, job: &Job) -> bool {
-        job.user_id == self.user_id || job.workspace_id.is_some_and(|w| self.workspace_ids.contains(&w))
+        self.owns(job.user_id, job.workspace_id)
+    }
+
+    /// Whether a job of this user, in this workspace, is in the scope.
+    pub fn owns(&self, user_id: Uuid, workspace_id: Option<Uuid>) -> bool {
+        user_id == self.user_id || workspace_id.is_some_and(|w| self.workspace_ids.contains(&w))
     }
 }
 

@@ -463,11 +463,12 @@ pub const COUNT_JOBS: &str = "SELECT count(*) FROM job";
 
 /// The sync state of ids (`verify`'s second look, `GET /v1/jobs?include=sync`). `$1` JSON array
 /// of ids -> 0 id, 1 the job's version (NULL: no such job), 2 es_sync_version, 3 es_synced_at
-/// (UTC text), 4 queued (a dirty job or a pending delete), 5 dead-lettered.
+/// (UTC text), 4 queued (a dirty job or a pending delete), 5 dead-lettered, 6 user_id,
+/// 7 workspace_id (whose job it is now: an id may have been created again by someone else).
 pub const SYNC_STATE_OF: &str = concat!(
     "SELECT x.i, j.version, j.es_sync_version, ",
     sql_utc!("j.es_synced_at"),
-    ", q.job_id IS NOT NULL, q.dead_lettered_at IS NOT NULL ",
+    ", q.job_id IS NOT NULL, q.dead_lettered_at IS NOT NULL, j.user_id::text, j.workspace_id::text ",
     "FROM jsonb_array_elements_text($1::jsonb) AS x(i) ",
     "LEFT JOIN job j ON j.id = x.i::uuid ",
     "LEFT JOIN job_sync_queue q ON q.job_id = x.i::uuid"

@@ -906,6 +906,8 @@ pub struct IdSyncState {
     /// A change (dirty job or pending delete) is waiting for the sync.
     pub queued: bool,
     pub dead_lettered: bool,
+    /// The job's user and workspace (`None` when there is no such job).
+    pub owner: Option<(Uuid, Option<Uuid>)>,
 }
 
 impl IdSyncState {
@@ -978,6 +980,10 @@ impl<E: Executor> Store<E> {
                     es_synced_at: c.opt_ts("es_synced_at")?,
                     queued: c.bool("queued")?,
                     dead_lettered: c.bool("dead_lettered")?,
+                    owner: match (c.opt_uuid("user_id")?, c.opt_uuid("workspace_id")?) {
+                        (Some(user), workspace) => Some((user, workspace)),
+                        (None, _) => None,
+                    },
                 })
             })
             .collect()
@@ -985,9 +991,17 @@ impl<E: Executor> Store<E> {
 
     /// Where each of these jobs stands with search (`GET /v1/jobs?include=sync`): the
     /// [`Store::sync_state_of`] statement, read by the core's rule; a job Postgres does not have
-    /// is [`SyncState::Deleted`](jobs_core::sync::SyncState).
-    pub async fn sync_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, JobSync)>> {
-        Ok(self.sync_state_of(ids).await?.iter().map(|s| (s.id, s.sync())).collect())
+    /// is [`SyncState::Deleted`](jobs_core::sync::SyncState), and so is one outside `scope` (the
+    /// caller's job was deleted and its id created again by someone else, whose row this is).
+    pub async fn sync_of(&self, scope: &Scope, ids: &[Uuid]) -> Result<Vec<(Uuid, JobSync)>> {
+        let states = self.sync_state_of(ids).await?;
+        Ok(states
+            .into_iter()
+            .map(|s| match s.owner {
+                Some((user, workspace)) if !scope.owns(user, workspace) => (s.id, JobSync::of(None, false)),
+                _ => (s.id, s.sync()),
+            })
+            .collect())
     }
 
     /// Makes these jobs dirty again (and puts dead-lettered ones back in line) so the next sync

@@ -892,7 +892,7 @@ pub async fn sync_state_of_a_page<E: Executor + 'static>(f: &Fixture<E>) {
     f.store.release(&[of(c.id).pending.clone()]).await.expect("release");
     let gone = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0042);
 
-    let states = f.store.sync_of(&[a.id, b.id, c.id, gone]).await.expect("sync state");
+    let states = f.store.sync_of(&me, &[a.id, b.id, c.id, gone]).await.expect("sync state");
     let state = |id: Uuid| states.iter().find(|(i, _)| *i == id).map(|(_, s)| *s).expect("every id answered");
     let sa = state(a.id);
     assert_eq!((sa.state, sa.version, sa.synced_version), (SyncState::Synced, Some(0), Some(0)));
@@ -905,12 +905,20 @@ pub async fn sync_state_of_a_page<E: Executor + 'static>(f: &Fixture<E>) {
 
     // A new version of a synced job is pending, search still holding the old one.
     f.store.update(&me, &patch(&a, json!({"status": "RUNNING"}))).await.expect("update");
-    let sa = f.store.sync_of(&[a.id]).await.expect("sync state")[0].1;
+    let sa = f.store.sync_of(&me, &[a.id]).await.expect("sync state")[0].1;
     assert_eq!((sa.state, sa.version, sa.synced_version), (SyncState::Pending, Some(1), Some(0)));
     // A deleted job, its delete not yet in search.
     f.store.delete(&me, c.id, None).await.expect("delete");
-    assert_eq!(f.store.sync_of(&[c.id]).await.expect("sync state")[0].1.state, SyncState::Deleted);
-    assert!(f.store.sync_of(&[]).await.expect("nothing asked").is_empty());
+    assert_eq!(f.store.sync_of(&me, &[c.id]).await.expect("sync state")[0].1.state, SyncState::Deleted);
+    assert!(f.store.sync_of(&me, &[]).await.expect("nothing asked").is_empty());
+
+    // Another user's job is as good as deleted, whoever asks by its id: a job deleted and
+    // created again with the same id by someone else used to show their row's state.
+    let other = f.user("o@example.com").await;
+    let theirs = f.create(&other, json!({"type": "BUILD", "project_name": "theirs"})).await;
+    let s = f.store.sync_of(&me, &[theirs.id]).await.expect("sync state")[0].1;
+    assert_eq!((s.state, s.version, s.synced_version, s.synced_at), (SyncState::Deleted, None, None, None));
+    assert_eq!(f.store.sync_of(&other, &[theirs.id]).await.expect("sync state")[0].1.state, SyncState::Pending);
 }
 
 pub async fn sync_lag<E: Executor + 'static>(f: &Fixture<E>) {

@@ -329,7 +329,7 @@ pub async fn list_jobs<E: Executor + 'static>(
     page.fit(&req, super::PAGE_BYTES);
     if with_sync {
         let ids: Vec<Uuid> = page.items.iter().map(|j| j.id).collect();
-        page.sync = Some(api.store.sync_of(&ids).await?.into_iter().collect());
+        page.sync = Some(api.store.sync_of(&caller.scope, &ids).await?.into_iter().collect());
     }
     Ok(json_response(StatusCode::OK, &page))
 }

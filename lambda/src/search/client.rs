@@ -626,6 +626,11 @@ impl SearchClient {
             let source = hit.source.ok_or_else(|| SearchError::Decode(format!("hit {} without _source", hit.id)))?;
             let job: Job = serde_json::from_value(source)
                 .map_err(|e| SearchError::Decode(format!("document {} is not a job: {e}", hit.id)))?;
+            // The query holds the scope; checked again here, as the fallback checks its rows,
+            // so no fault in the query (or the engine) can show another caller's job.
+            if !scope.allows(&job) {
+                return Err(SearchError::Decode(format!("document {} is outside the caller's scope", hit.id)));
+            }
             items.push(job);
         }
         let limit = req.limit as usize;
