@@ -171,10 +171,10 @@ impl From<DbError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // The detail goes to the log only. A 503's cause was logged where it was met, and the
+        // access line has the status: logged here too, each was two warnings.
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
-        } else if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
         }
         let (errors, current) = match &self {
             ApiError::InvalidInput(i) | ApiError::InvalidQuery(i) => (Some(i.as_slice()), None),

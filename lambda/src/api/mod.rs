@@ -183,7 +183,34 @@ pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
         .route("/v1/jobs/{id}", get(get_job::<E>).patch(patch_job::<E>).delete(delete_job::<E>))
         .fallback(fallback::<E>)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(api)
+}
+
+/// One line per request (target `jobs::access`: INFO, health checks at DEBUG): method, route
+/// (the template, not the ids in it), status, latency and the API Gateway request id a client
+/// can quote. 4xx answers were logged nowhere; causes are still logged where they happen.
+async fn access_log(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use lambda_http::request::RequestContext;
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let request_id = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
+        _ => None,
+    };
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let route = route.as_deref().unwrap_or("-");
+    let request_id = request_id.as_deref().unwrap_or("-");
+    if route == "/v1/health" && status == 200 {
+        tracing::debug!(target: "jobs::access", %method, route, status, latency_ms, request_id, "request");
+    } else {
+        tracing::info!(target: "jobs::access", %method, route, status, latency_ms, request_id, "request");
+    }
+    resp
 }
 
 #[cfg(test)]
@@ -229,6 +256,49 @@ mod tests {
         }
         async fn begin(&self) -> Result<NoTx, DbError> {
             Ok(NoTx)
+        }
+    }
+
+    /// Every answer gets one access line, 4xx included, with the route's template and the
+    /// API Gateway request id.
+    #[tokio::test]
+    async fn each_request_gets_an_access_line() {
+        use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+        use lambda_http::request::RequestContext;
+        use tower::ServiceExt;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let api = Api::new(Arc::new(Store::new(Counting::default())), Auth { key: None }, Options::default());
+        let mut req = axum::http::Request::get("/v1/jobs/0190a0b1-0000-7000-8000-000000000001")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let mut ctx = ApiGatewayV2httpRequestContext::default();
+        ctx.request_id = Some("req-42".into());
+        req.extensions_mut().insert(RequestContext::ApiGatewayV2(ctx));
+        let resp = router(Arc::new(api)).oneshot(req).await.expect("answer");
+        assert_eq!(resp.status(), axum::http::StatusCode::UNAUTHORIZED);
+        let text = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        let line =
+            text.lines().find(|l| l.contains("jobs::access")).unwrap_or_else(|| panic!("no access line: {text}"));
+        for part in ["method=GET", "route=\"/v1/jobs/{id}\"", "status=401", "request_id=\"req-42\"", "latency_ms="] {
+            assert!(line.contains(part), "{part} in {line}");
         }
     }
 
