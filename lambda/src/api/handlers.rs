@@ -19,7 +19,7 @@ use jobs_core::issue::{Code, Issues};
 use jobs_core::model::Job;
 use jobs_core::query::SearchRequest;
 use jobs_core::validate;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -337,16 +337,31 @@ pub async fn list_jobs<E: Executor + 'static>(
 /// `GET /v1/health` (no identity needed): the database, search and the sync's backlog. 503 when
 /// the database cannot be reached.
 pub async fn health<E: Executor + 'static>(State(api): State<Arc<Api<E>>>) -> Response {
+    let mut last = api.health.lock().await;
+    if let Some((at, status, body)) = last.as_ref()
+        && at.elapsed() < super::HEALTH_REUSE
+    {
+        return json_response(*status, body);
+    }
+    let (status, body) = check_health(&api).await;
+    *last = Some((std::time::Instant::now(), status, body.clone()));
+    json_response(status, &body)
+}
+
+async fn check_health<E: Executor + 'static>(api: &Api<E>) -> (StatusCode, Value) {
     let started = std::time::Instant::now();
     let timed_lag = async {
-        let lag = api.store.sync_lag().await;
+        let lag = tokio::time::timeout(super::HEALTH_DATABASE_TIMEOUT, api.store.sync_lag()).await;
         (lag, u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
     };
     let ((lag, db_ms), search) = tokio::join!(timed_lag, api.search_health());
+    let lag = lag.unwrap_or_else(|_| {
+        Err(StoreError::Db(DbError::Unavailable(format!("no answer within {:?}", super::HEALTH_DATABASE_TIMEOUT))))
+    });
     match lag {
-        Ok(lag) => json_response(
+        Ok(lag) => (
             StatusCode::OK,
-            &json!({
+            json!({
                 "status": "ok",
                 "database": {"status": "up", "latency_ms": db_ms},
                 "search": search,
@@ -360,9 +375,9 @@ pub async fn health<E: Executor + 'static>(State(api): State<Arc<Api<E>>>) -> Re
         ),
         Err(e) => {
             tracing::warn!(error = %e, "health: database check failed");
-            json_response(
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({
+                json!({
                     "status": "unavailable",
                     "database": {"status": "down", "latency_ms": db_ms, "error": match e {
                         StoreError::Db(DbError::Unavailable(_)) => "unavailable",

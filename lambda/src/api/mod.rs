@@ -82,11 +82,21 @@ pub struct Api<E> {
     options: Options,
     /// Identities whose users row and memberships are known to be recorded.
     known: Mutex<HashMap<Uuid, Identity>>,
+    /// The last health answer and when it was made ([`HEALTH_REUSE`]).
+    pub(crate) health: tokio::sync::Mutex<Option<(std::time::Instant, axum::http::StatusCode, serde_json::Value)>>,
 }
+
+/// `/v1/health` needs no identity: one answer serves every check within this time (the others
+/// wait for the one being made), so no rate of probes makes more than one database and one
+/// engine check a second per instance.
+pub(crate) const HEALTH_REUSE: Duration = Duration::from_secs(1);
+
+/// How long the health check waits for the database.
+pub(crate) const HEALTH_DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl<E: Executor + 'static> Api<E> {
     pub fn new(store: Arc<Store<E>>, auth: Auth, options: Options) -> Api<E> {
-        Api { store, auth, options, known: Mutex::new(HashMap::new()) }
+        Api { store, auth, options, known: Mutex::new(HashMap::new()), health: tokio::sync::Mutex::new(None) }
     }
 
     pub fn store(&self) -> &Arc<Store<E>> {
@@ -300,6 +310,31 @@ mod tests {
         for part in ["method=GET", "route=\"/v1/jobs/{id}\"", "status=401", "request_id=\"req-42\"", "latency_ms="] {
             assert!(line.contains(part), "{part} in {line}");
         }
+    }
+
+    /// `/v1/health` needs no identity: however many checks arrive, one database check a
+    /// second is made (each check was a count over the sync queue, and a free load for anyone).
+    #[tokio::test]
+    async fn health_checks_share_one_answer_a_second() {
+        use tower::ServiceExt;
+        let store = Arc::new(Store::new(Counting::default()));
+        let app = router(Arc::new(Api::new(store.clone(), Auth { key: None }, Options::default())));
+        let probe = || {
+            let app = app.clone();
+            async move {
+                let req = axum::http::Request::get("/v1/health").body(axum::body::Body::empty()).expect("request");
+                app.oneshot(req).await.expect("answer").status()
+            }
+        };
+        let statuses = futures_util::future::join_all((0..20).map(|_| probe())).await;
+        assert!(statuses.windows(2).all(|w| w[0] == w[1]), "{statuses:?}");
+        let once = store.executor().0.load(Ordering::SeqCst);
+        assert!(once >= 1, "the database was asked");
+        probe().await;
+        assert_eq!(store.executor().0.load(Ordering::SeqCst), once, "the answer is reused");
+        tokio::time::sleep(HEALTH_REUSE + Duration::from_millis(50)).await;
+        probe().await;
+        assert_eq!(store.executor().0.load(Ordering::SeqCst), once * 2, "and made again a second later");
     }
 
     /// A token may claim hundreds of workspaces: recording the caller costs three statements
