@@ -153,7 +153,8 @@ pub async fn search_client_from_env() -> Result<Option<SearchClient>, ConfigErro
 
 /// The API's options: the searcher over [`search_client_from_env`] (the engine may take
 /// `JOBS_SEARCH_DEADLINE_MS`, default 1500, before Postgres answers instead) and the
-/// write-through timeout `JOBS_WRITE_THROUGH_TIMEOUT_MS` (default 500).
+/// write-through timeout `JOBS_WRITE_THROUGH_TIMEOUT_MS` (default 500), and the request time limit
+/// `JOBS_REQUEST_TIMEOUT_MS` (default 8000: the API function's timeout is 10 s; 0 is none).
 pub async fn api_options_from_env() -> Result<super::Options, ConfigError> {
     let mut options = super::Options::default();
     let mut searcher = SearcherOptions::default();
@@ -164,6 +165,10 @@ pub async fn api_options_from_env() -> Result<super::Options, ConfigError> {
     if let Some(ms) = parse_var::<u64>("JOBS_WRITE_THROUGH_TIMEOUT_MS")? {
         options.write_through_timeout = Duration::from_millis(ms);
     }
+    options.request_timeout = match parse_var::<u64>("JOBS_REQUEST_TIMEOUT_MS")?.unwrap_or(8_000) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
     Ok(options)
 }
 

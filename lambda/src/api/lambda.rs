@@ -178,4 +178,23 @@ mod tests {
         assert_eq!(ResumeRetry::default().total_wait(), Duration::from_millis(15_500));
         assert!(ResumeRetry::default().total_wait() * 2 < function_timeout("SyncFunction"));
     }
+
+    /// The API's own time limit (`JOBS_REQUEST_TIMEOUT_MS` in template.yaml, and the default
+    /// without it) ends a request with a logged 503 before the function's timeout kills it, with
+    /// time to answer, and leaves room for the wait on a resuming cluster.
+    #[tokio::test]
+    async fn the_request_limit_is_within_the_api_timeout() {
+        let default = config::api_options_from_env().await.expect("options").request_timeout.expect("a limit");
+        let template = include_str!("../../../template.yaml");
+        let set = template
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("JOBS_REQUEST_TIMEOUT_MS:"))
+            .and_then(|v| v.trim().trim_matches('"').parse().ok())
+            .map(Duration::from_millis)
+            .expect("JOBS_REQUEST_TIMEOUT_MS in template.yaml");
+        for limit in [default, set] {
+            assert!(limit + Duration::from_secs(2) <= function_timeout("ApiFunction"), "{limit:?}");
+            assert!(limit > ResumeRetry::FOR_REQUESTS.total_wait() + Duration::from_secs(3), "{limit:?}");
+        }
+    }
 }

@@ -63,11 +63,20 @@ pub struct Options {
     pub write_through_timeout: Duration,
     /// The demo page's files (`jobsctl serve`); `None` in Lambda.
     pub site: Option<web::Site>,
+    /// The longest a request may take before it is answered 503 (`None`: no limit). Set below
+    /// the function's timeout in Lambda, where a request still running at the timeout is killed
+    /// (API Gateway answers a bare 500, nothing is logged, and a cold start follows).
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { searcher: Searcher::database_only(), write_through_timeout: Duration::from_millis(500), site: None }
+        Options {
+            searcher: Searcher::database_only(),
+            write_through_timeout: Duration::from_millis(500),
+            site: None,
+            request_timeout: None,
+        }
     }
 }
 
@@ -186,6 +195,7 @@ pub enum Written<'a> {
 /// The whole API (and, when [`Options::site`] is set, the demo page) over `api`.
 pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
     use handlers::*;
+    let limit = api.options.request_timeout;
     Router::new()
         .route("/v1/health", get(health::<E>))
         .route("/v1/openapi.json", get(openapi::serve))
@@ -193,8 +203,32 @@ pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
         .route("/v1/jobs/{id}", get(get_job::<E>).patch(patch_job::<E>).delete(delete_job::<E>))
         .fallback(fallback::<E>)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| within(limit, req, next)))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(api)
+}
+
+/// Answers 503 when the request is not done within `limit`. The work in flight is dropped: a
+/// statement is cancelled (direct driver) or its transaction rolled back (Data API); a single
+/// statement may have been applied, which the message says.
+async fn within(
+    limit: Option<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(limit) = limit else { return next.run(req).await };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), "request timed out");
+            ApiError::Unavailable(format!(
+                "the request did not finish within {} ms; a write may have been applied: read before sending it again",
+                limit.as_millis()
+            ))
+            .into_response()
+        }
+    }
 }
 
 /// One line per request (target `jobs::access`: INFO, health checks at DEBUG): method, route
@@ -335,6 +369,40 @@ mod tests {
         tokio::time::sleep(HEALTH_REUSE + Duration::from_millis(50)).await;
         probe().await;
         assert_eq!(store.executor().0.load(Ordering::SeqCst), once * 2, "and made again a second later");
+    }
+
+    /// A request over the time limit is answered 503 when the limit is reached, its work
+    /// dropped; without the limit it runs on (in Lambda, until the function is killed).
+    #[tokio::test]
+    async fn a_request_over_the_limit_is_a_503() {
+        use tower::ServiceExt;
+        struct Slow;
+        #[async_trait]
+        impl Executor for Slow {
+            type Tx<'a> = NoTx;
+            async fn query(&self, _: &str, _: &[Param]) -> Result<Vec<Vec<Cell>>, DbError> {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Vec::new())
+            }
+            async fn execute(&self, _: &str, _: &[Param]) -> Result<u64, DbError> {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(0)
+            }
+            async fn begin(&self) -> Result<NoTx, DbError> {
+                Ok(NoTx)
+            }
+        }
+        let options = Options { request_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+        let app = router(Arc::new(Api::new(Arc::new(Store::new(Slow)), Auth { key: None }, options)));
+        let started = std::time::Instant::now();
+        let req = axum::http::Request::get("/v1/health").body(axum::body::Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("answer");
+        assert_eq!(resp.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains("within 200 ms")), "{body}");
     }
 
     /// A token may claim hundreds of workspaces: recording the caller costs three statements
