@@ -9,7 +9,7 @@ use jobs_lambda::db::{Cell, Executor};
 use jobs_lambda::pg::{PgExecutor, PgOptions};
 use jobs_lambda::search::{Searcher, SearcherOptions};
 use jobs_lambda::store::Store;
-use jobs_tests::search_env::{SearchFixture, dead_url};
+use jobs_tests::search_env::{Gate, SearchFixture, dead_url};
 use jobs_tests::store_suite::{Fixture, database_url, new_id, unique_schema};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -700,7 +700,40 @@ impl Served {
     }
 }
 
-jobs_tests::per_engine!(api_tenancy_matrix_engine_search, api_write_through_keeps_search_current);
+jobs_tests::per_engine!(
+    api_tenancy_matrix_engine_search,
+    api_write_through_keeps_search_current,
+    api_write_through_skips_an_engine_the_breaker_holds_down
+);
+
+/// While the circuit breaker is open (searches found the engine down), writes do not try the
+/// engine either: each used to wait for the write-through's timeout against an engine known to
+/// be down. The sync delivers them.
+async fn api_write_through_skips_an_engine_the_breaker_holds_down(engine: &'static str) {
+    let Some(sf) = SearchFixture::new(engine, "api_write_through_breaker").await else { return };
+    sf.client.ensure_index().await.expect("index");
+    let gate = Gate::start(&sf.url).await;
+    gate.set_open(false);
+    let opts = SearcherOptions {
+        failure_threshold: 2,
+        cool_down: std::time::Duration::from_secs(60),
+        ..SearcherOptions::default()
+    };
+    let searcher = Searcher::new(Some(sf.client_via(&gate.url()).await), opts);
+    let store = sf.pg.store.clone();
+    let s = start(store, Options { searcher, ..Options::default() }, None, Some(sf)).await;
+    let alice = User::new("alice", &[]);
+    for _ in 0..2 {
+        let r = s.send(Method::GET, "/v1/jobs", Some(&alice), &[], None).await;
+        assert_eq!((r.status, r.body["source"].clone()), (StatusCode::OK, json!("database")));
+    }
+    let before = gate.connections();
+    assert!(before >= 2, "the searches tried the engine");
+    let job = s.create(&alice, job_body("while down")).await;
+    assert_eq!(gate.connections(), before, "the write did not try an engine the breaker holds down");
+    assert_eq!(s.store().sync_lag().await.expect("lag").dirty, 1, "left for the sync: {job}");
+    s.finish().await;
+}
 
 /// The matrix on the engine path: every page must come from the engine.
 async fn api_tenancy_matrix_engine_search(engine: &'static str) {

@@ -153,6 +153,11 @@ impl<E: Executor + 'static> Api<E> {
     /// what it misses stays dirty and the scheduled sync delivers it.
     pub async fn write_through(&self, written: Written<'_>) {
         let Some(client) = self.options.searcher.client() else { return };
+        // Searches found the engine down: a write would only wait its timeout out.
+        if self.options.searcher.breaker_state() == crate::search::BreakerState::Open {
+            tracing::debug!("write-through skipped: the search circuit breaker is open; the sync will deliver it");
+            return;
+        }
         let timeout = self.options.write_through_timeout;
         let outcome = match written {
             Written::Job(job) => {
