@@ -279,6 +279,8 @@ pub struct Function {
     pub child: Child,
     pub runtime: RuntimeApi,
     pub started: Instant,
+    /// What the function wrote on stdout so far, line by line (also passed on to ours).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Function {
@@ -308,14 +310,27 @@ pub async fn start_function(argv: &[String], name: &str, env: &[(&str, String)])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let started = Instant::now();
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {binary}: {e}"));
-    Function { child, runtime, started }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {binary}: {e}"));
+    let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(out) = child.stdout.take() {
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{line}");
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line);
+                }
+            }
+        });
+    }
+    Function { child, runtime, started, stdout }
 }
 
 /// The API Gateway response document a function returned.
@@ -598,6 +613,7 @@ async fn jobs_sync_binary(case: &str, url: &str, argv: &[String], extra: &[(&str
         ("SEARCH_URL", url.clone()),
         ("SEARCH_ALIAS", schema_name.clone()),
         ("SEARCH_REPLICAS", "0".into()),
+        ("JOBS_METRICS_NAMESPACE", "jobs-test".into()),
     ];
     env.extend(extra.iter().cloned());
     let f = start_function(argv, "jobs-sync", &env).await;
@@ -615,6 +631,14 @@ async fn jobs_sync_binary(case: &str, url: &str, argv: &[String], extra: &[(&str
     for id in &ids {
         assert!(client.get(*id, None).await.expect("get").is_some(), "{id} indexed");
     }
+    // The run's numbers as CloudWatch metrics: one embedded-metric line on stdout.
+    let emf = f.stdout.lock().expect("stdout").iter().find(|l| l.contains("\"_aws\"")).cloned();
+    let emf: Value = serde_json::from_str(&emf.expect("an embedded metric line on stdout")).expect("JSON");
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], json!("jobs-test"), "{emf}");
+    assert_eq!(
+        (emf["Function"].clone(), emf["Indexed"].clone(), emf["LagDirty"].clone()),
+        (json!("jobs-sync"), json!(3), json!(0))
+    );
     let outcome = f.runtime.invoke(r#"["not", "an", "event"]"#, timeout).await.expect("invoke");
     match outcome {
         Outcome::Error { body, .. } => {

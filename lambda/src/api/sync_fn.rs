@@ -7,12 +7,14 @@
 //! other keys are ignored, a known key with a wrong value is a `NonRetryable` error.
 //!
 //! The run itself is the sync's ([`crate::sync_run::run`]): claim, bulk with external
-//! versioning, mark, until nothing is due or the budget is spent.
+//! versioning, mark, until nothing is due or the budget is spent. With
+//! `JOBS_METRICS_NAMESPACE` set (template.yaml sets it), each run also writes its numbers as
+//! CloudWatch metrics ([`metrics_document`]), which the template's alarms watch.
 
 use super::config::{self, Db};
 use crate::search::SearchClient;
 use crate::store::Store;
-use crate::sync_run::{self, Deadline, Stop, SyncConfig};
+use crate::sync_run::{self, Deadline, Stop, SyncConfig, SyncSummary};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
@@ -165,13 +167,52 @@ pub async fn handle(deps: &SyncDeps, event: LambdaEvent<Value>) -> Result<Value,
         cfg.max_batches = Some(u64::from(n));
     }
     let summary = sync_run::run(&deps.store, client, &cfg, Deadline::after(budget)).await;
+    // The run logged its summary, field by field; this is the function's answer.
     let doc = json!({"trigger": trigger, "budget_ms": u64::try_from(budget.as_millis()).unwrap_or(u64::MAX), "summary": summary});
-    tracing::info!(summary = %doc, "sync run");
+    if let Some(namespace) = std::env::var("JOBS_METRICS_NAMESPACE").ok().filter(|n| !n.is_empty()) {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "jobs-sync".to_owned());
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let line = metrics_document(&namespace, &function, u64::try_from(now_ms).unwrap_or(0), &summary).to_string();
+        // Its own line on stdout, where Lambda's log agent takes it to CloudWatch Logs.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
     match summary.stopped {
         Stop::EngineUnavailable => Err(SyncFnError::Unavailable(format!("search engine: {doc}"))),
         Stop::DatabaseError => Err(SyncFnError::Unavailable(format!("database: {doc}"))),
         _ => Ok(doc),
     }
+}
+
+/// A run in CloudWatch's embedded metric format: one JSON object whose `_aws` member names the
+/// metrics, by the `Function` dimension. The backlog as the run left it: `LagDirty`,
+/// `LagDeadLettered`, `LagOldestMs` (left out when it could not be read); what the run did:
+/// `Indexed`, `Rejected`, `DeadLettered`; and `RunFailed` (1 when the engine or the database
+/// stopped it).
+pub fn metrics_document(namespace: &str, function: &str, now_ms: u64, s: &SyncSummary) -> Value {
+    let mut values: Vec<(&str, &str, Value)> = vec![
+        ("Indexed", "Count", json!(s.counts.indexed)),
+        ("Rejected", "Count", json!(s.counts.rejected)),
+        ("DeadLettered", "Count", json!(s.counts.dead_lettered)),
+        ("RunFailed", "Count", json!(u8::from(s.failed()))),
+    ];
+    if let Some(lag) = &s.lag {
+        values.push(("LagDirty", "Count", json!(lag.dirty)));
+        values.push(("LagDeadLettered", "Count", json!(lag.dead_lettered)));
+        values.push(("LagOldestMs", "Milliseconds", json!(lag.oldest_age_ms.unwrap_or(0))));
+    }
+    let metrics: Vec<Value> = values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({"Timestamp": now_ms, "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Function"]], "Metrics": metrics}]}),
+    );
+    doc.insert("Function".into(), json!(function));
+    for (name, _, value) in values {
+        doc.insert(name.into(), value);
+    }
+    Value::Object(doc)
 }
 
 /// The time left before `deadline_ms` (ms since the epoch, from the invocation) minus `margin`.
@@ -189,6 +230,57 @@ pub fn budget(deadline_ms: u64, margin: Duration, fallback: Duration) -> Duratio
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The document follows the embedded metric format: every metric `_aws` names is a
+    /// top-level number, the dimension a top-level string.
+    #[test]
+    fn a_run_as_embedded_metrics() {
+        let summary = SyncSummary {
+            stopped: Stop::EngineUnavailable,
+            error: Some("down".into()),
+            batches: 1,
+            claimed: 3,
+            counts: jobs_core::sync::Counts { indexed: 2, stale: 0, retried: 0, rejected: 1, dead_lettered: 1 },
+            marked: 2,
+            released: 0,
+            bulk_requests: 1,
+            bulk_bytes: 100,
+            refreshed: false,
+            elapsed_ms: 5,
+            docs_per_sec: 1.0,
+            lag: Some(sync_run::Lag { dirty: 7, dead_lettered: 4, oldest_age_ms: Some(90_000) }),
+        };
+        let doc = metrics_document("jobs", "sync-fn", 1_700_000_000_000, &summary);
+        let aws = &doc["_aws"];
+        assert_eq!(aws["Timestamp"], json!(1_700_000_000_000u64));
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(
+            (directive["Namespace"].clone(), directive["Dimensions"].clone()),
+            (json!("jobs"), json!([["Function"]]))
+        );
+        assert_eq!(doc["Function"], json!("sync-fn"));
+        let names: Vec<&str> =
+            directive["Metrics"].as_array().expect("metrics").iter().filter_map(|m| m["Name"].as_str()).collect();
+        assert_eq!(names.len(), 7);
+        for name in &names {
+            assert!(doc[*name].is_number(), "{name}: {doc}");
+        }
+        assert_eq!(
+            [&doc["Indexed"], &doc["Rejected"], &doc["DeadLettered"], &doc["RunFailed"]],
+            [&json!(2), &json!(1), &json!(1), &json!(1)]
+        );
+        assert_eq!(
+            [&doc["LagDirty"], &doc["LagDeadLettered"], &doc["LagOldestMs"]],
+            [&json!(7), &json!(4), &json!(90_000)]
+        );
+        // A backlog that could not be read is left out, not reported as zero.
+        let unread = SyncSummary { lag: None, ..summary };
+        let doc = metrics_document("jobs", "f", 0, &unread);
+        assert!(
+            doc.get("LagDirty").is_none()
+                && doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().is_some_and(|m| m.len() == 4)
+        );
+    }
 
     #[test]
     fn reads_every_trigger() {
