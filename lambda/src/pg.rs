@@ -20,8 +20,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01T00:00:00Z).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// How a [`PgExecutor`] connects.
-#[derive(Debug, Clone)]
+/// How a [`PgExecutor`] connects. Its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct PgOptions {
     /// A `postgres://` URL or a `key=value` connection string (`DATABASE_URL`).
     pub url: String,
@@ -32,6 +32,32 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// How long to wait for a free connection, and for a new one to connect.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_connection(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A connection URL or `key=value` string as it may be shown: the URL's `user:password@`
+/// becomes `***@`, a `password=` value `***`.
+pub fn redact_connection(conn: &str) -> String {
+    if conn.contains("://") {
+        return crate::search::redact(conn);
+    }
+    conn.split(' ')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.trim().eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl PgOptions {
@@ -503,6 +529,17 @@ fn json_to_sql(s: &str, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_leaves_the_password_out() {
+        let shown = format!("{:?}", PgOptions::new("postgres://jobs:hunter2@db.example.com:5432/jobs"));
+        assert!(!shown.contains("hunter2") && shown.contains("db.example.com:5432/jobs"), "{shown}");
+        let shown = format!("{:?}", PgOptions::new("host=db user=jobs password=hunter2 dbname=jobs"));
+        assert!(
+            !shown.contains("hunter2") && shown.contains("password=***") && shown.contains("dbname=jobs"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn plain_identifiers() {

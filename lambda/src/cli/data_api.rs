@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Where to listen (port 0: any free port; the address is printed)
     #[arg(long, default_value = "127.0.0.1:8081")]
@@ -14,6 +14,13 @@ pub struct Args {
     /// The Postgres the statements run on
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = crate::pg::redact_connection(&self.database_url);
+        f.debug_struct("Args").field("listen", &self.listen).field("database_url", &url).finish()
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
