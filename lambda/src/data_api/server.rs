@@ -2269,6 +2269,59 @@ mod tests {
         assert_eq!(codec::format_time(3_723_500_000), "01:02:03.5");
     }
 
+    /// The decimal `numeric_out` writes for `[-]int.frac e exp`, by moving the point on the
+    /// digits as text: leading zeros dropped, the scale `frac - exp` kept, no sign on zero.
+    fn reference_numeric(negative: bool, int: &str, frac: &str, exp: i64) -> String {
+        let digits = format!("{int}{frac}");
+        let scale = usize::try_from((frac.len() as i64 - exp).max(0)).unwrap_or(0);
+        let point = int.len() as i64 + exp;
+        let (whole, fraction) = if point <= 0 {
+            (String::new(), format!("{}{digits}", "0".repeat(usize::try_from(-point).unwrap_or(0))))
+        } else if point as usize >= digits.len() {
+            (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+        } else {
+            (digits[..point as usize].to_owned(), digits[point as usize..].to_owned())
+        };
+        let mut fraction: String = fraction.chars().chain(std::iter::repeat('0')).take(scale).collect();
+        if fraction.len() < scale {
+            fraction.push_str(&"0".repeat(scale - fraction.len()));
+        }
+        let whole = whole.trim_start_matches('0');
+        let whole = if whole.is_empty() { "0" } else { whole };
+        let zero = digits.bytes().all(|b| b == b'0');
+        let sign = if negative && !zero { "-" } else { "" };
+        if scale == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Any decimal, with leading or trailing zeros and an exponent, comes back from binary as
+        /// PostgreSQL would print it.
+        #[test]
+        fn numerics_read_as_postgres_prints_them(
+            negative: bool,
+            int in "[0-9]{0,24}",
+            frac in "[0-9]{0,24}",
+            exp in -40i64..40,
+            with_exp: bool,
+        ) {
+            proptest::prop_assume!(!(int.is_empty() && frac.is_empty()));
+            let exp = if with_exp { exp } else { 0 };
+            let mut text = format!("{}{int}", if negative { "-" } else { "" });
+            if !frac.is_empty() {
+                text = format!("{text}.{frac}");
+            }
+            if with_exp {
+                text = format!("{text}e{exp}");
+            }
+            let bytes = codec::numeric_from_text(&text);
+            proptest::prop_assert!(bytes.is_some(), "{}", text);
+            let shown = bytes.and_then(|b| codec::numeric_to_text(&b));
+            proptest::prop_assert_eq!(shown, Some(reference_numeric(negative, &int, &frac, exp)), "{}", text);
+        }
+    }
+
     #[test]
     fn numerics_round_trip_through_binary() {
         for (input, output) in [
