@@ -1481,6 +1481,25 @@ async fn force_takes_over_only_a_reindex_whose_heartbeat_stopped(engine: &'stati
     assert_eq!(r.new, f.client.index_name(6));
     assert!(!f.client.is_index(&f.client.index_name(5)).await.expect("is_index"));
     assert_eq!(r.backfilled, 20);
+
+    // One that swaps while watched (its last beat written just before) made its index the live
+    // one: the watch sees its marker gone and takes nothing; the live index is left alone.
+    let late = f.client.index_name(9);
+    f.client.create_index(&late, &body).await.expect("a reindex about to swap");
+    let live = f.client.alias_target(f.client.alias()).await.expect("alias").expect("live");
+    let swap = json!({"actions": [
+        {"remove": {"index": live, "alias": f.client.alias()}},
+        {"add": {"index": late, "alias": f.client.alias(), "is_write_index": true}},
+        {"remove": {"index": late, "alias": f.client.reindex_alias()}}
+    ]});
+    let (r, ()) = tokio::join!(reindex::reindex(f.store().as_ref(), &f.client, &forced), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        f.client.update_aliases(&swap).await.expect("the swap");
+    });
+    let r = r.expect("a reindex after the one that ended");
+    assert!(f.client.is_index(&late).await.expect("is_index"), "the index swapped in during the watch is kept");
+    assert_eq!((r.old.as_str(), r.new.as_str()), (late.as_str(), f.client.index_name(10).as_str()));
+    assert_eq!(r.backfilled, 20);
     f.cleanup().await;
 }
 

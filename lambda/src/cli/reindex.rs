@@ -19,8 +19,9 @@
 //!    mapping is fixed).
 //!
 //! A running reindex beats: a counter in its index's mapping (`_meta.jobs_reindex`) goes up
-//! every 10 s. One told to `--force` watches that counter for three beats and takes over only if
-//! it stood still; a live one is named (pid, host) and left alone.
+//! every 10 s. One told to `--force` watches that counter for four beats and 2 s more (42 s),
+//! and takes over only if it stood still (a live one is named, pid and host, and left alone)
+//! and that reindex did not end meanwhile (its index may then be the live one).
 //!
 //! On failure before the swap, or an interrupt (Ctrl-C, SIGTERM: seen between pages of the
 //! backfill, by the catch-up sync between its batches, and before the swap is sent, never
@@ -64,7 +65,7 @@ pub struct Args {
     #[arg(long, default_value_t = 120.0)]
     pub catch_up: f64,
     /// Take over from a reindex that died (deletes its unfinished index): refused while that
-    /// reindex's heartbeat still moves (watched for three beats, 30 s by default)
+    /// reindex's heartbeat still moves (watched for four beats and 2 s, 42 s by default)
     #[arg(long)]
     pub force: bool,
     /// Swap even if the new index refused jobs (they are queued for the sync, which
@@ -191,13 +192,15 @@ pub enum ReindexError {
         first_three(examples)
     )]
     Unreadable { count: u64, examples: Vec<(Uuid, String)> },
+    #[error("{0} is both the live index and marked as a reindex's unfinished one: fix the aliases by hand")]
+    Tangled(String),
     #[error("interrupted")]
     Interrupted,
 }
 
 /// The heartbeat of a running reindex, kept in its index's mapping (`_meta.jobs_reindex`) and
 /// written again every [`ReindexOptions::heartbeat`] with `beat` one higher. Another reindex told
-/// to `--force` takes over only when `beat` stands still for three beats while it watches: the
+/// to `--force` takes over only when `beat` stands still for four beats while it watches: the
 /// counter, not the time, is compared, so no two clocks need to agree. `at` (the writer's clock),
 /// `host` and `pid` are for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,31 +241,51 @@ impl Beat {
         json!({ Beat::KEY: self })
     }
 
-    /// The beat in an index's `_meta`; `None` for an index an older `jobsctl` made, or anything
-    /// else there.
-    async fn read(client: &SearchClient, index: &str) -> Result<Option<Beat>, SearchError> {
-        let meta = client.index_meta(index).await?;
-        Ok(serde_json::from_value(meta[Beat::KEY].clone()).ok())
+    /// The beat in an index's `_meta`: `Ok(None)` for an index an older `jobsctl` made (or
+    /// anything else there), `Err(None)` when the index is gone.
+    async fn read(client: &SearchClient, index: &str) -> Result<Option<Beat>, Option<SearchError>> {
+        match client.index_meta(index).await {
+            Ok(meta) => Ok(serde_json::from_value(meta[Beat::KEY].clone()).ok()),
+            Err(e) if e.status() == 404 => Err(None),
+            Err(e) => Err(Some(e)),
+        }
     }
 
-    /// Whether the reindex that wrote `last` still beats: `last` is read again every beat, for
-    /// three beats and a second more (a beat may be late by a request's time), and a change is
-    /// life. The writer's interval is bounded (50 ms to 30 s): it is another process's data.
-    async fn moves(client: &SearchClient, index: &str, last: &Beat) -> Result<Option<Beat>, SearchError> {
+    /// Watches the reindex that wrote `last` into `index`: its beat is read every beat for four
+    /// beats and two seconds more (a beat is late by a slow request's time, up to one beat), and
+    /// so is the marker. The writer's interval is bounded (50 ms to 30 s): another process's data.
+    async fn watch(client: &SearchClient, index: &str, last: &Beat) -> Result<Watched, SearchError> {
         let every = Duration::from_millis(last.every_ms.clamp(50, 30_000));
-        let deadline = Instant::now() + every * 3 + Duration::from_secs(1);
-        tracing::info!(index, secs = (every * 3).as_secs_f64() + 1.0, "watching the unfinished reindex's heartbeat");
+        let window = every * 4 + Duration::from_secs(2);
+        let deadline = Instant::now() + window;
+        tracing::info!(index, secs = window.as_secs_f64(), "watching the unfinished reindex's heartbeat");
+        let marker = client.reindex_alias();
         while Instant::now() < deadline {
             tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
-            match Beat::read(client, index).await? {
-                Some(now) if now.beat != last.beat || now.pid != last.pid || now.host != last.host => {
-                    return Ok(Some(now));
+            if client.alias_target(&marker).await?.as_deref() != Some(index) {
+                return Ok(Watched::Ended);
+            }
+            match Beat::read(client, index).await {
+                Ok(Some(now)) if now.beat != last.beat || now.pid != last.pid || now.host != last.host => {
+                    return Ok(Watched::Beating(now));
                 }
-                _ => {}
+                Ok(_) => {}
+                Err(None) => return Ok(Watched::Ended),
+                Err(Some(e)) => return Err(e),
             }
         }
-        Ok(None)
+        Ok(Watched::Stopped)
     }
+}
+
+/// What watching an unfinished reindex found.
+enum Watched {
+    /// Its beat moved: it runs.
+    Beating(Beat),
+    /// Its beat stood still the whole time: it died.
+    Stopped,
+    /// It ended while watched (swapped, or failed and deleted its index): nothing to take over.
+    Ended,
 }
 
 /// Writes the heartbeat until dropped (with the reindex, however it ends).
@@ -272,12 +295,15 @@ impl Heartbeat {
     fn start(client: &SearchClient, index: &str, mut beat: Beat) -> Heartbeat {
         let (client, index) = (client.clone(), index.to_owned());
         let every = Duration::from_millis(beat.every_ms.max(1));
+        // Each write waits at most a beat (a second at least), so one slow cluster-state update
+        // delays the next beat by no more than that; a watcher allows for it.
+        let patience = every.max(Duration::from_secs(1));
         Heartbeat(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 beat.beat += 1;
                 beat.at = crate::clock::now().to_string();
-                if let Err(e) = client.put_index_meta(&index, &beat.meta()).await {
+                if let Err(e) = client.put_index_meta(&index, &beat.meta(), Some(patience)).await {
                     tracing::warn!(error = %e, index, "reindex: could not write the heartbeat");
                 }
             }
@@ -371,25 +397,32 @@ pub async fn reindex<E: Executor>(
     opts: &ReindexOptions,
 ) -> Result<ReindexReport, ReindexError> {
     let started = Instant::now();
-    let old = client.ensure_index().await?;
     let marker = client.reindex_alias();
     // The next index is numbered past a dead reindex's too: if it was only stopped (a suspended
     // process) and wakes, its failure path deletes its own index, never ours.
     let mut past = 0;
     if let Some(stale) = client.alias_target(&marker).await? {
-        let last = Beat::read(client, &stale).await?;
-        if !opts.force {
-            return Err(ReindexError::InProgress { index: stale, last });
-        }
-        if let Some(last) = &last
-            && let Some(beat) = Beat::moves(client, &stale, last).await?
-        {
-            return Err(ReindexError::Running { index: stale, beat });
-        }
-        tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
         past = client.index_version(&stale).unwrap_or(0);
-        client.delete_index(&stale).await?;
+        match Beat::read(client, &stale).await {
+            Ok(last) if !opts.force => return Err(ReindexError::InProgress { index: stale, last }),
+            Ok(last) => {
+                let watched = match &last {
+                    Some(last) => Beat::watch(client, &stale, last).await?,
+                    None => Watched::Stopped,
+                };
+                match watched {
+                    Watched::Beating(beat) => return Err(ReindexError::Running { index: stale, beat }),
+                    Watched::Ended => tracing::info!(index = %stale, "the unfinished reindex ended while watched"),
+                    Watched::Stopped => take_over(client, &marker, &stale).await?,
+                }
+            }
+            // Gone between the two reads: it ended (its marker went with it).
+            Err(None) => {}
+            Err(Some(e)) => return Err(e.into()),
+        }
     }
+    // Read after any reindex before this one has ended: it may have swapped the alias.
+    let old = client.ensure_index().await?;
     // An index (not an alias) by the marker's name is what a delete makes when it reaches the
     // marker alias just after a swap removed it: the engines create a missing index for a
     // delete even under `require_alias`. Ours are all named `-vN`, so it holds nothing of ours,
@@ -409,10 +442,11 @@ pub async fn reindex<E: Executor>(
     let beat = Beat::first(opts.heartbeat);
     body["mappings"]["_meta"] = beat.meta();
     client.create_index(&new, &body).await?;
-    let _heartbeat = Heartbeat::start(client, &new, beat);
+    let heartbeat = Heartbeat::start(client, &new, beat);
     tracing::info!(old = %old, new = %new, "reindex: created the new index; writes now go to both");
 
-    match fill_and_swap(store, client, opts, &old, &new, &old_settings, started).await {
+    let live = Live { index: &old, settings: &old_settings };
+    match fill_and_swap(store, client, opts, live, &new, started, heartbeat).await {
         Ok(report) => Ok(report),
         Err(e) => {
             // Never the index the alias points at (a swap applied whose answer was lost is
@@ -444,6 +478,21 @@ pub async fn reindex<E: Executor>(
     }
 }
 
+/// Deletes a dead reindex's index, unless it is no longer the unfinished one: a reindex that
+/// swapped just now made it the live index, which must never be taken.
+async fn take_over(client: &SearchClient, marker: &str, stale: &str) -> Result<(), ReindexError> {
+    if client.alias_target(marker).await?.as_deref() != Some(stale) {
+        tracing::info!(index = %stale, "the unfinished reindex ended just now");
+        return Ok(());
+    }
+    if client.alias_target(client.alias()).await?.as_deref() == Some(stale) {
+        return Err(ReindexError::Tangled(stale.to_owned()));
+    }
+    tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
+    client.delete_index(stale).await?;
+    Ok(())
+}
+
 /// Whether an operator asked the reindex to stop.
 fn interrupted(opts: &ReindexOptions) -> bool {
     opts.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
@@ -455,15 +504,23 @@ fn check(opts: &ReindexOptions) -> Result<(), ReindexError> {
     if interrupted(opts) { Err(ReindexError::Interrupted) } else { Ok(()) }
 }
 
+/// The index the alias points at when the reindex starts, and its settings.
+#[derive(Clone, Copy)]
+struct Live<'a> {
+    index: &'a str,
+    settings: &'a Value,
+}
+
 async fn fill_and_swap<E: Executor>(
     store: &Store<E>,
     client: &SearchClient,
     opts: &ReindexOptions,
-    old: &str,
+    live: Live<'_>,
     new: &str,
-    old_settings: &Value,
     started: Instant,
+    heartbeat: Heartbeat,
 ) -> Result<ReindexReport, ReindexError> {
+    let (old, old_settings) = (live.index, live.settings);
     step(opts, ReindexStep::Created).await;
     let total = store.count_jobs().await?;
     let bar = if opts.progress { ProgressBar::new(u64::try_from(total).unwrap_or(0)) } else { ProgressBar::hidden() };
@@ -546,6 +603,8 @@ async fn fill_and_swap<E: Executor>(
         return Err(ReindexError::DeadLettered { count: late, examples });
     }
     let alias = client.alias();
+    // No beat after the swap: the index is live then, and its mapping keeps the last beat only.
+    drop(heartbeat);
     let swap = json!({"actions": [
         {"remove": {"index": old, "alias": alias, "must_exist": true}},
         {"add": {"index": new, "alias": alias, "is_write_index": true}},

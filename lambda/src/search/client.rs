@@ -451,9 +451,9 @@ impl SearchClient {
     }
 
     /// Replaces the `_meta` of an index's mapping (a missing index stays missing: 404).
-    pub async fn put_index_meta(&self, name: &str, meta: &Value) -> Result<(), SearchError> {
+    pub async fn put_index_meta(&self, name: &str, meta: &Value, timeout: Option<Duration>) -> Result<(), SearchError> {
         let body = json!({ "_meta": meta });
-        self.call(Method::PUT, &format!("/{name}/_mapping"), Some(&body), None).await.map(drop)
+        self.call(Method::PUT, &format!("/{name}/_mapping"), Some(&body), timeout).await.map(drop)
     }
 
     pub async fn put_settings(&self, name: &str, settings: &Value) -> Result<(), SearchError> {
