@@ -170,11 +170,12 @@ impl Searcher {
                             );
                             Some(format!("engine slower than {} ms", self.opts.deadline.as_millis()))
                         }
-                        // A request the engine refuses (400: too complex, past a limit) says
-                        // the engine is up: it neither counts toward opening the breaker nor
-                        // keeps it open, or one caller's odd queries sent everyone's to Postgres.
+                        // A request the engine refuses (400: too complex, past a limit) is
+                        // the caller's: it neither counts toward opening the breaker (one
+                        // caller's odd queries sent everyone's to Postgres) nor clears the
+                        // failures others' searches met; it does end a trial (the engine is up).
                         Ok(Err(e @ SearchError::Status { status: 400, .. })) => {
-                            self.breaker.record(true);
+                            self.breaker.record_refusal();
                             tracing::info!(error = %e, "the engine refused the search: answering from the database");
                             Some(e.summary())
                         }
@@ -286,6 +287,15 @@ impl Breaker {
         }
     }
 
+    /// The engine answered, refusing the request: a half-open trial ends closed; otherwise
+    /// nothing changes.
+    fn record_refusal(&self) {
+        let mut s = self.lock();
+        if let State::HalfOpen { .. } = *s {
+            *s = State::Closed { failures: 0 };
+        }
+    }
+
     fn record(&self, ok: bool) {
         let mut s = self.lock();
         *s = match (*s, ok) {
@@ -368,5 +378,27 @@ mod tests {
         assert!(matches!(b.admit(), Admit::Ask), "a trial that never reported gives way");
         b.record(true);
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    /// A refusal (the caller's 400) leaves the count of others' failures as it is, and an open
+    /// breaker open; it ends a trial closed, the engine having answered.
+    #[test]
+    fn a_refusal_neither_counts_nor_clears() {
+        let opts = SearcherOptions {
+            deadline: Duration::from_millis(20),
+            failure_threshold: 2,
+            cool_down: Duration::from_millis(40),
+        };
+        let b = Breaker::new(opts);
+        b.record(false);
+        b.record_refusal();
+        b.record(false);
+        assert_eq!(b.state(), BreakerState::Open, "the refusal between two failures did not reset them");
+        b.record_refusal();
+        assert_eq!(b.state(), BreakerState::Open, "nor closed the breaker");
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(matches!(b.admit(), Admit::Ask));
+        b.record_refusal();
+        assert_eq!(b.state(), BreakerState::Closed, "a refused trial shows the engine up");
     }
 }
