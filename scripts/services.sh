@@ -532,8 +532,10 @@ engines_for() {
 
 # The lock is beside the state folder, not in it: `reset` deletes the folder while holding the
 # lock, and a waiter on the deleted file then ran beside a newcomer locking a new one.
+# The state folder is made after the lock is held: made before, a start queued behind a reset
+# went on in a folder the reset then deleted.
 lock_state() {
-  mkdir -p "$JOBS_STATE"
+  mkdir -p "$(dirname "$JOBS_STATE")"
   exec 9>"$JOBS_STATE.lock"
   if ! flock -n 9; then
     log "waiting for another services start/stop ($JOBS_STATE.lock)"
@@ -546,8 +548,9 @@ cmd_start() {
   read -r -a engines <<<"$(engines_for "$ENGINE")"
   need_cmd curl curl
   ensure_user
-  mkdir -p "$JOBS_CACHE" "$DIST" "$JOBS_STATE"
+  mkdir -p "$JOBS_CACHE" "$DIST"
   lock_state
+  mkdir -p "$JOBS_STATE"
   ensure_reachable "$JOBS_STATE"
   ensure_reachable "$DIST"
   local e

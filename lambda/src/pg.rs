@@ -45,19 +45,17 @@ impl std::fmt::Debug for PgOptions {
     }
 }
 
-/// A connection URL or `key=value` string as it may be shown: the URL's `user:password@`
-/// becomes `***@`, a `password=` value `***`.
+/// A connection URL or `key=value` string as it may be shown: the URL's credentials become
+/// `***`, and so does everything from a `password` key on (its value may be quoted and hold
+/// spaces; the keys after it are not worth the risk of a misread).
 pub fn redact_connection(conn: &str) -> String {
     if conn.contains("://") {
         return crate::search::redact(conn);
     }
-    conn.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim().eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    match conn.to_ascii_lowercase().find("password") {
+        Some(at) => format!("{}password=***", &conn[..at]),
+        None => conn.to_owned(),
+    }
 }
 
 impl PgOptions {
@@ -535,10 +533,9 @@ mod tests {
         let shown = format!("{:?}", PgOptions::new("postgres://jobs:hunter2@db.example.com:5432/jobs"));
         assert!(!shown.contains("hunter2") && shown.contains("db.example.com:5432/jobs"), "{shown}");
         let shown = format!("{:?}", PgOptions::new("host=db user=jobs password=hunter2 dbname=jobs"));
-        assert!(
-            !shown.contains("hunter2") && shown.contains("password=***") && shown.contains("dbname=jobs"),
-            "{shown}"
-        );
+        assert!(!shown.contains("hunter2") && shown.contains("host=db user=jobs password=***"), "{shown}");
+        let shown = format!("{:?}", PgOptions::new("host=db password = 'hunter 2' user=jobs"));
+        assert!(!shown.contains("hunter") && !shown.contains(" 2'"), "{shown}");
     }
 
     #[test]

@@ -632,7 +632,13 @@ async fn jobs_sync_binary(case: &str, url: &str, argv: &[String], extra: &[(&str
         assert!(client.get(*id, None).await.expect("get").is_some(), "{id} indexed");
     }
     // The run's numbers as CloudWatch metrics: one embedded-metric line on stdout.
-    let emf = f.stdout.lock().expect("stdout").iter().find(|l| l.contains("\"_aws\"")).cloned();
+    // (Written before the answer; read by another thread, so looked for until it is there.)
+    let emf_line = || f.stdout.lock().expect("stdout").iter().find(|l| l.contains("\"_aws\"")).cloned();
+    let waited = Instant::now();
+    while emf_line().is_none() && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let emf = emf_line();
     let emf: Value = serde_json::from_str(&emf.expect("an embedded metric line on stdout")).expect("JSON");
     assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], json!("jobs-test"), "{emf}");
     assert_eq!(

@@ -213,9 +213,9 @@ pub fn router<E: Executor + 'static>(api: Arc<Api<E>>) -> Router {
         .with_state(api)
 }
 
-/// Answers 503 when the request is not done within `limit`. The work in flight is dropped: a
-/// statement is cancelled (direct driver) or its transaction rolled back (Data API); a single
-/// statement may have been applied, which the message says.
+/// Answers 503 when the request is not done within `limit`. The work in flight is dropped: the
+/// direct driver cancels its statement; a Data API statement already sent runs to its end (the
+/// API's writes are single statements). Either may have been applied, which the message says.
 async fn within(
     limit: Option<Duration>,
     req: axum::extract::Request,

@@ -191,12 +191,12 @@ impl SearchConfig {
     }
 }
 
-/// A URL as it may be shown: any `user:password@` before the host replaced by `***@` (also in
-/// text that does not parse as a URL).
+/// A URL as it may be shown: everything from the scheme to the last `@` replaced by `***`
+/// (also in text that does not parse as a URL: a password may hold a raw `/`). An `@` in the path
+/// hides more than the credentials, never less.
 pub fn redact(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
+    match url[start..].rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_owned(),
     }
@@ -245,7 +245,9 @@ mod tests {
 
     #[test]
     fn urls_are_shown_without_credentials() {
-        assert_eq!(redact("https://u:hunter2@es.example.com:9200/p?q=a@b"), "https://***@es.example.com:9200/p?q=a@b");
+        assert_eq!(redact("https://u:hunter2@es.example.com:9200/p"), "https://***@es.example.com:9200/p");
+        assert_eq!(redact("https://u:pa/ss@es.example.com"), "https://***@es.example.com");
+        assert_eq!(redact("https://es.example.com/p?q=a@b"), "https://***@b", "more hidden, never less");
         assert_eq!(redact("http://es:9200"), "http://es:9200");
         assert_eq!(redact("http://a@b@c d"), "http://***@c d");
         assert_eq!(redact("no scheme u:p@x"), "no scheme u:p@x");
