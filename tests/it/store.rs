@@ -16,6 +16,35 @@ async fn pg(case: &str) -> Option<Fixture<PgExecutor>> {
 
 jobs_tests::store_conformance!(pg);
 
+/// A constraint's error keeps its SQLSTATE and a key's detail, but not the row: "Failing row
+/// contains (...)" quoted e-mail addresses and metadata into every log line of the error.
+#[tokio::test]
+async fn pg_errors_do_not_quote_the_failing_row() {
+    let Some(f) = pg("pg_errors_do_not_quote_the_failing_row").await else { return };
+    let db = f.db();
+    db.execute("CREATE TABLE quoted (id int PRIMARY KEY, email text NOT NULL, note text CHECK (note <> 'x'))", &[])
+        .await
+        .expect("table");
+    db.execute("INSERT INTO quoted VALUES (1, 'a@example.com', 'ok')", &[]).await.expect("row");
+    for (sql, state) in [
+        ("INSERT INTO quoted VALUES (2, NULL, 'secret@example.com')", "23502"),
+        ("INSERT INTO quoted VALUES (3, 'secret@example.com', 'x')", "23514"),
+    ] {
+        match db.execute(sql, &[]).await {
+            Err(DbError::Database { sqlstate, message }) => {
+                assert_eq!(sqlstate.as_deref(), Some(state));
+                assert!(!message.contains("secret@example.com"), "{message}");
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    match db.execute("INSERT INTO quoted VALUES (1, 'b@example.com', 'ok')", &[]).await {
+        Err(DbError::Database { message, .. }) => assert!(message.contains("Key (id)=(1) already exists"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    f.cleanup().await;
+}
+
 #[tokio::test]
 async fn pg_reads_only_plain_types() {
     let Some(f) = pg("pg_reads_only_plain_types").await else { return };

@@ -318,7 +318,16 @@ fn split_sqlstate(message: &str) -> (Option<String>, String) {
         return (None, message.to_owned());
     }
     let text = text.strip_prefix("ERROR: ").unwrap_or(text);
-    (Some(state.to_owned()), text.to_owned())
+    (Some(state.to_owned()), without_failing_row(text).to_owned())
+}
+
+/// The message without a detail quoting the row ("Failing row contains (...)": e-mail
+/// addresses, metadata), which would reach the logs with the error.
+fn without_failing_row(text: &str) -> &str {
+    let Some(at) = text.find("Failing row contains") else { return text };
+    let head = text[..at].trim_end_matches([' ', ':', '\n', '\t']);
+    let head = head.strip_suffix("DETAIL").or_else(|| head.strip_suffix("Detail")).unwrap_or(head);
+    head.trim_end_matches([' ', ':', '\n', '\t', ';'])
 }
 
 fn cell(field: Field) -> Result<Cell, DbError> {
@@ -541,6 +550,11 @@ mod tests {
             (Some("23505".to_owned()), "duplicate key value violates unique constraint \"t_pkey\"".to_owned())
         );
         assert_eq!(split_sqlstate("no code here"), (None, "no code here".to_owned()));
+        let quoted = "ERROR: null value in column \"email\" violates not-null constraint\n  Detail: Failing row contains (2, null, secret@example.com).; SQLState: 23502";
+        assert_eq!(
+            split_sqlstate(quoted),
+            (Some("23502".to_owned()), "null value in column \"email\" violates not-null constraint".to_owned())
+        );
         assert_eq!(split_sqlstate("x; SQLState: toolong"), (None, "x; SQLState: toolong".to_owned()));
     }
 
