@@ -462,13 +462,22 @@ launch_engine() { # start the JVM in the background; engine_wait waits for it
   echo $! >"$dir/launcher.pid"
 }
 
+# Whether the engine answering on the port is our JVM (its process id), not another state
+# folder's engine that took the port while ours failed to bind it.
+engine_answers_as_ours() {
+  local name="$1" port="$2" pid
+  pid="$(engine_pid "$name")" || return 1
+  curl -fsS -m 5 "http://127.0.0.1:$port/_nodes/_local/process?filter_path=nodes.*.process.id" 2>/dev/null |
+    grep -q "\"id\" *: *$pid\b"
+}
+
 engine_wait() {
   local name="$1" port deadline url
   port="$(engine_port "$name")"
   url="http://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=5s"
   deadline=$((SECONDS + ENGINE_TIMEOUT))
   while ((SECONDS < deadline)); do
-    if curl -fsS -m 10 -o /dev/null "$url" 2>/dev/null; then
+    if engine_answers_as_ours "$name" "$port" && curl -fsS -m 10 -o /dev/null "$url" 2>/dev/null; then
       log "$name ready at http://127.0.0.1:$port"
       return 0
     fi
