@@ -350,14 +350,16 @@ mod tests {
         assert_eq!((p.items.len(), p.next_cursor), (2, None));
     }
 
+    /// Two failures open it; 40 ms of cool-down.
+    const QUICK: SearcherOptions = SearcherOptions {
+        deadline: Duration::from_millis(20),
+        failure_threshold: 2,
+        cool_down: Duration::from_millis(40),
+    };
+
     #[test]
     fn breaker_opens_cools_down_and_half_opens() {
-        let opts = SearcherOptions {
-            deadline: Duration::from_millis(20),
-            failure_threshold: 2,
-            cool_down: Duration::from_millis(40),
-        };
-        let b = Breaker::new(opts);
+        let b = Breaker::new(QUICK);
         assert!(matches!(b.admit(), Admit::Ask));
         b.record(false);
         assert_eq!(b.state(), BreakerState::Closed, "one failure is not enough");
@@ -384,12 +386,7 @@ mod tests {
     /// breaker open; it ends a trial closed, the engine having answered.
     #[test]
     fn a_refusal_neither_counts_nor_clears() {
-        let opts = SearcherOptions {
-            deadline: Duration::from_millis(20),
-            failure_threshold: 2,
-            cool_down: Duration::from_millis(40),
-        };
-        let b = Breaker::new(opts);
+        let b = Breaker::new(QUICK);
         b.record(false);
         b.record_refusal();
         b.record(false);
