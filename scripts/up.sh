@@ -49,8 +49,8 @@ JOBS_JWT_SECRET="$(cat "$SECRET_FILE")"
 export JOBS_JWT_SECRET
 TOKEN="$("$JOBSCTL" token --user "$DEMO_USER" --email demo@example.com --workspace "$DEMO_WORKSPACE" --ttl 2592000)"
 
-# Something already on the address (an earlier `./dev up`, `jobs-data-api`, whose default port
-# is this one too) would answer the health check below in our server's place.
+# Something already on the address (an earlier `./dev up`, another server) would answer the
+# health check below in our server's place.
 HOST="${ADDR%:*}" && HOST="${HOST#[}" && HOST="${HOST%]}"
 if (exec 3<>"/dev/tcp/$HOST/${ADDR##*:}") 2>/dev/null; then
   log "something already listens on $ADDR (an earlier ./dev up?): stop it, or set JOBS_ADDR=127.0.0.1:PORT"

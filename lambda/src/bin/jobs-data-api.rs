@@ -1,13 +1,13 @@
 //! `jobs-data-api`: the local RDS Data API server on its own (`jobsctl data-api` runs the same).
 //!
-//! `jobs-data-api [--listen 127.0.0.1:8080] [--database-url postgres://...]`; the database URL
+//! `jobs-data-api [--listen 127.0.0.1:8081] [--database-url postgres://...]`; the database URL
 //! defaults to `DATABASE_URL`.
 
 use std::net::SocketAddr;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
+    let mut listen: SocketAddr = "127.0.0.1:8081".parse()?;
     let mut database_url = std::env::var("DATABASE_URL").ok();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
