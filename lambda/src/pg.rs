@@ -302,9 +302,9 @@ pub fn map_err(e: tokio_postgres::Error) -> DbError {
             return DbError::Unavailable(format!("{code}: {}", db.message()));
         }
         let mut message = db.message().to_owned();
-        // Not a detail that quotes the row ("Failing row contains (...)": e-mail addresses,
-        // metadata), which would reach the logs with the error.
-        if let Some(detail) = db.detail().filter(|d| !d.starts_with("Failing row contains")) {
+        // Not the detail of a not-null or check violation, which quotes the row ("Failing row
+        // contains (...)": e-mail addresses, metadata) into the logs with the error.
+        if let Some(detail) = db.detail().filter(|_| !matches!(code, "23502" | "23514")) {
             message.push_str(": ");
             message.push_str(detail);
         }
