@@ -1475,6 +1475,12 @@ async fn force_takes_over_only_a_reindex_whose_heartbeat_stopped(engine: &'stati
     let err = reindex::reindex(f.store().as_ref(), &f.client, &ReindexOptions::default()).await.map(|r| r.new);
     let msg = err.as_ref().map_err(ToString::to_string).expect_err("in progress");
     assert!(msg.contains("pid 1 on gone.example, last heartbeat at 2026-11-28T00:00:00Z"), "{msg}");
+    // Interrupted while it watches: it stops there, taking nothing.
+    let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(true)));
+    let stopping = ReindexOptions { interrupt: Some(flag), ..forced.clone() };
+    let e = reindex::reindex(f.store().as_ref(), &f.client, &stopping).await.expect_err("interrupted");
+    assert!(matches!(e, reindex::ReindexError::Interrupted), "{e}");
+    assert!(f.client.is_index(&f.client.index_name(5)).await.expect("is_index"), "nothing taken");
     let started = Instant::now();
     let r = reindex::reindex(f.store().as_ref(), &f.client, &forced).await.expect("the dead one is taken over");
     assert!(started.elapsed() >= Duration::from_millis(300), "it watched: {:?}", started.elapsed());

@@ -254,7 +254,12 @@ impl Beat {
     /// Watches the reindex that wrote `last` into `index`: its beat is read every beat for four
     /// beats and two seconds more (a beat is late by a slow request's time, up to one beat), and
     /// so is the marker. The writer's interval is bounded (50 ms to 30 s): another process's data.
-    async fn watch(client: &SearchClient, index: &str, last: &Beat) -> Result<Watched, SearchError> {
+    async fn watch(
+        client: &SearchClient,
+        index: &str,
+        last: &Beat,
+        opts: &ReindexOptions,
+    ) -> Result<Watched, SearchError> {
         let every = Duration::from_millis(last.every_ms.clamp(50, 30_000));
         let window = every * 4 + Duration::from_secs(2);
         let deadline = Instant::now() + window;
@@ -262,6 +267,9 @@ impl Beat {
         let marker = client.reindex_alias();
         while Instant::now() < deadline {
             tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
+            if interrupted(opts) {
+                return Ok(Watched::Interrupted);
+            }
             if client.alias_target(&marker).await?.as_deref() != Some(index) {
                 return Ok(Watched::Ended);
             }
@@ -286,6 +294,8 @@ enum Watched {
     Stopped,
     /// It ended while watched (swapped, or failed and deleted its index): nothing to take over.
     Ended,
+    /// An operator asked this reindex to stop.
+    Interrupted,
 }
 
 /// Writes the heartbeat until dropped (with the reindex, however it ends).
@@ -407,13 +417,14 @@ pub async fn reindex<E: Executor>(
             Ok(last) if !opts.force => return Err(ReindexError::InProgress { index: stale, last }),
             Ok(last) => {
                 let watched = match &last {
-                    Some(last) => Beat::watch(client, &stale, last).await?,
+                    Some(last) => Beat::watch(client, &stale, last, opts).await?,
                     None => Watched::Stopped,
                 };
                 match watched {
                     Watched::Beating(beat) => return Err(ReindexError::Running { index: stale, beat }),
                     Watched::Ended => tracing::info!(index = %stale, "the unfinished reindex ended while watched"),
                     Watched::Stopped => take_over(client, &marker, &stale).await?,
+                    Watched::Interrupted => return Err(ReindexError::Interrupted),
                 }
             }
             // Gone between the two reads: it ended (its marker went with it).
