@@ -58,6 +58,59 @@ fn start(mut cmd: Command) -> (Running, String) {
     panic!("no listening line");
 }
 
+/// `JOBS_LOG_FORMAT=json`: each log line is one JSON object (the access line's fields at the
+/// top level), for a log collector in front of `jobsctl serve`.
+#[test]
+fn serve_logs_json_lines_when_asked() {
+    let Some(url) = database_url("serve_logs_json_lines_when_asked") else { return };
+    let log = std::env::temp_dir().join(unique("serve-log"));
+    let mut cmd = jobsctl();
+    cmd.env("DATABASE_URL", url).env("JOBS_LOG_FORMAT", "json").env("RUST_LOG", "info").args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--no-sync",
+        "--web-dir",
+        "/nonexistent",
+        "--pkg-dir",
+        "/nonexistent",
+    ]);
+    cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log file"));
+    let mut child = cmd.spawn().expect("spawn jobsctl");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Running(child);
+    let base = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("listening on ").nth(1).map(|u| u.trim().to_owned()))
+        .expect("a listening line");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let status = rt.block_on(async { reqwest::get(format!("{base}/v1/jobs")).await.expect("answer").status() });
+    assert_eq!(status, 401);
+    let started = std::time::Instant::now();
+    let access = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "jobs::access");
+        if let Some(v) = found {
+            assert!(
+                text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+                "every line JSON: {text}"
+            );
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no access line: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (access["route"].clone(), access["status"].clone()),
+        (serde_json::json!("/v1/jobs"), serde_json::json!(401))
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
 #[test]
 fn token_mints_what_serve_verifies() {
     let user = "6f1c1c34-0d6a-4c5e-9a57-5b0e3f3f2a11";

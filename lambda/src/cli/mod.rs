@@ -32,7 +32,9 @@ pub mod interrupt {
                 seen += 1;
                 if seen == 1 {
                     INTERRUPTED.store(true, Ordering::SeqCst);
-                    eprintln!("jobsctl {what}: stopping after the work in flight (interrupt again to stop at once)");
+                    tracing::warn!(
+                        "jobsctl {what}: stopping after the work in flight (interrupt again to stop at once)"
+                    );
                 } else {
                     // Stopped at once, a reindex leaves its unfinished index, which every write
                     // still reaches through the reindex alias until someone takes over.
@@ -41,7 +43,7 @@ pub mod interrupt {
                     } else {
                         ""
                     };
-                    eprintln!("jobsctl {what}: stopped at once{left}");
+                    tracing::warn!("jobsctl {what}: stopped at once{left}");
                     std::process::exit(130);
                 }
             }

@@ -3,6 +3,7 @@
 //! unset). Callers authenticate with HS256 tokens signed with `JOBS_JWT_SECRET` (`jobsctl token`).
 
 use super::interrupt;
+use super::sync::init_tracing;
 use crate::api::auth::{Auth, Hs256Key};
 use crate::api::config::{self, Db};
 use crate::api::web::Site;
@@ -78,7 +79,7 @@ async fn serve(args: &Args) -> Result<(), String> {
         (&args.pkg_dir, "index.js", "build the package with ./dev wasm, or name it with --pkg-dir"),
     ] {
         if !dir.join(file).is_file() {
-            eprintln!("jobsctl serve: no {} ({how}); the API works, the page will not", dir.join(file).display());
+            tracing::warn!(file = %dir.join(file).display(), "jobsctl serve: no such file ({how}); the API works, the page will not");
         }
     }
     if let Some(client) = options.searcher.client() {
@@ -86,9 +87,13 @@ async fn serve(args: &Args) -> Result<(), String> {
         // search breaker, and write-throughs to it would all miss.
         match tokio::time::timeout(Duration::from_secs(10), client.ensure_index()).await {
             Ok(Ok(index)) => tracing::debug!(%index, "search index ready"),
-            Ok(Err(e)) => eprintln!("jobsctl serve: search index not ready ({e}); searches use Postgres meanwhile"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "jobsctl serve: search index not ready; searches use Postgres meanwhile")
+            }
             Err(_) => {
-                eprintln!("jobsctl serve: the search engine did not answer in 10 s; searches use Postgres meanwhile")
+                tracing::warn!(
+                    "jobsctl serve: the search engine did not answer in 10 s; searches use Postgres meanwhile"
+                )
             }
         }
     }
@@ -125,7 +130,9 @@ async fn serve(args: &Args) -> Result<(), String> {
         // The run in progress ends between batches (no lease left to run out); a bulk in
         // flight takes at most its timeout.
         if tokio::time::timeout(Duration::from_secs(40), task).await.is_err() {
-            eprintln!("jobsctl serve: the sync did not stop in 40 s; its claims free themselves when their leases end");
+            tracing::warn!(
+                "jobsctl serve: the sync did not stop in 40 s; its claims free themselves when their leases end"
+            );
         }
     }
     served.map_err(|e| e.to_string())
@@ -161,11 +168,5 @@ async fn sync_loop(store: &Store<Db>, client: &SearchClient, interval: Duration)
 
 async fn shutdown() {
     interrupt::interrupted().await;
-    eprintln!("jobsctl serve: shutting down");
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    tracing::info!("jobsctl serve: shutting down");
 }

@@ -143,8 +143,15 @@ pub(crate) fn block_on<F: Future<Output = ExitCode>>(fut: F) -> ExitCode {
 }
 
 /// Logs to stderr (`RUST_LOG`, default info), so stdout stays machine-readable.
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); one JSON object per line with
+/// `JOBS_LOG_FORMAT=json` (for a log collector: `jobsctl serve` in a container), text otherwise.
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("JOBS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        fmt.json().flatten_event(true).try_init()
+    } else {
+        fmt.try_init()
+    };
 }
