@@ -292,6 +292,7 @@ impl Breaker {
     fn record_refusal(&self) {
         let mut s = self.lock();
         if let State::HalfOpen { .. } = *s {
+            tracing::info!("search circuit breaker closed: the engine answers again");
             *s = State::Closed { failures: 0 };
         }
     }
@@ -299,7 +300,11 @@ impl Breaker {
     fn record(&self, ok: bool) {
         let mut s = self.lock();
         *s = match (*s, ok) {
-            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { .. }, true) => State::Closed { failures: 0 },
+            (_, true) => {
+                tracing::info!("search circuit breaker closed: the engine answers again");
+                State::Closed { failures: 0 }
+            }
             (State::Closed { failures }, false) if failures + 1 < self.opts.failure_threshold => {
                 State::Closed { failures: failures + 1 }
             }
