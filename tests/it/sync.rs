@@ -96,6 +96,37 @@ async fn lost_write(f: &SearchFixture, me: &Scope, project: &str) -> Uuid {
     id
 }
 
+/// A verify hook that, at `at`, does what the API would between verify's reads: changes
+/// `update`, deletes `delete`, and pushes each to search at once.
+fn change_at(
+    f: &SearchFixture,
+    me: &Scope,
+    at: verify::VerifyStep,
+    update: Option<Uuid>,
+    delete: Option<Uuid>,
+) -> verify::VerifyHook {
+    let (store, client, me) = (f.store().clone(), f.client.clone(), me.clone());
+    Arc::new(move |step| {
+        let (store, client, me) = (store.clone(), client.clone(), me.clone());
+        Box::pin(async move {
+            if step != at {
+                return;
+            }
+            if let Some(id) = update {
+                let current = store.get(&me, id).await.expect("the job");
+                store.update(&me, &patch(&current, json!({"status": "SUCCEEDED"}))).await.expect("update");
+            }
+            if let Some(id) = delete {
+                store.delete(&me, id, None).await.expect("delete");
+            }
+            for id in update.into_iter().chain(delete) {
+                let pushed = sync_run::push_one(&store, &client, id, Duration::from_secs(5)).await;
+                assert!(matches!(pushed, PushOutcome::Synced { .. }), "{pushed:?}");
+            }
+        })
+    })
+}
+
 /// A newer version of a job marked synced without reaching search (a buggy marker).
 async fn stale_mark(f: &SearchFixture, id: Uuid) {
     let db = f.pg.db();
@@ -1025,24 +1056,7 @@ async fn verify_takes_a_change_during_its_second_look_for_one_in_flight(engine: 
     let (report, _) = verify_quiet(&f, false).await;
     assert_eq!((report.stale, report.missing), (1, 1), "{report:?}");
     // Between the two reads, the API changes the one and deletes the other, each pushed at once.
-    let hook: verify::VerifyHook = {
-        let (store, client, me) = (f.store().clone(), f.client.clone(), me.clone());
-        Arc::new(move |step| {
-            let (store, client, me) = (store.clone(), client.clone(), me.clone());
-            Box::pin(async move {
-                if step != verify::VerifyStep::ReadPostgres {
-                    return;
-                }
-                let current = store.get(&me, stale).await.expect("the job");
-                store.update(&me, &patch(&current, json!({"status": "SUCCEEDED"}))).await.expect("update");
-                store.delete(&me, lost, None).await.expect("delete");
-                for id in [stale, lost] {
-                    let pushed = sync_run::push_one(&store, &client, id, Duration::from_secs(5)).await;
-                    assert!(matches!(pushed, PushOutcome::Synced { .. }), "{pushed:?}");
-                }
-            })
-        })
-    };
+    let hook = change_at(&f, &me, verify::VerifyStep::ReadPostgres, Some(stale), Some(lost));
     let mut drifts = Vec::new();
     let opts = VerifyOptions { hook: Some(hook), ..VerifyOptions::default() };
     let report = verify::verify(f.store(), &f.client, &opts, |d| drifts.push(d.clone())).await.expect("verify");
@@ -1053,21 +1067,7 @@ async fn verify_takes_a_change_during_its_second_look_for_one_in_flight(engine: 
     // changed and pushed once the engine has answered with the old one.
     stale_mark(&f, jobs[1].id).await;
     f.refresh().await;
-    let hook: verify::VerifyHook = {
-        let (store, client, me, id) = (f.store().clone(), f.client.clone(), me.clone(), jobs[1].id);
-        Arc::new(move |step| {
-            let (store, client, me) = (store.clone(), client.clone(), me.clone());
-            Box::pin(async move {
-                if step != verify::VerifyStep::ReadEngine {
-                    return;
-                }
-                let current = store.get(&me, id).await.expect("the job");
-                store.update(&me, &patch(&current, json!({"status": "SUCCEEDED"}))).await.expect("update");
-                let pushed = sync_run::push_one(&store, &client, id, Duration::from_secs(5)).await;
-                assert!(matches!(pushed, PushOutcome::Synced { .. }), "{pushed:?}");
-            })
-        })
-    };
+    let hook = change_at(&f, &me, verify::VerifyStep::ReadEngine, Some(jobs[1].id), None);
     let mut drifts = Vec::new();
     let opts = VerifyOptions { hook: Some(hook), ..VerifyOptions::default() };
     let report = verify::verify(f.store(), &f.client, &opts, |d| drifts.push(d.clone())).await.expect("verify");
