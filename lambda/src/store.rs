@@ -364,11 +364,7 @@ impl<E: Executor> Store<E> {
                     let mut keys = Vec::with_capacity(rows.len());
                     let mut read = Read::default();
                     for row in &rows {
-                        let Some(key) = key_of(row) else {
-                            return Err(read_head(row).err().unwrap_or_else(short_row).into());
-                        };
-                        keys.push(key);
-                        read.push(key, self.whole(row).await)?;
+                        keys.push(self.read_row(row, &mut read).await?);
                     }
                     (keys, read)
                 }
@@ -407,19 +403,22 @@ impl<E: Executor> Store<E> {
             })
             .collect::<std::result::Result<_, DbError>>()?;
         let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
-        let mut by_id = std::collections::HashMap::with_capacity(ids.len());
-        let mut unreadable = Vec::new();
+        let mut read = Read::default();
         for row in self.rows_by_ids(&ids).await? {
-            let Some(key) = key_of(&row) else { return Err(read_head(&row).err().unwrap_or_else(short_row).into()) };
-            let mut one = Read::default();
-            one.push(key, self.whole(&row).await)?;
-            unreadable.extend(one.unreadable);
-            if let Some(job) = one.jobs.pop() {
-                by_id.insert(job.id, job);
-            }
+            self.read_row(&row, &mut read).await?;
         }
+        // The rows came in no order: the jobs go back into the keys'.
+        let mut by_id: std::collections::HashMap<Uuid, Job> = read.jobs.into_iter().map(|j| (j.id, j)).collect();
         let jobs = ids.iter().filter_map(|id| by_id.remove(id)).collect();
-        Ok((keys, Read { jobs, unreadable }))
+        Ok((keys, Read { jobs, unreadable: read.unreadable }))
+    }
+
+    /// Reads one row of [`sql::JOB_COLUMNS`] into `read` (completed if cut) and returns its
+    /// key; a row without a readable id and version ends the listing.
+    async fn read_row(&self, row: &[Cell], read: &mut Read) -> Result<(Uuid, i64)> {
+        let Some(key) = key_of(row) else { return Err(read_head(row).err().unwrap_or_else(short_row).into()) };
+        read.push(key, self.whole(row).await)?;
+        Ok(key)
     }
 
     /// Rows of [`sql::JOB_COLUMNS`] by id (in no particular order; ids without a row are left
