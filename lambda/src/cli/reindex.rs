@@ -479,7 +479,7 @@ pub async fn reindex<E: Executor>(
             // Changes the new index refused were dead-lettered though the live index took
             // them (the sync counts a change done only when every target has it): without the
             // new index they go through. What the live index refuses is dead-lettered again.
-            match store.requeue_recent_dead_letters(started.elapsed() + Duration::from_secs(1)).await {
+            match store.requeue_recent_dead_letters(since(started)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(entries = n, "reindex failed: its dead letters are back in line"),
                 Err(r) => tracing::warn!(error = %r, "could not requeue the failed reindex's dead letters"),
@@ -502,6 +502,12 @@ async fn take_over(client: &SearchClient, marker: &str, stale: &str) -> Result<(
     tracing::warn!(index = %stale, "taking over from an unfinished reindex: deleting its index");
     client.delete_index(stale).await?;
     Ok(())
+}
+
+/// The window of the dead letters this reindex may have caused: since it started, read now
+/// (a second more, for the clocks of the database and this process).
+fn since(started: Instant) -> Duration {
+    started.elapsed() + Duration::from_secs(1)
 }
 
 /// Whether an operator asked the reindex to stop.
@@ -608,7 +614,7 @@ async fn fill_and_swap<E: Executor>(
     // refused: the swap loses nothing then). A refusal by the new index is a version it lacks:
     // swapped in, it would serve the older one (or none). So, as for the backfill's refusals,
     // no swap; the failure path puts them back in line. Looked at last, just before the swap.
-    let window = started.elapsed() + Duration::from_secs(1);
+    let window = since(started);
     let (late, examples) = store.recent_dead_letters(window, &format!("{}: ", client.reindex_alias()), 3).await?;
     if late > 0 && !opts.allow_rejected {
         return Err(ReindexError::DeadLettered { count: late, examples });
@@ -635,7 +641,7 @@ async fn fill_and_swap<E: Executor>(
     // What was dead-lettered during the reindex (refused by the old index, which a reindex
     // often replaces for that reason, or by the new one when allowed) goes to the now live index
     // alone, which takes it or dead-letters it again.
-    match store.requeue_recent_dead_letters(started.elapsed() + Duration::from_secs(1)).await {
+    match store.requeue_recent_dead_letters(since(started)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(entries = n, "reindex: the dead letters of the reindex are back in line"),
         Err(r) => tracing::warn!(error = %r, "could not requeue the reindex's dead letters (jobsctl dead-letters)"),
