@@ -30,8 +30,9 @@
 //! that refused jobs in the backfill (a mapping they do not fit), or changes the sync sent it
 //! since the start (dead-lettered or waiting for a retry, their errors name the index), is a
 //! failure: the swap would make search lose them. So are rows the backfill cannot read
-//! (another writer's data; the old index may hold an older version of them). `--allow-rejected` swaps anyway and queues them for the sync, which
-//! dead-letters what is refused again (`jobsctl dead-letters`).
+//! (another writer's data; the old index may hold an older version of them).
+//! `--allow-rejected` swaps anyway and queues them for the sync, which dead-letters what is
+//! refused again (`jobsctl dead-letters`).
 
 use super::interrupt;
 use super::sync::{block_on, connect, init_tracing};
